@@ -1,0 +1,31 @@
+"""logitlab: multiclass and multilabel classification on softmax and cross-entropy.
+
+The functional core (NumPy in, NumPy out) is importable from here:
+``softmax``, ``log_softmax``, ``logsumexp``, ``sigmoid``, ``log_sigmoid``,
+``sparsemax``, ``one_hot``, ``entropy``, ``kl_divergence``,
+``cross_entropy``. Losses live in :mod:`logitlab.losses`; networks in
+:class:`Sequential`, :mod:`logitlab.layers`, :mod:`logitlab.optimizers`;
+scikit-learn estimators are :class:`SoftmaxRegression` and
+:class:`MLPClassifier` (imported on first use, so ``import logitlab`` stays
+light).
+"""
+
+from ._distributions import cross_entropy, entropy, kl_divergence, one_hot
+from ._softmax import log_sigmoid, log_softmax, logsumexp, sigmoid, softmax, sparsemax
+from ._validation import LogitlabError
+from ._version import __version__
+
+__all__ = [
+    "__version__",
+    "LogitlabError",
+    "softmax",
+    "log_softmax",
+    "logsumexp",
+    "sigmoid",
+    "log_sigmoid",
+    "sparsemax",
+    "one_hot",
+    "entropy",
+    "kl_divergence",
+    "cross_entropy",
+]

@@ -1,0 +1,381 @@
+"""The softmax family: logsumexp, softmax, log_softmax, sigmoid, sparsemax.
+
+NumPy in, NumPy out. Every stability trick of the package lives here, once:
+
+* logsumexp shifts by the row maximum, treating a non-finite maximum as 0
+  (JAX, SciPy), and takes ``log1p`` of the sum *without* the maximum's own
+  term, which is exactly 1 (SciPy's ``_logsumexp``), so that
+  ``log_softmax`` of the winning class keeps its relative accuracy;
+* float32 is computed in float64 and float16 in float32, so the result is
+  the exact value rounded once (see ``_validation.compute_dtype``);
+* rows with no entry taking part, or with ``+inf`` entries, are given their
+  mathematical limit instead of ``0/0``.
+
+References
+----------
+P. Blanchard, D. J. Higham and N. J. Higham, "Accurately computing the
+log-sum-exp and softmax functions", IMA J. Numer. Anal. 41 (2021).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import special
+
+from ._validation import as_float_array, check_axis, check_where
+
+__all__ = ["logsumexp", "softmax", "log_softmax", "sigmoid", "log_sigmoid", "sparsemax"]
+
+
+def _prepare(x, axis, where, name="x"):
+    """Move the class axis last (contiguous) and put -inf where ``where`` is False."""
+    z, out_dtype = as_float_array(x, name)
+    axis = check_axis(axis, z.ndim)
+    mask = check_where(where, z.shape)
+    if mask is not None:
+        z = np.where(mask, z, -np.inf).astype(z.dtype, copy=False)
+    z = np.ascontiguousarray(np.moveaxis(z, axis, -1))
+    return z, axis, out_dtype
+
+
+def _finish(out, axis, out_dtype):
+    return np.moveaxis(out, -1, axis).astype(out_dtype, copy=False)
+
+
+def _shifted_exp(z):
+    """Row max ``m``, ``d = z - shift``, ``e = exp(d)`` and ``r = sum(e) - 1``.
+
+    ``shift`` is ``m`` where ``m`` is finite and 0 elsewhere. ``r`` is summed
+    without one maximal entry, whose term is exactly ``exp(0) = 1``, so
+    ``log(sum(e)) = log1p(r)`` is accurate when the other terms are small.
+    Only rows with a finite maximum are meaningful; callers patch the rest.
+    """
+    m = np.max(z, axis=-1, keepdims=True)
+    shift = np.where(np.isfinite(m), m, 0.0)
+    # inf - inf cannot happen (shift is finite); exp(+inf) on +inf rows is patched later.
+    with np.errstate(invalid="ignore", over="ignore"):
+        d = z - shift
+        e = np.exp(d)
+    top = np.argmax(z, axis=-1, keepdims=True)
+    np.put_along_axis(e, top, 0.0, axis=-1)
+    with np.errstate(invalid="ignore", over="ignore"):
+        r = np.sum(e, axis=-1, keepdims=True)
+    np.put_along_axis(e, top, 1.0, axis=-1)
+    return m, shift, d, e, r
+
+
+def _posinf_share(z):
+    """The limit of softmax on a row with +inf entries: 1/k on each of the k."""
+    hits = z == np.inf
+    return hits / np.sum(hits, axis=-1, keepdims=True)
+
+
+def softmax_parts(z, *, log=True, prob=True):
+    """``(log_softmax(z), softmax(z))`` over the last axis of a compute array.
+
+    One exponential pass gives both; either may be skipped (returned as
+    None). Rows whose maximum is not finite get their limits (see softmax).
+    This is the internal entry point the losses use.
+    """
+    if z.shape[-1] == 0:
+        return (z if log else None), (z if prob else None)
+    m, _, d, e, r = _shifted_exp(z)
+    # inf/inf and inf-inf arise only on +inf rows, which are patched below
+    with np.errstate(invalid="ignore"):
+        logp = d - np.log1p(r) if log else None
+        p = e / (1.0 + r) if prob else None
+    if not np.isfinite(m).all():
+        # patch the rows with no entry taking part, with +inf entries, or NaN
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = _posinf_share(z)
+            if log:
+                logp = np.where(m == -np.inf, -np.inf, logp)
+                logp = np.where(m == np.inf, np.log(share), logp)
+                logp = np.where(np.isnan(m), np.nan, logp)
+            if prob:
+                p = np.where(m == -np.inf, 0.0, p)
+                p = np.where(m == np.inf, share, p)
+                p = np.where(np.isnan(m), np.nan, p)
+    return logp, p
+
+
+def logsumexp(x, axis=-1, *, keepdims=False, where=None):
+    r"""Logarithm of the sum of exponentials, computed without overflow.
+
+    Parameters
+    ----------
+    x : array-like of shape (..., n_classes, ...)
+        Logits.
+    axis : int, default=-1
+        The axis to reduce (the class axis).
+    keepdims : bool, default=False
+        Keep the reduced axis with length one.
+    where : array-like of bool, broadcastable to ``x.shape``, optional
+        Entries that take part; the others count as ``-inf``.
+
+    Returns
+    -------
+    ndarray
+        ``x``'s shape without ``axis`` (or with length one there), in ``x``'s
+        floating dtype (float64 for integer input).
+
+    Notes
+    -----
+    .. math::
+
+        \operatorname{lse}(x) = m + \log\Big(1 + \sum_{j \ne j^*} e^{x_j - m}\Big),
+        \qquad m = x_{j^*} = \max_j x_j .
+
+    A row with no entry taking part gives ``-inf``; a ``+inf`` entry gives
+    ``+inf``; a NaN gives NaN for its row only.
+
+    See Also
+    --------
+    log_softmax, softmax
+
+    References
+    ----------
+    Blanchard, Higham and Higham, IMA J. Numer. Anal. 41 (2021).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from logitlab import logsumexp
+    >>> float(logsumexp([1000.0, 1000.0]))
+    1000.6931471805599
+    >>> logsumexp(np.array([[0.0, -np.inf], [-np.inf, -np.inf]]))
+    array([  0., -inf])
+    """
+    z, ax, out_dtype = _prepare(x, axis, where)
+    if z.shape[-1] == 0:
+        lse = np.full(z.shape[:-1] + (1,), -np.inf, dtype=z.dtype)
+    else:
+        m, shift, _, _, r = _shifted_exp(z)
+        lse = shift + np.log1p(r)
+        lse = np.where(np.isfinite(m), lse, m)  # -inf, +inf and NaN rows are their max
+    lse = np.moveaxis(lse, -1, ax) if keepdims else lse[..., 0]
+    return lse.astype(out_dtype, copy=False)[()]
+
+
+def softmax(x, axis=-1, *, where=None):
+    r"""Softmax: turn logits into probabilities that sum to one along ``axis``.
+
+    Parameters
+    ----------
+    x : array-like of shape (..., n_classes, ...)
+        Logits (unnormalised log-probabilities).
+    axis : int, default=-1
+        The class axis.
+    where : array-like of bool, broadcastable to ``x.shape``, optional
+        Entries that take part; the others get probability 0.
+
+    Returns
+    -------
+    proba : ndarray of the shape of ``x``
+        In ``x``'s floating dtype (float64 for integer input).
+
+    Notes
+    -----
+    .. math::
+
+        \operatorname{softmax}(x)_i = \frac{e^{x_i - m}}{\sum_j e^{x_j - m}},
+        \qquad m = \max_j x_j .
+
+    Limits instead of ``0/0``: a row with no entry taking part (all masked
+    or all ``-inf``) gives zeros; ``+inf`` entries share the probability
+    equally; a NaN gives NaN for its row only.
+
+    See Also
+    --------
+    log_softmax, sparsemax, logsumexp
+
+    References
+    ----------
+    Blanchard, Higham and Higham, IMA J. Numer. Anal. 41 (2021).
+
+    Examples
+    --------
+    >>> from logitlab import softmax
+    >>> softmax([1000.0, 1001.0, 1002.0])
+    array([0.09003057, 0.24472847, 0.66524096])
+    >>> softmax([1.0, 2.0, 3.0], where=[True, True, False])
+    array([0.26894142, 0.73105858, 0.        ])
+    """
+    z, ax, out_dtype = _prepare(x, axis, where)
+    return _finish(softmax_parts(z, log=False)[1], ax, out_dtype)
+
+
+def log_softmax(x, axis=-1, *, where=None):
+    r"""Logarithm of the softmax, computed from the logits without a log of 0.
+
+    Parameters
+    ----------
+    x : array-like of shape (..., n_classes, ...)
+        Logits.
+    axis : int, default=-1
+        The class axis.
+    where : array-like of bool, broadcastable to ``x.shape``, optional
+        Entries that take part; the others get ``-inf``.
+
+    Returns
+    -------
+    ndarray of the shape of ``x``
+        Log-probabilities, in ``x``'s floating dtype.
+
+    Notes
+    -----
+    .. math::
+
+        \log\operatorname{softmax}(x)_i = (x_i - m)
+            - \log\Big(1 + \sum_{j \ne j^*} e^{x_j - m}\Big).
+
+    This is what "preferred" losses (``from_logits=True``) are built on:
+    ``log(softmax(x))`` underflows to ``-inf`` where this stays finite.
+
+    See Also
+    --------
+    softmax, logsumexp
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from logitlab import log_softmax
+    >>> log_softmax([0.0, 800.0])
+    array([-800.,    0.])
+    >>> np.log(np.exp([0.0, 800.0]) / np.exp([0.0, 800.0]).sum())  # doctest: +SKIP
+    array([-inf,  nan])
+    """
+    z, ax, out_dtype = _prepare(x, axis, where)
+    return _finish(softmax_parts(z, prob=False)[0], ax, out_dtype)
+
+
+def sigmoid(x):
+    r"""The logistic sigmoid, element-wise: :math:`\sigma(x) = 1 / (1 + e^{-x})`.
+
+    Uses :func:`scipy.special.expit`, which never overflows.
+
+    Parameters
+    ----------
+    x : array-like
+        Logits, any shape.
+
+    Returns
+    -------
+    ndarray of the shape of ``x``, in its floating dtype.
+
+    See Also
+    --------
+    log_sigmoid, softmax
+
+    Examples
+    --------
+    >>> from logitlab import sigmoid
+    >>> sigmoid([-1000.0, 0.0, 1000.0])
+    array([0. , 0.5, 1. ])
+    """
+    z, out_dtype = as_float_array(x, "x")
+    return special.expit(z).astype(out_dtype, copy=False)[()]
+
+
+def log_sigmoid(x):
+    r"""Logarithm of the sigmoid, element-wise, accurate for all ``x``.
+
+    Notes
+    -----
+    :math:`\log\sigma(x) = -\log(1 + e^{-x})`, computed by
+    :func:`scipy.special.log_expit`; and
+    :math:`\log(1 - \sigma(x)) = \log\sigma(-x)`.
+
+    Parameters
+    ----------
+    x : array-like
+        Logits, any shape.
+
+    Returns
+    -------
+    ndarray of the shape of ``x``, in its floating dtype.
+
+    See Also
+    --------
+    sigmoid
+
+    Examples
+    --------
+    >>> from logitlab import log_sigmoid
+    >>> log_sigmoid([-1000.0, 0.0, 40.0])
+    array([-1.00000000e+03, -6.93147181e-01, -4.24835426e-18])
+    """
+    z, out_dtype = as_float_array(x, "x")
+    return special.log_expit(z).astype(out_dtype, copy=False)[()]
+
+
+def sparsemax(x, axis=-1, *, where=None):
+    r"""Sparsemax: the Euclidean projection of the logits onto the simplex.
+
+    Like softmax it gives probabilities that sum to one, but small logits get
+    exactly zero.
+
+    Parameters
+    ----------
+    x : array-like of shape (..., n_classes, ...)
+        Logits.
+    axis : int, default=-1
+        The class axis.
+    where : array-like of bool, broadcastable to ``x.shape``, optional
+        Entries that take part; the others get probability 0.
+
+    Returns
+    -------
+    proba : ndarray of the shape of ``x``
+
+    Notes
+    -----
+    With :math:`z_{(1)} \ge z_{(2)} \ge \dots` the sorted logits,
+    :math:`k = \max\{k : 1 + k z_{(k)} > \sum_{j \le k} z_{(j)}\}` and
+    :math:`\tau = (\sum_{j \le k} z_{(j)} - 1) / k`,
+
+    .. math:: \operatorname{sparsemax}(z)_i = \max(z_i - \tau, 0).
+
+    The logits are shifted by their maximum first (sparsemax is shift
+    invariant), so huge logits do not overflow. Rows with no entry taking
+    part, ``+inf`` entries or NaN are treated as in :func:`softmax`.
+
+    See Also
+    --------
+    softmax
+
+    References
+    ----------
+    A. F. T. Martins and R. F. Astudillo, "From softmax to sparsemax: a sparse
+    model of attention and multi-label classification", ICML 2016.
+
+    Examples
+    --------
+    >>> from logitlab import sparsemax
+    >>> sparsemax([1.0, 2.0, 3.5])
+    array([0., 0., 1.])
+    >>> sparsemax([1.0, 1.5, 1.2])
+    array([0.1, 0.6, 0.3])
+    """
+    z, ax, out_dtype = _prepare(x, axis, where)
+    n = z.shape[-1]
+    if n == 0:
+        return _finish(z, ax, out_dtype)
+    m = np.max(z, axis=-1, keepdims=True)
+    shift = np.where(np.isfinite(m), m, 0.0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        d = z - shift
+        srt = -np.sort(-d, axis=-1)
+        cs = np.cumsum(srt, axis=-1)
+        k = np.arange(1, n + 1, dtype=z.dtype)
+        support = 1.0 + k * srt > cs
+    kz = np.maximum(np.sum(support, axis=-1, keepdims=True), 1)
+    tau = (np.take_along_axis(cs, kz - 1, axis=-1) - 1.0) / kz
+    with np.errstate(invalid="ignore"):
+        p = np.maximum(d - tau, 0.0)
+    if not np.isfinite(m).all():
+        with np.errstate(invalid="ignore", divide="ignore"):
+            p = np.where(m == -np.inf, 0.0, p)
+            p = np.where(m == np.inf, _posinf_share(z), p)
+            p = np.where(np.isnan(m), np.nan, p)
+    return _finish(p, ax, out_dtype)

@@ -1,0 +1,320 @@
+"""Public loss functions and Keras-style loss classes."""
+
+from __future__ import annotations
+
+from ._crossentropy import (
+    binary_ce_value_and_grad,
+    categorical_ce_value_and_grad,
+    check_label_smoothing,
+    check_reduction,
+    sparse_ce_value_and_grad,
+)
+
+__all__ = [
+    "Loss",
+    "SparseCategoricalCrossentropy",
+    "CategoricalCrossentropy",
+    "BinaryCrossentropy",
+    "sparse_categorical_crossentropy",
+    "categorical_crossentropy",
+    "binary_crossentropy",
+    "get",
+]
+
+
+def sparse_categorical_crossentropy(y_true, y_pred, *, from_logits=False, axis=-1,
+                                    ignore_index=None, label_smoothing=0.0, class_weight=None,
+                                    reduction="mean", where=None, sample_weight=None):
+    r"""Cross-entropy between integer labels and predicted logits or probabilities.
+
+    Parameters
+    ----------
+    y_true : array-like of int, shape (n_samples, ...)
+        Class indices in ``[0, n_classes)``, or ``ignore_index``. Whole-number
+        floats are accepted, as Keras passes them; a trailing axis of length
+        one is dropped.
+    y_pred : array-like of shape (n_samples, ..., n_classes)
+        Logits (``from_logits=True``) or probabilities.
+    from_logits : bool, default=False
+        ``True`` is the preferred, exact path. ``False`` follows Keras 3:
+        rows are normalised, clipped to ``[1e-7, 1 - 1e-7]`` and logged.
+    axis : int, default=-1
+        The class axis of ``y_pred``.
+    ignore_index : int, optional
+        Rows with this label count in neither the numerator nor the
+        denominator of the mean (PyTorch's rule). The ignored class still
+        takes part in the softmax of the other rows. If every row is
+        ignored the loss is 0 and the gradient zero (PyTorch gives NaN).
+    label_smoothing : float in [0, 1], default=0
+        Target ``(1 - eps) * onehot + eps / C``, the smoothing mass spread
+        over the ``C`` entries that take part in the row.
+    class_weight : array-like of shape (n_classes,) or dict, optional
+        Per-class weights ``w``; with them the mean is
+        ``sum_i w[y_i] loss_i / sum_i w[y_i]`` (PyTorch's ``weight``), and
+        the smoothing term weighs class ``j`` by ``w[j]``.
+    reduction : {"mean", "sum", "none"}, default="mean"
+        ``"none"`` returns one loss per row (0 on ignored rows).
+    where : array-like of bool, broadcastable to ``y_pred``, optional
+        Entries that take part in the softmax. A row with no entry taking
+        part contributes loss 0 and a zero gradient, never NaN.
+    sample_weight : array-like of shape (n_samples, ...), optional
+        Multiplies each row's loss (Keras's ``sample_weight``); it does not
+        change the denominator.
+
+    Returns
+    -------
+    loss : float or ndarray
+        A scalar, or one loss per row with ``reduction="none"``.
+
+    Notes
+    -----
+    From logits, with :math:`t_i = (1-\varepsilon) w_{y_i} e_{y_i} +
+    \tfrac{\varepsilon}{C} w` the (weighted, smoothed) target of row
+    :math:`i`,
+
+    .. math::
+
+        \ell_i = -\sum_j t_{ij} \log\operatorname{softmax}(z_i)_j, \qquad
+        J = \frac{\sum_i \ell_i}{\sum_{i:\, y_i \ne \text{ignore}} w_{y_i}} ,
+
+    which, unweighted and unsmoothed, is the seeds' cost
+    :math:`J = -\frac{1}{m}\sum_i \log a^{(i)}_{y^{(i)}}`.
+
+    See Also
+    --------
+    categorical_crossentropy, SparseCategoricalCrossentropy
+
+    Examples
+    --------
+    >>> from logitlab.losses import sparse_categorical_crossentropy
+    >>> logits = [[2.0, 1.0, 0.1], [0.5, 2.5, 0.3]]
+    >>> round(float(sparse_categorical_crossentropy([0, 1], logits, from_logits=True)), 6)
+    0.31854
+    """
+    return sparse_ce_value_and_grad(
+        y_true, y_pred, from_logits=from_logits, axis=axis, ignore_index=ignore_index,
+        label_smoothing=label_smoothing, class_weight=class_weight, reduction=reduction,
+        where=where, sample_weight=sample_weight, need_grad=False)[0]
+
+
+def categorical_crossentropy(y_true, y_pred, *, from_logits=False, axis=-1, label_smoothing=0.0,
+                             class_weight=None, reduction="mean", where=None, sample_weight=None):
+    r"""Cross-entropy between one-hot (or probability) targets and predictions.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples, ..., n_classes)
+        One-hot targets or target probabilities.
+    y_pred : array-like of the same shape
+        Logits (``from_logits=True``) or probabilities.
+    from_logits : bool, default=False
+        As in :func:`sparse_categorical_crossentropy`.
+    axis : int, default=-1
+        The class axis.
+    label_smoothing : float in [0, 1], default=0
+        Target ``(1 - eps) * y + eps / C``.
+    class_weight : array-like of shape (n_classes,) or dict, optional
+        Term ``j`` is weighted by ``w[j]``; the mean stays over rows
+        (PyTorch's rule for probability targets).
+    reduction : {"mean", "sum", "none"}, default="mean"
+    where : array-like of bool, optional
+        Entries that take part, as in :func:`sparse_categorical_crossentropy`.
+    sample_weight : array-like of shape (n_samples, ...), optional
+
+    Returns
+    -------
+    loss : float or ndarray
+
+    Notes
+    -----
+    .. math::
+
+        \ell_i = -\sum_j w_j t_{ij} \log\operatorname{softmax}(z_i)_j ,
+        \qquad 0 \cdot \log 0 = 0 .
+
+    See Also
+    --------
+    sparse_categorical_crossentropy, CategoricalCrossentropy
+
+    Examples
+    --------
+    >>> from logitlab.losses import categorical_crossentropy
+    >>> y = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
+    >>> logits = [[2.0, 1.0, 0.1], [0.5, 2.5, 0.3]]
+    >>> round(float(categorical_crossentropy(y, logits, from_logits=True)), 6)
+    0.31854
+    """
+    return categorical_ce_value_and_grad(
+        y_true, y_pred, from_logits=from_logits, axis=axis, label_smoothing=label_smoothing,
+        class_weight=class_weight, reduction=reduction, where=where,
+        sample_weight=sample_weight, need_grad=False)[0]
+
+
+def binary_crossentropy(y_true, y_pred, *, from_logits=False, label_smoothing=0.0,
+                        pos_weight=None, reduction="mean", sample_weight=None):
+    r"""Element-wise binary cross-entropy, for binary and multilabel targets.
+
+    Parameters
+    ----------
+    y_true : array-like of shape (n_samples, ..., n_labels)
+        Targets in [0, 1] (one 0/1 column per label for multilabel).
+    y_pred : array-like of the same shape
+        Logits (``from_logits=True``, sigmoid applied inside) or
+        probabilities (clipped to ``[1e-7, 1 - 1e-7]``, as in Keras 3).
+    from_logits : bool, default=False
+    label_smoothing : float in [0, 1], default=0
+        Target ``y * (1 - eps) + eps / 2``.
+    pos_weight : array-like broadcastable to ``y_pred``, optional
+        Weight of the positive term (PyTorch's ``BCEWithLogitsLoss``).
+    reduction : {"mean", "sum", "none"}, default="mean"
+        ``"none"`` returns one loss per element, the shape of ``y_pred``;
+        ``"mean"`` averages over all elements (Keras's per-sample mean,
+        averaged over the batch).
+    sample_weight : array-like, optional
+        One weight per element, or per row.
+
+    Returns
+    -------
+    loss : float or ndarray
+
+    Notes
+    -----
+    .. math::
+
+        \ell = -\big[p_w\, y \log\sigma(z) + (1 - y) \log\sigma(-z)\big],
+
+    with :math:`\log\sigma(z) = -\log(1 + e^{-z})` computed by
+    :func:`scipy.special.log_expit` and :math:`\log(1 - \sigma(z)) =
+    \log\sigma(-z)`, so no logit is thrown away.
+
+    See Also
+    --------
+    BinaryCrossentropy, logitlab.log_sigmoid
+
+    Examples
+    --------
+    >>> from logitlab.losses import binary_crossentropy
+    >>> round(float(binary_crossentropy([[1, 0, 1]], [[3.0, -2.0, 0.5]], from_logits=True)), 6)
+    0.216531
+    """
+    return binary_ce_value_and_grad(
+        y_true, y_pred, from_logits=from_logits, label_smoothing=label_smoothing,
+        pos_weight=pos_weight, reduction=reduction, sample_weight=sample_weight,
+        need_grad=False)[0]
+
+
+class Loss:
+    """Base of the loss classes: validated settings, ``__call__`` and ``value_and_grad``.
+
+    Subclasses set ``_fn`` (the value-and-gradient function) and ``_params``
+    (the names of the settings it takes).
+    """
+
+    _fn = None
+    _params: tuple = ()
+
+    def __call__(self, y_true, y_pred, sample_weight=None):
+        """The loss value (a scalar unless ``reduction="none"``)."""
+        return self._fn(y_true, y_pred, sample_weight=sample_weight, need_grad=False,
+                        **self.get_config_kwargs())[0]
+
+    def value_and_grad(self, y_true, y_pred, sample_weight=None):
+        """The loss and its gradient with respect to ``y_pred`` (same shape).
+
+        With ``reduction="none"`` the gradient is that of the summed losses.
+        """
+        return self._fn(y_true, y_pred, sample_weight=sample_weight, need_grad=True,
+                        **self.get_config_kwargs())
+
+    def get_config_kwargs(self):
+        return {k: getattr(self, k) for k in self._params}
+
+    def get_config(self):
+        """The settings, as plain Python values (for saving)."""
+        cfg = {}
+        for k in self._params:
+            v = getattr(self, k)
+            cfg[k] = v.tolist() if hasattr(v, "tolist") else v
+        return cfg
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class SparseCategoricalCrossentropy(Loss):
+    """Cross-entropy for integer labels; see :func:`sparse_categorical_crossentropy`.
+
+    Examples
+    --------
+    >>> from logitlab.losses import SparseCategoricalCrossentropy
+    >>> loss = SparseCategoricalCrossentropy(from_logits=True)
+    >>> value, grad = loss.value_and_grad([0], [[2.0, 0.0]])
+    >>> round(float(value), 6), grad.round(6).tolist()
+    (0.126928, [[-0.119203, 0.119203]])
+    """
+
+    _fn = staticmethod(sparse_ce_value_and_grad)
+    _params = ("from_logits", "axis", "ignore_index", "label_smoothing", "class_weight",
+               "reduction")
+
+    def __init__(self, from_logits=False, *, axis=-1, ignore_index=None, label_smoothing=0.0,
+                 class_weight=None, reduction="mean"):
+        self.from_logits = bool(from_logits)
+        self.axis = axis
+        self.ignore_index = ignore_index
+        self.label_smoothing = check_label_smoothing(label_smoothing)
+        self.class_weight = class_weight
+        self.reduction = check_reduction(reduction)
+
+
+class CategoricalCrossentropy(Loss):
+    """Cross-entropy for one-hot targets; see :func:`categorical_crossentropy`."""
+
+    _fn = staticmethod(categorical_ce_value_and_grad)
+    _params = ("from_logits", "axis", "label_smoothing", "class_weight", "reduction")
+
+    def __init__(self, from_logits=False, *, axis=-1, label_smoothing=0.0, class_weight=None,
+                 reduction="mean"):
+        self.from_logits = bool(from_logits)
+        self.axis = axis
+        self.label_smoothing = check_label_smoothing(label_smoothing)
+        self.class_weight = class_weight
+        self.reduction = check_reduction(reduction)
+
+
+class BinaryCrossentropy(Loss):
+    """Element-wise binary cross-entropy; see :func:`binary_crossentropy`."""
+
+    _fn = staticmethod(binary_ce_value_and_grad)
+    _params = ("from_logits", "label_smoothing", "pos_weight", "reduction")
+
+    def __init__(self, from_logits=False, *, label_smoothing=0.0, pos_weight=None,
+                 reduction="mean"):
+        self.from_logits = bool(from_logits)
+        self.label_smoothing = check_label_smoothing(label_smoothing)
+        self.pos_weight = pos_weight
+        self.reduction = check_reduction(reduction)
+
+
+_BY_NAME = {
+    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
+    "categorical_crossentropy": CategoricalCrossentropy,
+    "binary_crossentropy": BinaryCrossentropy,
+}
+
+
+def get(identifier):
+    """A loss object from a :class:`Loss`, its snake_case name or class name."""
+    if isinstance(identifier, Loss):
+        return identifier
+    if isinstance(identifier, str):
+        key = identifier
+        for name, cls in _BY_NAME.items():
+            if key in (name, cls.__name__):
+                return cls()
+        raise ValueError(
+            f"`loss` must be a logitlab Loss or one of {sorted(_BY_NAME)}; got {identifier!r}"
+        )
+    raise TypeError(f"`loss` must be a logitlab Loss or its name; got {type(identifier).__name__}")
+

@@ -1,0 +1,364 @@
+"""Cross-entropy losses and their closed-form gradients.
+
+One private function per loss computes the value and, when asked, the
+gradient with respect to ``y_pred`` in the same pass. The public functional
+forms and the Keras-style classes are thin wrappers over them.
+
+Decisions (documented in each docstring):
+
+* ``from_logits=False`` follows Keras 3: normalise each row, clip to
+  ``[eps, 1 - eps]`` with ``eps = 1e-7``, then take the log. The gradient goes
+  through the clipping and the normalisation, as Keras's does.
+* ``ignore_index`` and ``class_weight`` follow PyTorch's ``cross_entropy``:
+  the weighted mean is ``sum(w_y * loss) / sum(w_y)`` over the rows not
+  ignored; label smoothing adds ``eps/C * sum_j w_j * (-log p_j)``.
+* A batch where every row is ignored gives loss 0 and a zero gradient.
+* Entries that do not take part (``where`` False, or a logit of ``-inf``)
+  get no smoothing mass; a row where nothing takes part contributes loss 0
+  and a zero gradient (optax's convention), never NaN.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy import special
+
+from .._softmax import softmax_parts
+from .._validation import (
+    as_float_array,
+    check_axis,
+    check_choice,
+    check_integer_labels,
+    check_number,
+    check_where,
+    compute_dtype,
+    describe,
+)
+
+#: Keras's ``backend.epsilon()``: the clip applied to probabilities.
+EPSILON = 1e-7
+
+_REDUCTIONS = {
+    "mean": "mean",
+    "sum_over_batch_size": "mean",
+    "auto": "mean",
+    "sum": "sum",
+    "none": "none",
+    None: "none",
+}
+
+
+def check_reduction(reduction):
+    if reduction not in _REDUCTIONS:
+        raise ValueError(
+            "`reduction` must be one of 'mean', 'sum', 'none' (or Keras's "
+            f"'sum_over_batch_size'); got {reduction!r}"
+        )
+    return _REDUCTIONS[reduction]
+
+
+def check_label_smoothing(label_smoothing):
+    return float(check_number(label_smoothing, "label_smoothing", low=0.0, high=1.0))
+
+
+def _class_vector(values, name, n_classes, dtype):
+    if values is None:
+        return None
+    if isinstance(values, dict):
+        vec = np.ones(n_classes, dtype=dtype)
+        for k, v in values.items():
+            if not 0 <= int(k) < n_classes:
+                raise ValueError(
+                    f"`{name}` has the key {k!r}, outside the classes [0, {n_classes})"
+                )
+            vec[int(k)] = v
+    else:
+        vec, _ = as_float_array(values, name)
+        vec = vec.astype(dtype, copy=False)
+        if vec.shape != (n_classes,):
+            raise ValueError(
+                f"`{name}` must have one entry per class, shape ({n_classes},); "
+                f"got shape {vec.shape}"
+            )
+    if not np.all(np.isfinite(vec)) or np.any(vec < 0):
+        raise ValueError(f"`{name}` must hold finite non-negative weights")
+    return vec
+
+
+def _sample_weight(sample_weight, shape, dtype):
+    if sample_weight is None:
+        return None
+    sw, _ = as_float_array(sample_weight, "sample_weight")
+    sw = sw.astype(dtype, copy=False)
+    while sw.ndim > len(shape) and sw.shape[-1] == 1:  # Keras allows (N, 1)
+        sw = sw[..., 0]
+    try:
+        return np.broadcast_to(sw, shape)
+    except ValueError:
+        raise ValueError(
+            f"`sample_weight` of shape {sw.shape} does not match the per-sample "
+            f"losses of shape {shape}"
+        ) from None
+
+
+def _logits_last(y_pred, axis, where):
+    """``y_pred`` as a compute array with the class axis last, plus its mask."""
+    z, out_dtype = as_float_array(y_pred, "y_pred", min_ndim=1)
+    ax = check_axis(axis, z.ndim)
+    mask = check_where(where, z.shape)
+    if mask is not None:
+        z = np.where(mask, z, -np.inf).astype(z.dtype, copy=False)
+    return np.ascontiguousarray(np.moveaxis(z, ax, -1)), ax, out_dtype
+
+
+def _check_probabilities(p):
+    with np.errstate(invalid="ignore"):
+        bad = (p < 0) | (p > 1)
+    if bad.any():
+        raise ValueError(
+            "`y_pred` must hold probabilities in [0, 1] when from_logits=False; "
+            f"got the value {p[bad].ravel()[0]!r}. Did you mean from_logits=True?"
+        )
+
+
+def _warn_if_probabilities(z):
+    if z.size == 0 or z.shape[-1] < 2:
+        return
+    with np.errstate(invalid="ignore"):
+        looks = (
+            np.all((z >= 0) & (z <= 1))
+            and np.allclose(z.sum(axis=-1), 1.0, rtol=0, atol=1e-3)
+        )
+    if looks:
+        warnings.warn(
+            "`y_pred` looks like probabilities (every row is in [0, 1] and sums "
+            "to 1) but from_logits=True; did you mean from_logits=False?",
+            UserWarning,
+            stacklevel=4,
+        )
+
+
+def _log_proba(z, from_logits, need_grad):
+    """Log-probabilities (and what the gradient needs) from logits or probabilities."""
+    if from_logits:
+        _warn_if_probabilities(z)
+        logp, p = softmax_parts(z, prob=need_grad)
+        return logp, p, None
+    _check_probabilities(z)
+    total = np.sum(z, axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        q = z / total
+    clipped = np.clip(q, EPSILON, 1.0 - EPSILON)
+    return np.log(clipped), None, (q, clipped, total)
+
+
+def _probability_grad(g_c, cache):
+    """Chain rule through clip(q, eps, 1-eps) and q = p / sum(p) (Keras's graph)."""
+    q, clipped, total = cache
+    g_q = np.where((q >= EPSILON) & (q <= 1.0 - EPSILON), g_c, 0.0)
+    return (g_q - np.sum(g_q * q, axis=-1, keepdims=True)) / total
+
+
+def _reduce(loss_rows, grad, reduction, denominator, out_dtype, ax, grad_out_ndim_last=True):
+    if reduction == "none":
+        value = loss_rows
+    elif reduction == "sum":
+        value = np.sum(loss_rows)
+    else:
+        value = np.sum(loss_rows) / denominator if denominator > 0 else np.zeros(())
+        if grad is not None:
+            grad = grad / denominator if denominator > 0 else np.zeros_like(grad)
+    value = np.asarray(value).astype(out_dtype, copy=False)[()]
+    if grad is not None:
+        grad = np.moveaxis(grad, -1, ax).astype(out_dtype, copy=False)
+    return value, grad
+
+
+def sparse_ce_value_and_grad(y_true, y_pred, *, from_logits=False, axis=-1, ignore_index=None,
+                             label_smoothing=0.0, class_weight=None, reduction="mean",
+                             where=None, sample_weight=None, need_grad=True):
+    """Value (and gradient w.r.t. ``y_pred``) of the sparse categorical cross-entropy."""
+    reduction = check_reduction(reduction)
+    eps = check_label_smoothing(label_smoothing)
+    z, ax, out_dtype = _logits_last(y_pred, axis, where)
+    n_classes = z.shape[-1]
+    lead = z.shape[:-1]
+    if ignore_index is not None:
+        check_number(ignore_index, "ignore_index", integer=True)
+    y = check_integer_labels(y_true, "y_true", n_classes, ignore_index=ignore_index)
+    if y.shape != lead:
+        if y.shape == lead + (1,):
+            y = y[..., 0]
+        else:
+            raise ValueError(
+                "`y_true` must hold one integer label per row of `y_pred`, shape "
+                f"{lead}; got shape {y.shape} for `y_pred` of shape {z.shape} "
+                "(for one-hot targets use categorical_crossentropy)"
+            )
+    w = _class_vector(class_weight, "class_weight", n_classes, z.dtype)
+    sw = _sample_weight(sample_weight, lead, z.dtype)
+
+    logp, p, cache = _log_proba(z, from_logits, need_grad)
+    keep = np.ones(lead, dtype=bool) if ignore_index is None else y != ignore_index
+    safe_y = np.where(keep, y, 0)[..., None]
+    # alpha: weight on the true class; the smoothing mass spreads over the
+    # entries that take part, beta per entry.
+    w_y = np.ones(lead, dtype=z.dtype) if w is None else w[safe_y[..., 0]]
+    alpha = np.where(keep, (1.0 - eps) * w_y, 0.0)
+    taking_part = logp > -np.inf
+    alive = taking_part.any(axis=-1)  # rows where some entry takes part
+    alpha = np.where(alive, alpha, 0.0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        logp_y = np.take_along_axis(logp, safe_y, axis=-1)[..., 0]
+        loss = np.where(alpha > 0, -alpha * logp_y, 0.0)
+        if eps > 0:
+            n_part = np.maximum(taking_part.sum(axis=-1), 1)
+            beta = np.where(keep & alive, eps / n_part, 0.0)[..., None]
+            wj = taking_part * (1.0 if w is None else w)
+            smooth = -np.sum(np.where(wj > 0, wj * logp, 0.0), axis=-1)
+            loss = loss + beta[..., 0] * smooth
+    if sw is not None:
+        loss = loss * sw
+    denominator = float(np.sum(np.where(keep, w_y, 0.0)))
+
+    grad = None
+    if need_grad:
+        # target t = alpha * onehot(y) + beta * w on the entries taking part
+        t = np.zeros_like(z)
+        np.put_along_axis(t, safe_y, alpha[..., None], axis=-1)
+        if eps > 0:
+            t = t + beta * wj
+        if from_logits:
+            # d/dz [-sum_j t_j log softmax(z)_j] = (sum_j t_j) p - t
+            with np.errstate(invalid="ignore"):
+                grad = np.sum(t, axis=-1, keepdims=True) * np.where(alive[..., None], p, 0.0) - t
+        else:
+            grad = _probability_grad(-t / cache[1], cache)
+        if sw is not None:
+            grad = grad * sw[..., None]
+    return _reduce(loss, grad, reduction, denominator, out_dtype, ax)
+
+
+def categorical_ce_value_and_grad(y_true, y_pred, *, from_logits=False, axis=-1,
+                                  label_smoothing=0.0, class_weight=None, reduction="mean",
+                                  where=None, sample_weight=None, need_grad=True):
+    """Value (and gradient w.r.t. ``y_pred``) of the categorical cross-entropy."""
+    reduction = check_reduction(reduction)
+    eps = check_label_smoothing(label_smoothing)
+    z, ax, out_dtype = _logits_last(y_pred, axis, where)
+    t, _ = as_float_array(y_true, "y_true")
+    if t.ndim != z.ndim or np.moveaxis(t, ax, -1).shape != z.shape:
+        raise ValueError(
+            "`y_true` and `y_pred` must have the same shape; got "
+            f"{np.shape(y_true)} and {np.shape(y_pred)} (for integer labels use "
+            "sparse_categorical_crossentropy)"
+        )
+    t = np.moveaxis(t, ax, -1).astype(z.dtype, copy=False)
+    with np.errstate(invalid="ignore"):
+        if np.any(t < 0):
+            raise ValueError("`y_true` must hold non-negative target probabilities")
+    n_classes = z.shape[-1]
+    lead = z.shape[:-1]
+    w = _class_vector(class_weight, "class_weight", n_classes, z.dtype)
+    sw = _sample_weight(sample_weight, lead, z.dtype)
+
+    logp, p, cache = _log_proba(z, from_logits, need_grad)
+    taking_part = logp > -np.inf
+    alive = taking_part.any(axis=-1, keepdims=True)
+    if eps > 0:
+        n_part = np.maximum(taking_part.sum(axis=-1, keepdims=True), 1)
+        t = (1.0 - eps) * t + np.where(taking_part, eps / n_part, 0.0)
+    if w is not None:
+        t = t * w
+    t = np.where(alive, t, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        loss = -np.sum(np.where(t > 0, t * logp, 0.0), axis=-1)  # 0 * log 0 = 0
+    if sw is not None:
+        loss = loss * sw
+    denominator = float(np.prod(lead))  # PyTorch: probability targets average over rows
+
+    grad = None
+    if need_grad:
+        if from_logits:
+            grad = np.sum(t, axis=-1, keepdims=True) * np.where(alive, p, 0.0) - t
+        else:
+            grad = _probability_grad(-t / cache[1], cache)
+        if sw is not None:
+            grad = grad * sw[..., None]
+    return _reduce(loss, grad, reduction, denominator, out_dtype, ax)
+
+
+def binary_ce_value_and_grad(y_true, y_pred, *, from_logits=False, label_smoothing=0.0,
+                             pos_weight=None, reduction="mean", sample_weight=None,
+                             need_grad=True):
+    """Value (and gradient w.r.t. ``y_pred``) of the element-wise binary cross-entropy."""
+    reduction = check_reduction(reduction)
+    eps = check_label_smoothing(label_smoothing)
+    z, out_dtype = as_float_array(y_pred, "y_pred")
+    y, _ = as_float_array(y_true, "y_true")
+    if y.shape != z.shape:
+        raise ValueError(
+            f"`y_true` and `y_pred` must have the same shape; got {y.shape} and {z.shape}"
+        )
+    y = y.astype(z.dtype, copy=False)
+    with np.errstate(invalid="ignore"):
+        if np.any((y < 0) | (y > 1)):
+            raise ValueError("`y_true` must hold targets in [0, 1] for binary cross-entropy")
+    if eps > 0:
+        y = y * (1.0 - eps) + 0.5 * eps
+    pw = 1.0
+    if pos_weight is not None:
+        pw, _ = as_float_array(pos_weight, "pos_weight")
+        try:
+            np.broadcast_shapes(pw.shape, z.shape)
+        except ValueError:
+            raise ValueError(
+                f"`pos_weight` of shape {pw.shape} does not broadcast to `y_pred`'s "
+                f"shape {z.shape}"
+            ) from None
+        pw = pw.astype(z.dtype, copy=False)
+    sw = None
+    if sample_weight is not None:
+        # one weight per element, or per row (Keras's per-sample weights)
+        if np.shape(sample_weight) == z.shape or z.ndim < 2:
+            sw = _sample_weight(sample_weight, z.shape, z.dtype)
+        else:
+            sw = _sample_weight(sample_weight, z.shape[:-1], z.dtype)[..., None]
+
+    yw = pw * y
+    if from_logits:
+        # log sigma(z) = -log(1 + e^-z);  log(1 - sigma(z)) = log sigma(-z)
+        loss = -(np.where(yw > 0, yw * special.log_expit(z), 0.0)
+                 + np.where(y < 1, (1.0 - y) * special.log_expit(-z), 0.0))
+    else:
+        _check_probabilities(z)
+        c = np.clip(z, EPSILON, 1.0 - EPSILON)
+        loss = -(yw * np.log(c) + (1.0 - y) * np.log1p(-c))
+    if sw is not None:
+        loss = loss * sw
+
+    grad = None
+    if need_grad:
+        if from_logits:
+            # d/dz = -pw y sigma(-z) + (1 - y) sigma(z)
+            grad = -yw * special.expit(-z) + (1.0 - y) * special.expit(z)
+        else:
+            inside = (z >= EPSILON) & (z <= 1.0 - EPSILON)
+            grad = np.where(inside, -(yw / c) + (1.0 - y) / (1.0 - c), 0.0)
+        if sw is not None:
+            grad = grad * sw
+    value_dtype = out_dtype
+    if reduction == "none":
+        value = loss
+    elif reduction == "sum":
+        value = np.sum(loss)
+    else:
+        value = np.sum(loss) / loss.size if loss.size else np.zeros(())
+        if grad is not None and loss.size:
+            grad = grad / loss.size
+    value = np.asarray(value).astype(value_dtype, copy=False)[()]
+    if grad is not None:
+        grad = grad.astype(out_dtype, copy=False)
+    return value, grad
