@@ -39,7 +39,9 @@ def _prepare(x, axis, where, name="x"):
 
 
 def _finish(out, axis, out_dtype):
-    return np.moveaxis(out, -1, axis).astype(out_dtype, copy=False)
+    # a value beyond the output dtype's range becomes +-inf: that is its true rounding
+    with np.errstate(over="ignore"):
+        return np.moveaxis(out, -1, axis).astype(out_dtype, copy=False)
 
 
 def _shifted_exp(z):

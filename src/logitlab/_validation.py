@@ -167,7 +167,7 @@ def check_integer_labels(labels, name: str, num_classes: int, *, ignore_index=No
         with np.errstate(invalid="ignore"):
             whole = np.isfinite(arr) & (arr == np.round(arr))
         if not whole.all():
-            bad = arr[~whole].ravel()[0]
+            bad = arr[~whole].ravel()[0].item()
             raise ValueError(
                 f"`{name}` must hold integer class labels; got the non-integer value {bad!r}"
             )

@@ -119,7 +119,7 @@ def _check_probabilities(p):
     if bad.any():
         raise ValueError(
             "`y_pred` must hold probabilities in [0, 1] when from_logits=False; "
-            f"got the value {p[bad].ravel()[0]!r}. Did you mean from_logits=True?"
+            f"got the value {p[bad].ravel()[0].item()!r}. Did you mean from_logits=True?"
         )
 
 
@@ -170,9 +170,10 @@ def _reduce(loss_rows, grad, reduction, denominator, out_dtype, ax, grad_out_ndi
         value = np.sum(loss_rows) / denominator if denominator > 0 else np.zeros(())
         if grad is not None:
             grad = grad / denominator if denominator > 0 else np.zeros_like(grad)
-    value = np.asarray(value).astype(out_dtype, copy=False)[()]
-    if grad is not None:
-        grad = np.moveaxis(grad, -1, ax).astype(out_dtype, copy=False)
+    with np.errstate(over="ignore"):  # beyond the dtype's range is +inf, its true rounding
+        value = np.asarray(value).astype(out_dtype, copy=False)[()]
+        if grad is not None:
+            grad = np.moveaxis(grad, -1, ax).astype(out_dtype, copy=False)
     return value, grad
 
 

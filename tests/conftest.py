@@ -1,0 +1,19 @@
+"""Shared fixtures and helpers for the test suite."""
+
+import numpy as np
+import pytest
+from hypothesis import settings
+
+settings.register_profile("ci", max_examples=100, deadline=None)
+settings.load_profile("ci")
+
+SEED = 20261122
+
+
+@pytest.fixture
+def rng():
+    """A seeded generator, the same in every test."""
+    return np.random.default_rng(SEED)
+
+# Run by hand to record peer values; it imports the peers, which are not test dependencies.
+collect_ignore = ["fixtures/record_references.py"]
