@@ -12,12 +12,20 @@ light).
 
 from ._distributions import cross_entropy, entropy, kl_divergence, one_hot
 from ._softmax import log_sigmoid, log_softmax, logsumexp, sigmoid, softmax, sparsemax
+from ._random import set_random_seed
+from ._saving import ModelFileError
 from ._validation import LogitlabError
 from ._version import __version__
+from .models import Sequential, TrainingDivergedError, load_model
 
 __all__ = [
     "__version__",
     "LogitlabError",
+    "ModelFileError",
+    "TrainingDivergedError",
+    "Sequential",
+    "load_model",
+    "set_random_seed",
     "softmax",
     "log_softmax",
     "logsumexp",

@@ -1,0 +1,429 @@
+"""``Sequential``: a Keras-style network in NumPy, with compile / fit / predict / save."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import losses as _losses
+from .. import optimizers as _optimizers
+from .._random import make_rng
+from .._saving import ModelFileError, read_model_file, write_model_file
+from .._validation import LogitlabError, check_number, describe
+from ..callbacks._callbacks import Callback, History, ProgressLogger
+from ..layers._layers import Layer, layer_from_config
+from ..optimizers._optimizers import from_config as optimizer_from_config
+from ._metrics import resolve_metrics
+
+__all__ = ["Sequential", "load_model", "TrainingDivergedError"]
+
+KIND = "Sequential"
+
+
+class TrainingDivergedError(LogitlabError):
+    """The loss or a gradient became NaN or inf during ``fit``."""
+
+
+def _as_inputs(x, name="x", dtype=np.float32):
+    try:
+        arr = np.asarray(x)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"`{name}` must be a 2-D array of numbers: {exc}") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"`{name}` must be an array of numbers; got {describe(arr)}")
+    if arr.ndim == 1:
+        raise ValueError(
+            f"`{name}` must be 2-D (n_samples, n_features); got shape {arr.shape}. "
+            "Reshape a single feature with x.reshape(-1, 1)"
+        )
+    if arr.ndim != 2:
+        raise ValueError(f"`{name}` must be 2-D (n_samples, n_features); got shape {arr.shape}")
+    arr = arr.astype(dtype, copy=False)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"`{name}` contains NaN or inf")
+    return arr
+
+
+class Sequential:
+    """A linear stack of layers, trained with a loss and an optimizer.
+
+    Parameters
+    ----------
+    layers : list of Layer, optional
+    name : str, optional
+    seed : int, optional
+        Seeds initial weights, shuffling and dropout; without it they come
+        from the generator set by :func:`logitlab.set_random_seed`.
+
+    Examples
+    --------
+    The seeds' "preferred" model:
+
+    >>> from logitlab import Sequential
+    >>> from logitlab.layers import Dense
+    >>> from logitlab.losses import SparseCategoricalCrossentropy
+    >>> from logitlab.optimizers import Adam
+    >>> model = Sequential([Dense(25, activation="relu"), Dense(15, activation="relu"),
+    ...                     Dense(4, activation="linear")], seed=0)
+    >>> model.compile(loss=SparseCategoricalCrossentropy(from_logits=True), optimizer=Adam(0.001))
+    """
+
+    def __init__(self, layers=None, name=None, seed=None):
+        self.layers: list[Layer] = []
+        for layer in layers or []:
+            self.add(layer)
+        self.name = name or "sequential"
+        self.seed = seed
+        self._rng = make_rng(seed)
+        self.input_dim = None
+        self.loss = None
+        self.optimizer = None
+        self.metrics = []
+        self._metric_fns = []
+        self.stop_training = False
+        self.epoch = 0
+        self.history = None
+        self.dtype = np.float32
+
+    # ---- construction -------------------------------------------------------
+    def add(self, layer):
+        if not isinstance(layer, Layer):
+            raise TypeError(f"`layer` must be a logitlab layer; got {describe(layer)}")
+        self.layers.append(layer)
+
+    @property
+    def built(self):
+        return self.input_dim is not None
+
+    def build(self, input_dim):
+        """Create the weights for inputs of ``input_dim`` features."""
+        dim = int(input_dim)
+        for layer in self.layers:
+            if not layer.built:
+                layer.build(dim, self._rng, self.dtype)
+            dim = layer.output_dim(dim)
+        self.input_dim = int(input_dim)
+        if self.optimizer is not None:
+            self.optimizer.build(self.trainable_weights)
+
+    def _ensure_built(self, x):
+        if not self.built:
+            self.build(x.shape[1])
+        elif x.shape[1] != self.input_dim:
+            raise ValueError(
+                f"`x` has {x.shape[1]} features, but the model was built for {self.input_dim}"
+            )
+
+    @property
+    def trainable_weights(self):
+        return [w for layer in self.layers for w in layer.weights]
+
+    @property
+    def _grads(self):
+        return [g for layer in self.layers for g in layer.grads]
+
+    def get_weights(self):
+        """``[W1, b1, W2, b2, ...]``, copies, Keras's order and shapes."""
+        return [w.copy() for w in self.trainable_weights]
+
+    def set_weights(self, weights):
+        current = self.trainable_weights
+        if not self.built:
+            raise ValueError("the model has no weights yet: call build(input_dim), fit or predict")
+        if len(weights) != len(current):
+            raise ValueError(f"`weights` must be a list of {len(current)} arrays; got {len(weights)}")
+        for i, (w, new) in enumerate(zip(current, weights)):
+            new = np.asarray(new)
+            if new.shape != w.shape:
+                raise ValueError(f"`weights[{i}]` must have shape {w.shape}; got {new.shape}")
+            w[...] = new
+
+    def count_params(self):
+        return sum(layer.count_params for layer in self.layers)
+
+    # ---- compile ------------------------------------------------------------
+    def compile(self, loss="sparse_categorical_crossentropy", optimizer="adam", metrics=None):
+        """Set the loss (object or name), optimizer (object or name) and metrics."""
+        self.loss = _losses.get(loss)
+        self.optimizer = _optimizers.get(optimizer)
+        self.metrics = list(metrics or [])
+        self._metric_fns = resolve_metrics(self.metrics, self.loss)
+        if self.built:
+            self.optimizer.build(self.trainable_weights)
+        return self
+
+    # ---- forward / backward -------------------------------------------------
+    def _forward(self, x, training=False):
+        for layer in self.layers:
+            x = layer.forward(x, training=training)
+        return x
+
+    def _backward(self, grad):
+        for i in range(len(self.layers) - 1, -1, -1):
+            grad = self.layers[i].backward(grad, need_input_grad=i > 0)
+
+    def __call__(self, x):
+        return self.predict(x)
+
+    def predict(self, x, batch_size=None, verbose=0):
+        """Outputs of the last layer (logits for a linear output), shape (n_samples, units)."""
+        x = _as_inputs(x)
+        self._ensure_built(x)
+        if batch_size is None or batch_size >= len(x):
+            return self._forward(x)
+        check_number(batch_size, "batch_size", low=1, integer=True)
+        return np.concatenate([self._forward(x[i:i + batch_size])
+                               for i in range(0, len(x), batch_size)])
+
+    # ---- training -----------------------------------------------------------
+    def _check_targets(self, y, n, name="y"):
+        arr = np.asarray(y)
+        if len(arr) != n:
+            raise ValueError(f"`x` and `{name}` must have the same number of samples; "
+                             f"got {n} and {len(arr)}")
+        if isinstance(self.loss, _losses.SparseCategoricalCrossentropy):
+            if arr.ndim == 2 and arr.shape[1] == 1:
+                arr = arr[:, 0]
+            if arr.ndim != 1:
+                raise ValueError(
+                    f"`{name}` must be 1-D integer labels for SparseCategoricalCrossentropy; "
+                    f"got shape {arr.shape} (use CategoricalCrossentropy for one-hot targets)"
+                )
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"`{name}` must hold numbers; got {describe(arr)}")
+        return arr
+
+    def _batch_loss(self, yb, out, swb):
+        value, grad = self.loss.value_and_grad(yb, out, sample_weight=swb)
+        reg = sum(layer.regularization_loss() for layer in self.layers)
+        return float(value) + reg, grad
+
+    def fit(self, x, y, batch_size=32, epochs=1, verbose=1, validation_split=0.0,
+            validation_data=None, shuffle=True, callbacks=None, class_weight=None,
+            sample_weight=None, initial_epoch=0):
+        """Train for ``epochs`` epochs; returns a :class:`~logitlab.callbacks.History`.
+
+        ``history.history["loss"]`` holds, per epoch, the mean of the batch
+        losses weighted by batch size (Keras 3's running mean), plus each
+        metric and their ``val_`` versions. ``verbose=1`` shows an
+        ``Epoch i/n`` line and a progress bar, 2 one line per epoch, 0 nothing.
+        A NaN or inf loss or gradient raises :class:`TrainingDivergedError`
+        and leaves the weights of the last finite step.
+        """
+        if self.loss is None:
+            raise ValueError("call compile(loss=..., optimizer=...) before fit")
+        batch_size = int(check_number(batch_size, "batch_size", low=1, integer=True))
+        epochs = int(check_number(epochs, "epochs", low=0, integer=True))
+        initial_epoch = int(check_number(initial_epoch, "initial_epoch", low=0, integer=True))
+        check_number(validation_split, "validation_split", low=0.0, high=1.0, high_open=True)
+        if verbose not in (0, 1, 2, True, False):
+            raise ValueError(f"`verbose` must be 0, 1 or 2; got {verbose!r}")
+        x = _as_inputs(x)
+        y = self._check_targets(y, len(x))
+        sw = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        if sw is not None and sw.shape != (len(x),):
+            raise ValueError(f"`sample_weight` must have shape ({len(x)},); got {sw.shape}")
+        if class_weight is not None:
+            labels = y if y.ndim == 1 else np.argmax(y, axis=-1)
+            cw = np.array([class_weight.get(int(k), 1.0) for k in labels])
+            sw = cw if sw is None else sw * cw
+        if validation_data is None and validation_split:
+            cut = int(len(x) * (1.0 - validation_split))
+            validation_data = (x[cut:], y[cut:])
+            x, y = x[:cut], y[:cut]
+            sw = None if sw is None else sw[:cut]
+        if validation_data is not None:
+            vx = _as_inputs(validation_data[0], "validation_data[0]")
+            vy = self._check_targets(validation_data[1], len(vx), "validation_data[1]")
+        self._ensure_built(x)
+        if not self.optimizer.slots and self.trainable_weights:
+            self.optimizer.build(self.trainable_weights)
+
+        n = len(x)
+        steps = math.ceil(n / batch_size)
+        history = History()
+        cbs: list[Callback] = [history]
+        if verbose:
+            cbs.append(ProgressLogger(int(verbose), epochs, steps))
+        for cb in callbacks or []:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"`callbacks` must hold Callback objects; got {describe(cb)}")
+            cbs.append(cb)
+        for cb in cbs:
+            cb.set_model(self)
+            cb.on_train_begin()
+        self.stop_training = False
+        params, grads = self.trainable_weights, self._grads
+        names = ["loss"] + [name for name, _ in self._metric_fns]
+
+        for epoch in range(initial_epoch, epochs):
+            for cb in cbs:
+                cb.on_epoch_begin(epoch)
+            order = self._rng.permutation(n) if shuffle else np.arange(n)
+            sums = np.zeros(len(names))
+            seen = 0
+            logs = {}
+            for step in range(steps):
+                idx = order[step * batch_size:(step + 1) * batch_size]
+                xb, yb = x[idx], y[idx]
+                swb = None if sw is None else sw[idx]
+                out = self._forward(xb, training=True)
+                value, g = self._batch_loss(yb, out, swb)
+                if not math.isfinite(value):
+                    self._diverged(epoch, step, "loss", value)
+                self._backward(g)
+                for gr in grads:
+                    if not np.isfinite(gr).all():
+                        self._diverged(epoch, step, "a gradient", np.nan)
+                self.optimizer.apply(params, grads)
+                m = len(idx)
+                sums[0] += value * m
+                for j, (_, fn) in enumerate(self._metric_fns, 1):
+                    sums[j] += fn(yb, out, self.loss) * m
+                seen += m
+                logs = dict(zip(names, sums / seen))
+                for cb in cbs:
+                    cb.on_batch_end(step, logs)
+            if validation_data is not None:
+                vals = self._evaluate_arrays(vx, vy, batch_size)
+                logs.update({f"val_{k}": v for k, v in zip(names, vals)})
+            self.epoch = epoch + 1
+            for cb in cbs:
+                cb.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        for cb in cbs:
+            cb.on_train_end()
+        self.history = history
+        return history
+
+    def _diverged(self, epoch, step, what, value):
+        raise TrainingDivergedError(
+            f"training diverged: {what} became {value} at epoch {epoch + 1}, step {step + 1} "
+            f"(learning rate {self.optimizer.learning_rate:g}); the model keeps the weights of "
+            "the last finite step. Try a lower learning rate."
+        )
+
+    def _evaluate_arrays(self, x, y, batch_size):
+        names = 1 + len(self._metric_fns)
+        sums = np.zeros(names)
+        for i in range(0, len(x), batch_size):
+            xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+            out = self._forward(xb)
+            sums[0] += self._batch_loss(yb, out, None)[0] * len(xb)
+            for j, (_, fn) in enumerate(self._metric_fns, 1):
+                sums[j] += fn(yb, out, self.loss) * len(xb)
+        return sums / max(len(x), 1)
+
+    def evaluate(self, x, y, batch_size=32, verbose=0, return_dict=False):
+        """The loss (and metrics) on ``(x, y)``, averaged over samples as Keras does."""
+        if self.loss is None:
+            raise ValueError("call compile(loss=..., optimizer=...) before evaluate")
+        x = _as_inputs(x)
+        y = self._check_targets(y, len(x))
+        self._ensure_built(x)
+        batch_size = int(check_number(batch_size, "batch_size", low=1, integer=True))
+        vals = self._evaluate_arrays(x, y, batch_size)
+        names = ["loss"] + [name for name, _ in self._metric_fns]
+        if return_dict:
+            return {k: float(v) for k, v in zip(names, vals)}
+        return float(vals[0]) if len(vals) == 1 else [float(v) for v in vals]
+
+    def summary(self, print_fn=print):
+        """Print the layers, their output shapes and parameter counts."""
+        lines = [f'Model: "{self.name}"', f"{'Layer (type)':<28}{'Output Shape':<20}{'Param #':>10}"]
+        dim = self.input_dim
+        for i, layer in enumerate(self.layers):
+            if dim is not None:
+                dim = layer.output_dim(dim)
+            shape = f"(None, {dim})" if dim is not None else "?"
+            lines.append(f"{type(layer).__name__.lower() + f'_{i} (' + type(layer).__name__ + ')':<28}"
+                         f"{shape:<20}{layer.count_params:>10}")
+        lines.append(f"Total params: {self.count_params()}")
+        text = "\n".join(lines)
+        print_fn(text)
+        return text
+
+    # ---- saving -------------------------------------------------------------
+    def get_config(self):
+        return {
+            "name": self.name,
+            "seed": self.seed,
+            "input_dim": self.input_dim,
+            "layers": [{"class_name": type(layer).__name__, "config": layer.get_config()}
+                       for layer in self.layers],
+        }
+
+    def save(self, path):
+        """Write architecture, compile settings, weights, optimizer and training state.
+
+        One file, written atomically; read back by :func:`load_model`.
+        """
+        config = self.get_config()
+        arrays = {f"w{i}": w for i, w in enumerate(self.trainable_weights)}
+        if self.loss is not None:
+            config["compile"] = {
+                "loss": {"class_name": type(self.loss).__name__, "config": self.loss.get_config()},
+                "optimizer": {"class_name": type(self.optimizer).__name__,
+                              "config": self.optimizer.get_config()},
+                "metrics": [m for m in self.metrics if isinstance(m, str)],
+            }
+            state = self.optimizer.get_state()
+            config["optimizer_state"] = {"iterations": state.pop("iterations"),
+                                         "slots": {k: len(v) for k, v in state.items()}}
+            for k, v in state.items():
+                for i, a in enumerate(v):
+                    arrays[f"opt/{k}/{i}"] = a
+        config["training"] = {"epoch": self.epoch,
+                              "rng_state": _jsonable_rng(self._rng.bit_generator.state)}
+        write_model_file(path, KIND, config, arrays)
+
+
+def _jsonable_rng(state):
+    return {k: (_jsonable_rng(v) if isinstance(v, dict) else int(v) if isinstance(v, (int, np.integer)) else v)
+            for k, v in state.items()}
+
+
+def load_model(path):
+    """Load a model written by :meth:`Sequential.save`.
+
+    Nothing from the file is executed or unpickled; a damaged or foreign file
+    raises :class:`~logitlab.ModelFileError`.
+    """
+    kind, config, arrays = read_model_file(path, kinds={KIND})
+    try:
+        model = Sequential(
+            [layer_from_config(spec["class_name"], spec["config"]) for spec in config["layers"]],
+            name=config.get("name"), seed=config.get("seed"))
+        if config.get("input_dim") is not None:
+            model.build(int(config["input_dim"]))
+            model.set_weights([arrays[f"w{i}"] for i in range(len(model.trainable_weights))])
+        comp = config.get("compile")
+        if comp:
+            loss_cls = {c.__name__: c for c in (_losses.SparseCategoricalCrossentropy,
+                                                 _losses.CategoricalCrossentropy,
+                                                 _losses.BinaryCrossentropy)}
+            name = comp["loss"]["class_name"]
+            if name not in loss_cls:
+                raise ModelFileError(f"{path!r}: unknown loss {name!r}")
+            model.compile(loss=loss_cls[name](**comp["loss"]["config"]),
+                          optimizer=optimizer_from_config(comp["optimizer"]["class_name"],
+                                                          comp["optimizer"]["config"]),
+                          metrics=comp.get("metrics"))
+            ostate = config.get("optimizer_state")
+            if ostate and model.built:
+                state = {"iterations": ostate["iterations"]}
+                for k, count in ostate["slots"].items():
+                    state[k] = [arrays[f"opt/{k}/{i}"] for i in range(int(count))]
+                model.optimizer.set_state(state)
+        training = config.get("training") or {}
+        model.epoch = int(training.get("epoch", 0))
+        if "rng_state" in training:
+            model._rng.bit_generator.state = training["rng_state"]
+    except ModelFileError:
+        raise
+    except Exception as exc:  # a well-formed archive whose contents do not fit together
+        raise ModelFileError(f"{path!r}: inconsistent model contents: {type(exc).__name__}: {exc}") \
+            from None
+    return model
