@@ -55,6 +55,8 @@ class Sequential:
     seed : int, optional
         Seeds initial weights, shuffling and dropout; without it they come
         from the generator set by :func:`logitlab.set_random_seed`.
+    dtype : {"float32", "float64"}, default="float32"
+        Dtype of the weights and activations (Keras's default is float32).
 
     Examples
     --------
@@ -69,7 +71,7 @@ class Sequential:
     >>> model.compile(loss=SparseCategoricalCrossentropy(from_logits=True), optimizer=Adam(0.001))
     """
 
-    def __init__(self, layers=None, name=None, seed=None):
+    def __init__(self, layers=None, name=None, seed=None, dtype="float32"):
         self.layers: list[Layer] = []
         for layer in layers or []:
             self.add(layer)
@@ -84,7 +86,9 @@ class Sequential:
         self.stop_training = False
         self.epoch = 0
         self.history = None
-        self.dtype = np.float32
+        if np.dtype(dtype) not in (np.float32, np.float64):
+            raise ValueError(f"`dtype` must be 'float32' or 'float64'; got {dtype!r}")
+        self.dtype = np.dtype(dtype)
 
     # ---- construction -------------------------------------------------------
     def add(self, layer):
@@ -168,7 +172,7 @@ class Sequential:
 
     def predict(self, x, batch_size=None, verbose=0):
         """Outputs of the last layer (logits for a linear output), shape (n_samples, units)."""
-        x = _as_inputs(x)
+        x = _as_inputs(x, dtype=self.dtype)
         self._ensure_built(x)
         if batch_size is None or batch_size >= len(x):
             return self._forward(x)
@@ -219,7 +223,7 @@ class Sequential:
         check_number(validation_split, "validation_split", low=0.0, high=1.0, high_open=True)
         if verbose not in (0, 1, 2, True, False):
             raise ValueError(f"`verbose` must be 0, 1 or 2; got {verbose!r}")
-        x = _as_inputs(x)
+        x = _as_inputs(x, dtype=self.dtype)
         y = self._check_targets(y, len(x))
         sw = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         if sw is not None and sw.shape != (len(x),):
@@ -234,7 +238,7 @@ class Sequential:
             x, y = x[:cut], y[:cut]
             sw = None if sw is None else sw[:cut]
         if validation_data is not None:
-            vx = _as_inputs(validation_data[0], "validation_data[0]")
+            vx = _as_inputs(validation_data[0], "validation_data[0]", self.dtype)
             vy = self._check_targets(validation_data[1], len(vx), "validation_data[1]")
         self._ensure_built(x)
         if not self.optimizer.slots and self.trainable_weights:
@@ -268,11 +272,13 @@ class Sequential:
                 idx = order[step * batch_size:(step + 1) * batch_size]
                 xb, yb = x[idx], y[idx]
                 swb = None if sw is None else sw[idx]
-                out = self._forward(xb, training=True)
-                value, g = self._batch_loss(yb, out, swb)
-                if not math.isfinite(value):
-                    self._diverged(epoch, step, "loss", value)
-                self._backward(g)
+                # overflow is checked for explicitly below, so NumPy need not warn
+                with np.errstate(over="ignore", invalid="ignore"):
+                    out = self._forward(xb, training=True)
+                    value, g = self._batch_loss(yb, out, swb)
+                    if not math.isfinite(value):
+                        self._diverged(epoch, step, "loss", value)
+                    self._backward(g)
                 for gr in grads:
                     if not np.isfinite(gr).all():
                         self._diverged(epoch, step, "a gradient", np.nan)
@@ -320,7 +326,7 @@ class Sequential:
         """The loss (and metrics) on ``(x, y)``, averaged over samples as Keras does."""
         if self.loss is None:
             raise ValueError("call compile(loss=..., optimizer=...) before evaluate")
-        x = _as_inputs(x)
+        x = _as_inputs(x, dtype=self.dtype)
         y = self._check_targets(y, len(x))
         self._ensure_built(x)
         batch_size = int(check_number(batch_size, "batch_size", low=1, integer=True))
@@ -350,6 +356,7 @@ class Sequential:
         return {
             "name": self.name,
             "seed": self.seed,
+            "dtype": self.dtype.name,
             "input_dim": self.input_dim,
             "layers": [{"class_name": type(layer).__name__, "config": layer.get_config()}
                        for layer in self.layers],
@@ -395,7 +402,8 @@ def load_model(path):
     try:
         model = Sequential(
             [layer_from_config(spec["class_name"], spec["config"]) for spec in config["layers"]],
-            name=config.get("name"), seed=config.get("seed"))
+            name=config.get("name"), seed=config.get("seed"),
+            dtype=config.get("dtype", "float32"))
         if config.get("input_dim") is not None:
             model.build(int(config["input_dim"]))
             model.set_weights([arrays[f"w{i}"] for i in range(len(model.trainable_weights))])
