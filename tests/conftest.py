@@ -17,3 +17,12 @@ def rng():
 
 # Run by hand to record peer values; it imports the peers, which are not test dependencies.
 collect_ignore = ["fixtures/record_references.py"]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_blas_thread():
+    """pytest-xdist runs one process per core: two BLAS threads each would oversubscribe."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield

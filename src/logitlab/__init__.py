@@ -26,6 +26,8 @@ __all__ = [
     "Sequential",
     "load_model",
     "set_random_seed",
+    "SoftmaxRegression",
+    "MLPClassifier",
     "softmax",
     "log_softmax",
     "logsumexp",
@@ -37,3 +39,15 @@ __all__ = [
     "kl_divergence",
     "cross_entropy",
 ]
+
+
+_LAZY = {"SoftmaxRegression", "MLPClassifier"}
+
+
+def __getattr__(name):
+    # the estimators import scikit-learn; load them on first use only
+    if name in _LAZY:
+        from . import estimators
+
+        return getattr(estimators, name)
+    raise AttributeError(f"module 'logitlab' has no attribute {name!r}")

@@ -48,6 +48,10 @@ def _same(fn):
     return wrapped
 
 
+def _linear_f(x):
+    return x
+
+
 def _linear_b(x, y, g):
     return g
 
@@ -112,7 +116,7 @@ def _sparsemax_b(x, y, g):
 
 
 ACTIVATIONS = {
-    "linear": Activation("linear", lambda x: x, _linear_b),
+    "linear": Activation("linear", _linear_f, _linear_b),
     "relu": Activation("relu", _relu_f, _relu_b),
     "leaky_relu": Activation("leaky_relu", _same(_leaky_f), _leaky_b),
     "elu": Activation("elu", _same(_elu_f), _elu_b),
