@@ -172,7 +172,7 @@ def test_mlp_multilabel_indicator_matrix():
                         random_state=0).fit(X, Y)
     assert clf.predict(X).shape == Y.shape
     assert np.mean(clf.predict(X) == Y) > 0.95
-    with pytest.raises(ValueError, match="3 label columns; got shape \(800, 2\)"):
+    with pytest.raises(ValueError, match=r"3 label columns, as in the first fit; got shape \(800, 2\)"):
         clf.partial_fit(X, Y[:, :2])
 
 
