@@ -48,8 +48,137 @@ def show_losses(console: Console):
     console.print(table)
 
 
+CENTERS = [[-5, 2], [-2, -2], [1, 2], [5, -2]]
+
+
+def _train_both(console, X, y):
+    from logitlab import Sequential
+    from logitlab.layers import Dense
+    from logitlab.losses import SparseCategoricalCrossentropy
+    from logitlab.optimizers import Adam
+
+    models = {}
+    for name, last, from_logits in (("obvious", "softmax", False), ("preferred", "linear", True)):
+        console.rule(f"[bold]{name} model[/]: Dense(25, relu) -> Dense(15, relu) -> "
+                     f"Dense(4, {last}); SparseCategoricalCrossentropy(from_logits={from_logits})")
+        model = Sequential([Dense(25, activation="relu"), Dense(15, activation="relu"),
+                            Dense(4, activation=last)], seed=1234)
+        model.compile(loss=SparseCategoricalCrossentropy(from_logits=from_logits),
+                      optimizer=Adam(0.001))
+        model.fit(X, y, epochs=10, verbose=1)
+        models[name] = model
+    return models
+
+
+def _show_outputs(console, models, X):
+    p_obvious = models["obvious"].predict(X)
+    console.print("\n[bold]obvious model[/]: the output is a vector of probabilities")
+    console.print(escape(f"two example output vectors:\n {p_obvious[:2]}"))
+    console.print(f"largest value {np.max(p_obvious):.8g} smallest value {np.min(p_obvious):.8g}")
+
+    p_preferred = models["preferred"].predict(X)
+    console.print("\n[bold]preferred model[/]: the outputs are logits, not probabilities")
+    console.print(escape(f"two example output vectors:\n {p_preferred[:2]}"))
+    console.print(f"largest value {np.max(p_preferred):.8g} smallest value {np.min(p_preferred):.8g}")
+
+    sm = ll.softmax(p_preferred)
+    console.print("\nsoftmax(logits) turns them into probabilities:")
+    console.print(escape(f"two example output vectors:\n {sm[:2]}"))
+    console.print(f"largest value {np.max(sm):.8g} smallest value {np.min(sm):.8g}")
+
+    console.print("\nargmax picks the category; no softmax needed:")
+    for i in range(5):
+        console.print(escape(f"{p_preferred[i]}, category: {np.argmax(p_preferred[i])}"))
+
+
+def _save_png(fig, path):
+    import io
+
+    from logitlab._io import atomic_write
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    with atomic_write(path, "wb") as fh:
+        fh.write(buf.getvalue())
+
+
+def _figures(models, X, y, output):
+    import os
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    os.makedirs(output, exist_ok=True)
+    colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728"]
+    cmap = matplotlib.colors.ListedColormap(colors)
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    pad = 1.0
+    xx, yy = np.meshgrid(np.linspace(X[:, 0].min() - pad, X[:, 0].max() + pad, 300),
+                         np.linspace(X[:, 1].min() - pad, X[:, 1].max() + pad, 300))
+    logits = models["preferred"].predict(np.c_[xx.ravel(), yy.ravel()])
+    region = np.argmax(logits, axis=1).reshape(xx.shape)
+    confidence = ll.softmax(logits).max(axis=1).reshape(xx.shape)
+    ax.contourf(xx, yy, region, levels=np.arange(-0.5, 4.5), cmap=cmap, alpha=0.18)
+    ax.contour(xx, yy, confidence, levels=[0.5, 0.9], colors="k", linewidths=0.6,
+               linestyles=["--", ":"])
+    for k in range(4):
+        pts = X[y == k]
+        ax.scatter(pts[:, 0], pts[:, 1], s=9, color=colors[k], label=f"class {k}",
+                   edgecolors="none", alpha=0.8)
+    ax.set_xlabel("$x_0$")
+    ax.set_ylabel("$x_1$")
+    ax.set_title("Four blobs and the preferred model's decision regions\n"
+                 "(dashed: max probability 0.5, dotted: 0.9)")
+    ax.legend(loc="upper right", fontsize=8, title="category")
+    regions_path = os.path.join(output, "decision_regions.png")
+    _save_png(fig, regions_path)
+    plt.close(fig)
+
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
+    for name, style, alpha in (("obvious", "o-", 1.0), ("preferred", "s--", 0.8)):
+        losses = models[name].history.history["loss"]
+        ax.plot(range(1, len(losses) + 1), losses, style, label=f"{name} model", alpha=alpha)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training loss (sparse categorical cross-entropy)")
+    ax.set_yscale("log")
+    ax.set_title("Loss per epoch, same initial weights:\nthe two organisations train alike here")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+
+    margin = np.linspace(0.0, 60.0, 241)
+    logits = np.column_stack([np.zeros_like(margin), margin])  # true class 0 loses by `margin`
+    preferred = sparse_categorical_crossentropy(np.zeros(len(margin), int), logits,
+                                                from_logits=True, reduction="none")
+    obvious = sparse_categorical_crossentropy(np.zeros(len(margin), int), ll.softmax(logits),
+                                              reduction="none")
+    ax2.plot(margin, preferred, label="preferred: from_logits=True (exact)")
+    ax2.plot(margin, obvious, "--", label="obvious: softmax, clip to 1e-7, log")
+    ax2.set_xlabel("how far the wrong class's logit is ahead, $z_1 - z_0$")
+    ax2.set_ylabel("loss of the true class 0")
+    ax2.set_title("Where they differ: a confidently wrong prediction\n"
+                  "(the clipped loss saturates at 16.1 and its gradient vanishes)")
+    ax2.grid(True, alpha=0.3)
+    ax2.legend()
+    curves_path = os.path.join(output, "loss_curves.png")
+    _save_png(fig, curves_path)
+    plt.close(fig)
+    return [regions_path, curves_path]
+
+
 def run_demo(output: str):
-    console = Console()
-    console.rule("[bold]logitlab demo: softmax done right")
+    from sklearn.datasets import make_blobs
+
+    console = Console(highlight=False)
+    console.rule("[bold]logitlab demo: the softmax lab, done right")
     show_overflow(console)
     show_losses(console)
+    X, y = make_blobs(n_samples=2000, centers=CENTERS, cluster_std=1.0, random_state=30)
+    models = _train_both(console, X, y)
+    _show_outputs(console, models, X)
+    paths = _figures(models, X, y, output)
+    console.rule("[bold]figures")
+    for p in paths:
+        console.print(f"wrote {escape(p)}")

@@ -15,20 +15,60 @@ class UsageFailure(click.ClickException):
     exit_code = 2
 
 
+def _user_errors(fn):
+    """Turn the user's data and model-file errors into one line and exit status 2."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from .._validation import LogitlabError
+        from ._data import DataError
+
+        try:
+            return fn(*args, **kwargs)
+        except (DataError, LogitlabError) as exc:
+            raise UsageFailure(str(exc)) from None
+    return wrapper
+
+
+def _split_list(ctx, param, value):
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    if not items:
+        raise click.BadParameter("expected a comma-separated list")
+    return items
+
+
+def _hidden(ctx, param, value):
+    try:
+        sizes = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected sizes like 25,15; got {value!r}") from None
+    if not sizes or min(sizes) < 1:
+        raise click.BadParameter(f"expected positive sizes like 25,15; got {value!r}")
+    return sizes
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="logitlab")
 def cli():
     """Multiclass and multilabel classification on softmax and cross-entropy.
 
     \b
-    Example:
-      logitlab demo                 # the softmax lab, in the terminal and in pictures
+    Examples:
+      logitlab demo                                   # the softmax lab, terminal and pictures
+      logitlab train data.csv --target species --output model.logitlab
+      logitlab predict model.logitlab new.csv --proba --output predictions.csv
+      logitlab evaluate model.logitlab test.csv --target species
+      logitlab explore                                # an interactive softmax page
     """
 
 
 @cli.command()
 @click.option("--output", "-o", default="logitlab-demo", show_default=True,
               type=click.Path(file_okay=False), help="Folder for the figures.")
+@_user_errors
 def demo(output):
     """Run the seeds' softmax lab: overflow, the preferred loss, two trained models.
 
@@ -39,6 +79,94 @@ def demo(output):
     from ._demo import run_demo
 
     run_demo(output)
+
+
+@cli.command()
+@click.argument("data", type=click.Path(dir_okay=False))
+@click.option("--target", help="The label column (text labels are fine).")
+@click.option("--model", type=click.Choice(["softmax", "mlp"]), default="softmax", show_default=True,
+              help="Softmax regression (L-BFGS) or a neural network.")
+@click.option("--hidden", default="25,15", show_default=True, callback=_hidden,
+              help="Hidden layer sizes of the mlp.")
+@click.option("--epochs", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=0.001,
+              show_default=True)
+@click.option("--C", "C", type=click.FloatRange(min=0, min_open=True), default=1.0,
+              show_default=True, help="Inverse L2 strength of softmax regression.")
+@click.option("--validation-split", type=click.FloatRange(0, 1, max_open=True), default=0.2,
+              show_default=True, help="Fraction held out for the metrics.")
+@click.option("--multilabel", callback=_split_list,
+              help="Several 0/1 label columns, e.g. car,bus,pedestrian (needs --model mlp).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
+              help="Where to save the model file.")
+@_user_errors
+def train(data, target, model, hidden, epochs, batch_size, learning_rate, C, validation_split,
+          multilabel, seed, output):
+    """Train a classifier on a CSV (header row) or .npz file and save it.
+
+    \b
+    Example:
+      logitlab train iris.csv --target species --model mlp --epochs 100 -o iris.logitlab
+    """
+    from ._train import run_train
+
+    run_train(data, target, model, hidden, epochs, batch_size, learning_rate, validation_split,
+              multilabel, seed, output, C)
+
+
+@cli.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("data", type=click.Path(dir_okay=False))
+@click.option("--proba", is_flag=True, help="Add one probability column per class.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False),
+              help="CSV file to write (default: standard output).")
+@_user_errors
+def predict(model, data, proba, output):
+    """Predict labels (in the original label names) for the rows of DATA.
+
+    \b
+    Example:
+      logitlab predict iris.logitlab new.csv --proba -o predictions.csv
+    """
+    from ._train import run_predict
+
+    run_predict(model, data, proba, output)
+
+
+@cli.command()
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("data", type=click.Path(dir_okay=False))
+@click.option("--target", help="The label column (default: the one used in training).")
+@_user_errors
+def evaluate(model, data, target):
+    """Accuracy, log loss, per-class precision/recall and confusion matrix on DATA.
+
+    \b
+    Example:
+      logitlab evaluate iris.logitlab test.csv --target species
+    """
+    from ._train import run_evaluate
+
+    run_evaluate(model, data, target)
+
+
+@cli.command()
+@click.option("--output", "-o", default="logitlab-explore.html", show_default=True,
+              type=click.Path(dir_okay=False), help="The HTML file to write.")
+@_user_errors
+def explore(output):
+    """Write an interactive softmax / sparsemax page (one self-contained HTML file).
+
+    \b
+    Example:
+      logitlab explore -o softmax.html && xdg-open softmax.html
+    """
+    from ._explore import write_explorer
+
+    path = write_explorer(output)
+    click.echo(f"wrote {path}: open it in a browser (it needs no network)")
 
 
 def main(argv=None):

@@ -63,6 +63,37 @@ def multinomial_objective(params, X, y, sw, sw_sum, n_classes, C, fit_intercept,
     return float(loss) / sw_sum, grad.ravel() / sw_sum
 
 
+class _IterationProgress:
+    """L-BFGS progress: a Rich bar (verbose=1) or one line per iteration (verbose>=2)."""
+
+    def __init__(self, verbose, max_iter):
+        self.verbose, self.max_iter, self.it = int(verbose), max_iter, 0
+        self._progress = None
+
+    def __enter__(self):
+        if self.verbose == 1:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            self._progress = Progress(TextColumn("L-BFGS"), BarColumn(), MofNCompleteColumn(),
+                                      TextColumn("{task.fields[info]}"))
+            self._task = self._progress.add_task("", total=self.max_iter, info="")
+            self._progress.start()
+        return self
+
+    def callback(self, intermediate_result):
+        self.it += 1
+        fun = getattr(intermediate_result, "fun", float("nan"))
+        if self._progress is not None:
+            self._progress.update(self._task, completed=self.it, info=f"objective {fun:.8g}")
+        else:
+            print(f"iteration {self.it}: objective {fun:.12g}")
+
+    def __exit__(self, *exc):
+        if self._progress is not None:
+            self._progress.update(self._task, total=max(self.it, 1), completed=self.it)
+            self._progress.stop()
+
+
 class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     """Multinomial logistic (softmax) regression, solved with L-BFGS-B.
 
@@ -86,7 +117,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     warm_start : bool, default=False
         Start from the previous ``coef_`` and ``intercept_``.
     verbose : int, default=0
-        Print the objective at each iteration when positive.
+        1: a progress bar over the L-BFGS iterations; 2: one line per iteration.
 
     Attributes
     ----------
@@ -177,14 +208,11 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         C = None if self.penalty is None else float(self.C)
         args = (X, y_enc.astype(np.float64) if binary else y_enc, sw, sw_sum, n_classes, C,
                 self.fit_intercept, binary)
-        callback = None
-        if self.verbose:
-            def callback(xk):
-                print(f"iteration objective {multinomial_objective(xk, *args)[0]:.10g}")
-        with threadpool_limits(limits=blas_threads_for(X.size), user_api="blas"):
+        progress = _IterationProgress(self.verbose, self.max_iter)
+        with threadpool_limits(limits=blas_threads_for(X.size), user_api="blas"), progress:
             result = optimize.minimize(
                 multinomial_objective, self._initial_params(k, cols), args=args, jac=True,
-                method="L-BFGS-B", callback=callback,
+                method="L-BFGS-B", callback=progress.callback if self.verbose else None,
                 options={"maxiter": self.max_iter, "maxls": 50, "gtol": self.tol,
                          "ftol": 64 * np.finfo(float).eps},
             )

@@ -1,0 +1,192 @@
+"""``logitlab train / predict / evaluate`` on a user's CSV or .npz."""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+
+import numpy as np
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from .._io import atomic_write
+from .._saving import ModelFileError
+from ._data import DataError, read_table
+
+
+def _console():
+    return Console(stderr=False, highlight=False)
+
+
+def _scale(X, mean, scale):
+    return (X - mean) / scale
+
+
+def metrics_report(console, est, X, y, title):
+    """Accuracy, log loss, per-class precision/recall and a confusion matrix."""
+    from sklearn.metrics import (
+        accuracy_score,
+        confusion_matrix,
+        hamming_loss,
+        log_loss,
+        precision_recall_fscore_support,
+    )
+
+    proba = est.predict_proba(X)
+    pred = est.predict(X)
+    summary = Table(title=title)
+    summary.add_column("metric")
+    summary.add_column("value", justify="right")
+    summary.add_row("samples", str(len(X)))
+    multilabel = getattr(est, "_multilabel", False)
+    if multilabel:
+        summary.add_row("subset accuracy", f"{accuracy_score(y, pred):.4f}")
+        summary.add_row("hamming loss", f"{hamming_loss(y, pred):.4f}")
+        eps = 1e-15
+        p = np.clip(proba, eps, 1 - eps)
+        summary.add_row("log loss (mean binary)",
+                        f"{float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p))):.4f}")
+        labels = [str(c) for c in est._label_names] if hasattr(est, "_label_names") \
+            else [str(c) for c in est.classes_]
+    else:
+        summary.add_row("accuracy", f"{accuracy_score(y, pred):.4f}")
+        summary.add_row("log loss", f"{log_loss(y, proba, labels=est.classes_):.4f}")
+        labels = [str(c) for c in est.classes_]
+    console.print(summary)
+    prec, rec, _, support = precision_recall_fscore_support(
+        y, pred, labels=None if multilabel else est.classes_, zero_division=0)
+    per = Table(title="per class" if not multilabel else "per label")
+    for col in ("class", "precision", "recall", "support"):
+        per.add_column(col, justify="left" if col == "class" else "right")
+    for name, p_, r_, s_ in zip(labels, prec, rec, support):
+        per.add_row(escape(name), f"{p_:.4f}", f"{r_:.4f}", str(int(s_)))
+    console.print(per)
+    if not multilabel:
+        cm = confusion_matrix(y, pred, labels=est.classes_)
+        table = Table(title="confusion matrix (rows: true, columns: predicted)")
+        table.add_column("")
+        for name in labels:
+            table.add_column(escape(name), justify="right")
+        for name, row in zip(labels, cm):
+            table.add_row(escape(name), *[str(v) for v in row])
+        console.print(table)
+
+
+def run_train(data, target, model, hidden, epochs, batch_size, learning_rate, validation_split,
+              multilabel, seed, output, C):
+    from sklearn.model_selection import train_test_split
+
+    from ..estimators import MLPClassifier, SoftmaxRegression, save_estimator
+
+    console = _console()
+    if not target and not multilabel:
+        raise DataError("give the label column with --target COLUMN (or --multilabel COL,COL)")
+    if multilabel and model != "mlp":
+        raise DataError("--multilabel needs --model mlp (sigmoid outputs)")
+    table = read_table(data, target=target, multilabel=multilabel)
+    X, y = table.X, table.y
+    stratify = None
+    if not multilabel:
+        _, counts = np.unique(y, return_counts=True)
+        if len(counts) < 2:
+            raise DataError(f"the target {target!r} holds a single class; nothing to learn")
+        if counts.min() >= 2 and validation_split > 0:
+            stratify = y
+    if validation_split > 0:
+        X_tr, X_va, y_tr, y_va = train_test_split(X, y, test_size=validation_split,
+                                                  random_state=seed, stratify=stratify)
+    else:
+        X_tr, X_va, y_tr, y_va = X, X, y, y
+    mean = X_tr.mean(axis=0)
+    scale = X_tr.std(axis=0)
+    scale[scale == 0] = 1.0
+    if model == "softmax":
+        est = SoftmaxRegression(C=C, verbose=1)
+    else:
+        est = MLPClassifier(hidden_layer_sizes=hidden, epochs=epochs, batch_size=batch_size,
+                            learning_rate=learning_rate, random_state=seed, verbose=1)
+    console.print(f"training {type(est).__name__} on {len(X_tr)} rows, "
+                  f"{len(table.features)} features: {escape(', '.join(table.features))}")
+    est.fit(_scale(X_tr, mean, scale), y_tr)
+    if multilabel:
+        est._label_names = list(multilabel)
+    title = "validation" if validation_split > 0 else "training data (no validation split)"
+    metrics_report(console, est, _scale(X_va, mean, scale), y_va,
+                   f"{title}: {len(X_va)} rows")
+    save_estimator(est, output,
+                   extra={"features": table.features, "target": table.target,
+                          "multilabel": list(multilabel) if multilabel else None},
+                   extra_arrays={"mean": mean, "scale": scale})
+    console.print(f"saved the model to {escape(str(output))}")
+
+
+def _load(model_path):
+    from ..estimators import load_estimator
+
+    try:
+        est, extra, arrays = load_estimator(model_path)
+    except ModelFileError as exc:
+        raise DataError(str(exc)) from None
+    if "features" not in extra or "mean" not in arrays:
+        raise DataError(f"{model_path} is a logitlab model but was not written by `logitlab train`")
+    if extra.get("multilabel"):
+        est._label_names = list(extra["multilabel"])
+    return est, extra, arrays
+
+
+def _label_columns(extra):
+    if extra.get("multilabel"):
+        return None, extra["multilabel"]
+    return extra.get("target"), None
+
+
+def _read_for_model(data, extra, require_target):
+    target, multilabel = _label_columns(extra)
+    # The label column(s) may be present (they are ignored) or absent.
+    try:
+        return read_table(data, target=target, multilabel=multilabel, features=extra["features"])
+    except DataError as exc:
+        if require_target or "no column" not in str(exc):
+            raise
+        return read_table(data, features=extra["features"])
+
+
+def run_predict(model_path, data, proba, output):
+    est, extra, arrays = _load(model_path)
+    table = _read_for_model(data, extra, require_target=False)
+    X = _scale(table.X, arrays["mean"], arrays["scale"])
+    pred = est.predict(X)
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    multilabel = extra.get("multilabel")
+    header = list(multilabel) if multilabel else ["prediction"]
+    P = est.predict_proba(X) if proba else None
+    if proba:
+        names = multilabel if multilabel else [str(c) for c in est.classes_]
+        header += [f"proba_{n}" for n in names]
+    writer.writerow(header)
+    for i in range(len(X)):
+        row = list(pred[i]) if multilabel else [pred[i]]
+        if proba:
+            row += [repr(float(v)) for v in P[i]]
+        writer.writerow(row)
+    text = buf.getvalue()
+    if output:
+        with atomic_write(output, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        _console().print(f"wrote {len(X)} predictions to {escape(str(output))}")
+    else:
+        sys.stdout.write(text)
+
+
+def run_evaluate(model_path, data, target):
+    est, extra, arrays = _load(model_path)
+    if extra.get("multilabel"):
+        target = None
+    elif target != extra.get("target"):
+        extra = dict(extra, target=target)
+    table = _read_for_model(data, extra, require_target=True)
+    X = _scale(table.X, arrays["mean"], arrays["scale"])
+    metrics_report(_console(), est, X, table.y, f"{data}: {len(X)} rows")
