@@ -181,4 +181,4 @@ def run_demo(output: str):
     paths = _figures(models, X, y, output)
     console.rule("[bold]figures")
     for p in paths:
-        console.print(f"wrote {escape(p)}")
+        console.print(f"wrote {escape(p)}", soft_wrap=True)

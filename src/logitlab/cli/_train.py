@@ -119,7 +119,7 @@ def run_train(data, target, model, hidden, epochs, batch_size, learning_rate, va
                    extra={"features": table.features, "target": table.target,
                           "multilabel": list(multilabel) if multilabel else None},
                    extra_arrays={"mean": mean, "scale": scale})
-    console.print(f"saved the model to {escape(str(output))}")
+    console.print(f"saved the model to {escape(str(output))}", soft_wrap=True)
 
 
 def _load(model_path):
@@ -176,7 +176,7 @@ def run_predict(model_path, data, proba, output):
     if output:
         with atomic_write(output, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
-        _console().print(f"wrote {len(X)} predictions to {escape(str(output))}")
+        _console().print(f"wrote {len(X)} predictions to {escape(str(output))}", soft_wrap=True)
     else:
         sys.stdout.write(text)
 
