@@ -99,21 +99,24 @@ def demo(output):
 @click.option("--multilabel", callback=_split_list,
               help="Several 0/1 label columns, e.g. car,bus,pedestrian (needs --model mlp).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--resume", type=click.Path(dir_okay=False),
+              help="Continue training a model file saved by an earlier (interrupted) train.")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
               help="Where to save the model file.")
 @_user_errors
 def train(data, target, model, hidden, epochs, batch_size, learning_rate, C, validation_split,
-          multilabel, seed, output):
+          multilabel, seed, resume, output):
     """Train a classifier on a CSV (header row) or .npz file and save it.
 
     \b
     Example:
       logitlab train iris.csv --target species --model mlp --epochs 100 -o iris.logitlab
+      logitlab train iris.csv --resume iris.logitlab --epochs 200 -o iris.logitlab
     """
     from ._train import run_train
 
     run_train(data, target, model, hidden, epochs, batch_size, learning_rate, validation_split,
-              multilabel, seed, output, C)
+              multilabel, seed, output, C, resume)
 
 
 @cli.command()

@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .._io import atomic_write
+from ..callbacks import Callback
 from .._saving import ModelFileError
 from ._data import DataError, read_table
 
@@ -74,13 +75,37 @@ def metrics_report(console, est, X, y, title):
         console.print(table)
 
 
+class _SaveEachEpoch(Callback):
+    """After every epoch, write the model file (atomically), so a killed run can --resume."""
+
+    def __init__(self, est, path, extra, extra_arrays):
+        self.est, self.path, self.extra, self.extra_arrays = est, path, extra, extra_arrays
+
+    def on_train_begin(self, logs=None):
+        self.curve = list(self.est.loss_curve_[:self.est.model_.epoch])
+
+    def on_epoch_end(self, epoch, logs=None):
+        from ..estimators import save_estimator
+
+        self.curve.append(float(logs["loss"]))
+        self.est.loss_curve_ = list(self.curve)
+        self.est.n_iter_ = len(self.curve)
+        save_estimator(self.est, self.path, extra=self.extra, extra_arrays=self.extra_arrays)
+
+
 def run_train(data, target, model, hidden, epochs, batch_size, learning_rate, validation_split,
-              multilabel, seed, output, C):
+              multilabel, seed, output, C, resume=None):
     from sklearn.model_selection import train_test_split
 
     from ..estimators import MLPClassifier, SoftmaxRegression, save_estimator
 
     console = _console()
+    previous = None
+    if resume:
+        previous, extra, arrays = _load(resume)
+        target, multilabel = _label_columns(extra)
+        seed, validation_split = extra.get("seed", seed), extra.get("validation_split", validation_split)
+        model = "mlp" if type(previous).__name__ == "MLPClassifier" else "softmax"
     if not target and not multilabel:
         raise DataError("give the label column with --target COLUMN (or --multilabel COL,COL)")
     if multilabel and model != "mlp":
@@ -102,23 +127,40 @@ def run_train(data, target, model, hidden, epochs, batch_size, learning_rate, va
     mean = X_tr.mean(axis=0)
     scale = X_tr.std(axis=0)
     scale[scale == 0] = 1.0
-    if model == "softmax":
+    extra_out = {"features": table.features, "target": table.target,
+                 "multilabel": list(multilabel) if multilabel else None,
+                 "seed": seed, "validation_split": validation_split}
+    arrays_out = {"mean": mean, "scale": scale}
+    if previous is not None:
+        arrays_out = {"mean": arrays["mean"], "scale": arrays["scale"]}
+        if list(extra["features"]) != list(table.features):
+            raise DataError(f"the features of {data} differ from those the model was trained on")
+        mean, scale, est = arrays["mean"], arrays["scale"], previous
+        if model == "mlp":
+            est.set_params(epochs=epochs, verbose=1)
+            est._epoch_callbacks = [_SaveEachEpoch(est, output, extra_out, arrays_out)]
+            console.print(f"resuming {resume} at epoch {est.model_.epoch + 1} of {epochs}",
+                          soft_wrap=True)
+            est.resume_fit(_scale(X_tr, mean, scale), y_tr)
+        else:
+            est.set_params(warm_start=True, verbose=1).fit(_scale(X_tr, mean, scale), y_tr)
+    elif model == "softmax":
         est = SoftmaxRegression(C=C, verbose=1)
     else:
         est = MLPClassifier(hidden_layer_sizes=hidden, epochs=epochs, batch_size=batch_size,
                             learning_rate=learning_rate, random_state=seed, verbose=1)
-    console.print(f"training {type(est).__name__} on {len(X_tr)} rows, "
-                  f"{len(table.features)} features: {escape(', '.join(table.features))}")
-    est.fit(_scale(X_tr, mean, scale), y_tr)
+        est._epoch_callbacks = [_SaveEachEpoch(est, output, extra_out, arrays_out)]
+    if previous is None:
+        console.print(f"training {type(est).__name__} on {len(X_tr)} rows, "
+                      f"{len(table.features)} features: {escape(', '.join(table.features))}")
+        est.fit(_scale(X_tr, mean, scale), y_tr)
     if multilabel:
         est._label_names = list(multilabel)
     title = "validation" if validation_split > 0 else "training data (no validation split)"
     metrics_report(console, est, _scale(X_va, mean, scale), y_va,
                    f"{title}: {len(X_va)} rows")
-    save_estimator(est, output,
-                   extra={"features": table.features, "target": table.target,
-                          "multilabel": list(multilabel) if multilabel else None},
-                   extra_arrays={"mean": mean, "scale": scale})
+    est._epoch_callbacks = []
+    save_estimator(est, output, extra=extra_out, extra_arrays=arrays_out)
     console.print(f"saved the model to {escape(str(output))}", soft_wrap=True)
 
 

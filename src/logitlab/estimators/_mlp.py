@@ -174,7 +174,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     def fit(self, X, y):
         """Train from scratch on ``X`` (n_samples, n_features) and ``y``."""
         X, t = self._start(X, y)
-        callbacks = []
+        return self._train(X, t, initial_epoch=0)
+
+    def _train(self, X, t, initial_epoch):
+        callbacks = list(getattr(self, "_epoch_callbacks", []))
         kwargs = {}
         if self.early_stopping:
             callbacks.append(EarlyStopping("val_loss", patience=self.n_iter_no_change,
@@ -185,12 +188,26 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         else:
             callbacks.append(EarlyStopping("loss", patience=self.n_iter_no_change, min_delta=1e-4))
         hist = self.model_.fit(X, t, batch_size=self.batch_size, epochs=self.epochs,
-                               verbose=self.verbose, callbacks=callbacks, **kwargs)
-        self.loss_curve_ = list(hist.history["loss"])
+                               verbose=self.verbose, callbacks=callbacks,
+                               initial_epoch=initial_epoch, **kwargs)
+        self.loss_curve_ = list(self.loss_curve_[:initial_epoch]) + list(hist.history["loss"])
         if "val_loss" in hist.history:
             self.validation_loss_curve_ = list(hist.history["val_loss"])
         self.n_iter_ = len(self.loss_curve_)
         return self
+
+    def resume_fit(self, X, y):
+        """Continue an interrupted ``fit`` (e.g. a loaded model) up to ``epochs`` epochs.
+
+        The weights, optimizer state and shuffling state carry on from where
+        they were saved; with the same data this ends where an uninterrupted
+        ``fit`` would (the early-stopping patience count restarts).
+        """
+        check_is_fitted(self, "model_")
+        X, y = validate_data(self, X, y, reset=False, multi_output=True,
+                             dtype=[np.float64, np.float32])
+        t = np.asarray(y, dtype=np.float64) if self._multilabel else self._encode(y, self.classes_)[0]
+        return self._train(X, t, initial_epoch=self.model_.epoch)
 
     def partial_fit(self, X, y, classes=None):
         """One epoch over ``(X, y)``, keeping the weights and optimizer state.

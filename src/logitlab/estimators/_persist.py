@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._saving import ModelFileError, read_model_file, write_model_file
+from ..models import Sequential
 from ._mlp import MLPClassifier
 from ._softmax_regression import SoftmaxRegression
 
@@ -42,8 +43,9 @@ def save_estimator(estimator, path, extra=None, extra_arrays=None):
     else:
         config["multilabel"] = bool(estimator._multilabel)
         config["loss_curve"] = [float(v) for v in estimator.loss_curve_]
-        for i, w in enumerate(estimator.model_.get_weights()):
-            arrays[f"w{i}"] = w
+        # the whole network: weights, optimizer state, epoch and shuffling state (for --resume)
+        config["network"], net_arrays = estimator.model_.get_state()
+        arrays.update({f"net/{k}": v for k, v in net_arrays.items()})
     write_model_file(path, kind, config, arrays)
 
 
@@ -66,9 +68,8 @@ def load_estimator(path):
         else:
             est._multilabel = bool(config["multilabel"])
             est.n_outputs_ = len(est.classes_)
-            outputs = est.n_outputs_ if est._multilabel else max(est.n_outputs_, 2)
-            est.model_ = est._build(est.n_features_in_, outputs, est._multilabel)
-            est.model_.set_weights([arrays[f"w{i}"] for i in range(len(est.model_.trainable_weights))])
+            est.model_ = Sequential.from_state(
+                config["network"], {k[4:]: v for k, v in arrays.items() if k.startswith("net/")})
             est.loss_curve_ = list(config.get("loss_curve", []))
             est.n_iter_ = len(est.loss_curve_)
         extra_arrays = {k[6:]: v for k, v in arrays.items() if k.startswith("extra/")}

@@ -155,7 +155,6 @@ class Sequential:
         self._metric_fns = resolve_metrics(self.metrics, self.loss)
         if self.built:
             self.optimizer.build(self.trainable_weights)
-        return self
 
     # ---- forward / backward -------------------------------------------------
     def _forward(self, x, training=False):
@@ -362,11 +361,8 @@ class Sequential:
                        for layer in self.layers],
         }
 
-    def save(self, path):
-        """Write architecture, compile settings, weights, optimizer and training state.
-
-        One file, written atomically; read back by :func:`load_model`.
-        """
+    def get_state(self):
+        """``(config, arrays)``: everything :meth:`save` writes, JSON config plus arrays."""
         config = self.get_config()
         arrays = {f"w{i}": w for i, w in enumerate(self.trainable_weights)}
         if self.loss is not None:
@@ -384,6 +380,14 @@ class Sequential:
                     arrays[f"opt/{k}/{i}"] = a
         config["training"] = {"epoch": self.epoch,
                               "rng_state": _jsonable_rng(self._rng.bit_generator.state)}
+        return config, arrays
+
+    def save(self, path):
+        """Write architecture, compile settings, weights, optimizer and training state.
+
+        One file, written atomically; read back by :func:`load_model`.
+        """
+        config, arrays = self.get_state()
         write_model_file(path, KIND, config, arrays)
 
 
@@ -398,40 +402,47 @@ def load_model(path):
     Nothing from the file is executed or unpickled; a damaged or foreign file
     raises :class:`~logitlab.ModelFileError`.
     """
-    kind, config, arrays = read_model_file(path, kinds={KIND})
+    _, config, arrays = read_model_file(path, kinds={KIND})
     try:
-        model = Sequential(
-            [layer_from_config(spec["class_name"], spec["config"]) for spec in config["layers"]],
-            name=config.get("name"), seed=config.get("seed"),
-            dtype=config.get("dtype", "float32"))
-        if config.get("input_dim") is not None:
-            model.build(int(config["input_dim"]))
-            model.set_weights([arrays[f"w{i}"] for i in range(len(model.trainable_weights))])
-        comp = config.get("compile")
-        if comp:
-            loss_cls = {c.__name__: c for c in (_losses.SparseCategoricalCrossentropy,
-                                                 _losses.CategoricalCrossentropy,
-                                                 _losses.BinaryCrossentropy)}
-            name = comp["loss"]["class_name"]
-            if name not in loss_cls:
-                raise ModelFileError(f"{path!r}: unknown loss {name!r}")
-            model.compile(loss=loss_cls[name](**comp["loss"]["config"]),
-                          optimizer=optimizer_from_config(comp["optimizer"]["class_name"],
-                                                          comp["optimizer"]["config"]),
-                          metrics=comp.get("metrics"))
-            ostate = config.get("optimizer_state")
-            if ostate and model.built:
-                state = {"iterations": ostate["iterations"]}
-                for k, count in ostate["slots"].items():
-                    state[k] = [arrays[f"opt/{k}/{i}"] for i in range(int(count))]
-                model.optimizer.set_state(state)
-        training = config.get("training") or {}
-        model.epoch = int(training.get("epoch", 0))
-        if "rng_state" in training:
-            model._rng.bit_generator.state = training["rng_state"]
-    except ModelFileError:
-        raise
+        return Sequential.from_state(config, arrays)
+    except ModelFileError as exc:
+        raise ModelFileError(f"{path!r}: {exc}") from None
     except Exception as exc:  # a well-formed archive whose contents do not fit together
         raise ModelFileError(f"{path!r}: inconsistent model contents: {type(exc).__name__}: {exc}") \
             from None
+
+
+def _from_state(config, arrays):
+    """Rebuild a model from :meth:`Sequential.get_state` output (names only, nothing run)."""
+    model = Sequential(
+        [layer_from_config(spec["class_name"], spec["config"]) for spec in config["layers"]],
+        name=config.get("name"), seed=config.get("seed"), dtype=config.get("dtype", "float32"))
+    if config.get("input_dim") is not None:
+        model.build(int(config["input_dim"]))
+        model.set_weights([arrays[f"w{i}"] for i in range(len(model.trainable_weights))])
+    comp = config.get("compile")
+    if comp:
+        loss_cls = {c.__name__: c for c in (_losses.SparseCategoricalCrossentropy,
+                                             _losses.CategoricalCrossentropy,
+                                             _losses.BinaryCrossentropy)}
+        name = comp["loss"]["class_name"]
+        if name not in loss_cls:
+            raise ModelFileError(f"unknown loss {name!r}")
+        model.compile(loss=loss_cls[name](**comp["loss"]["config"]),
+                      optimizer=optimizer_from_config(comp["optimizer"]["class_name"],
+                                                      comp["optimizer"]["config"]),
+                      metrics=comp.get("metrics"))
+        ostate = config.get("optimizer_state")
+        if ostate and model.built:
+            state = {"iterations": ostate["iterations"]}
+            for k, count in ostate["slots"].items():
+                state[k] = [arrays[f"opt/{k}/{i}"] for i in range(int(count))]
+            model.optimizer.set_state(state)
+    training = config.get("training") or {}
+    model.epoch = int(training.get("epoch", 0))
+    if "rng_state" in training:
+        model._rng.bit_generator.state = training["rng_state"]
     return model
+
+
+Sequential.from_state = staticmethod(_from_state)

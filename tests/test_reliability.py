@@ -1,0 +1,310 @@
+"""Reliability: safe model files, atomic writes under SIGKILL, exact resume, no hangs."""
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import tracemalloc
+import zipfile
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import logitlab
+from logitlab import ModelFileError, Sequential, load_model
+from logitlab.layers import Dense
+from logitlab.losses import SparseCategoricalCrossentropy
+
+FUZZ_CASES = 2000
+SAVE_KILLS = 30
+
+
+def small_model(seed=0):
+    model = Sequential([Dense(6, "relu"), Dense(3)], seed=seed)
+    model.compile(loss=SparseCategoricalCrossentropy(from_logits=True), optimizer="adam")
+    rng = np.random.default_rng(seed)
+    model.fit(rng.normal(size=(40, 4)), rng.integers(0, 3, 40), epochs=1, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="module")
+def valid_bytes(tmp_path_factory):
+    path = tmp_path_factory.mktemp("valid") / "m.logitlab"
+    small_model().save(path)
+    return path.read_bytes()
+
+
+def _rewrite_header(blob, change):
+    """A well-formed archive whose JSON header is changed by ``change``."""
+    src = zipfile.ZipFile(io.BytesIO(blob))
+    header = json.loads(src.read("logitlab.json"))
+    change(header)
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            data = json.dumps(header).encode() if info.filename == "logitlab.json" \
+                else src.read(info.filename)
+            dst.writestr(info.filename, data)
+    return out.getvalue()
+
+
+HEADER_CHANGES = [
+    lambda h: h.update(version=99),
+    lambda h: h.update(format="something-else"),
+    lambda h: h.update(kind="os.system"),
+    lambda h: h["arrays"][0].update(shape=[10**9, 10**9]),
+    lambda h: h["arrays"][0].update(shape=[-1, 4]),
+    lambda h: h["arrays"][0].update(dtype="|O"),
+    lambda h: h["config"]["layers"][0].update(class_name="__import__('os').system"),
+    lambda h: h["config"]["layers"][0]["config"].update(units="rm -rf /"),
+    lambda h: h["config"].pop("layers"),
+    lambda h: h.update(arrays="x"),
+    lambda h: h["config"]["compile"]["loss"].update(class_name="eval"),
+]
+
+
+@st.composite
+def mutations(draw, blob_len):
+    kind = draw(st.sampled_from(["truncate", "flip", "overwrite", "insert", "header"]))
+    if kind == "truncate":
+        return kind, draw(st.integers(0, blob_len - 1))
+    if kind == "flip":
+        return kind, draw(st.lists(st.tuples(st.integers(0, blob_len - 1), st.integers(0, 7)),
+                                   min_size=1, max_size=8))
+    if kind == "overwrite":
+        return kind, (draw(st.integers(0, blob_len - 1)), draw(st.binary(min_size=1, max_size=64)))
+    if kind == "insert":
+        return kind, (draw(st.integers(0, blob_len)), draw(st.binary(min_size=1, max_size=64)))
+    return kind, draw(st.integers(0, len(HEADER_CHANGES) - 1))
+
+
+def mutate(blob, mutation):
+    kind, arg = mutation
+    if kind == "truncate":
+        return blob[:arg]
+    if kind == "flip":
+        data = bytearray(blob)
+        for pos, bit in arg:
+            data[pos] ^= 1 << bit
+        return bytes(data)
+    if kind == "overwrite":
+        pos, new = arg
+        return blob[:pos] + new + blob[pos + len(new):]
+    if kind == "insert":
+        pos, new = arg
+        return blob[:pos] + new + blob[pos:]
+    return _rewrite_header(blob, HEADER_CHANGES[arg])
+
+
+def test_load_model_fuzz(valid_bytes, tmp_path):
+    """2,000 mutated files: each loads or raises ModelFileError; memory stays small."""
+    path = tmp_path / "fuzz.logitlab"
+    outcomes = {"loaded": 0, "rejected": 0}
+
+    @settings(max_examples=FUZZ_CASES, deadline=None, database=None,
+              suppress_health_check=list(HealthCheck))
+    @given(mutations(len(valid_bytes)))
+    def check(mutation):
+        data = mutate(valid_bytes, mutation)
+        path.write_bytes(data)
+        tracemalloc.start()
+        try:
+            model = load_model(path)
+        except ModelFileError as exc:
+            outcomes["rejected"] += 1
+            assert str(path) in str(exc) or "logitlab" in str(exc)
+        else:
+            outcomes["loaded"] += 1
+            out = model.predict(np.zeros((2, 4)))
+            assert out.shape == (2, 3)
+        finally:
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+        assert peak < 64 * len(data) + (4 << 20), f"peak {peak} bytes for a {len(data)}-byte file"
+
+    check()
+    assert sum(outcomes.values()) >= FUZZ_CASES
+    assert outcomes["rejected"] > FUZZ_CASES // 2
+
+
+def test_hostile_files_are_rejected_without_running_anything(tmp_path, valid_bytes):
+    # an .npy holding a pickle (object array) that would run code if unpickled
+    marker = tmp_path / "pwned"
+    src = zipfile.ZipFile(io.BytesIO(valid_bytes))
+    header = json.loads(src.read("logitlab.json"))
+    header["arrays"][0]["dtype"] = "|O"
+    evil = io.BytesIO()
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    np.save(evil, np.array([Evil()], dtype=object), allow_pickle=True)
+    out = tmp_path / "evil.logitlab"
+    with zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename == "logitlab.json":
+                data = json.dumps(header).encode()
+            elif info.filename == "arrays/0.npy":
+                data = evil.getvalue()
+            dst.writestr(info.filename, data)
+    with pytest.raises(ModelFileError):
+        load_model(out)
+    assert not marker.exists()
+    # a compressed entry (a zip bomb) is refused before it is inflated
+    bomb = tmp_path / "bomb.logitlab"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as dst:
+        dst.writestr("logitlab.json", b" " * (50 << 20))
+    with pytest.raises(ModelFileError, match="not stored plainly"):
+        load_model(bomb)
+    assert bomb.stat().st_size < 1 << 20
+    for name, blob in (("empty", b""), ("text", b"hello"), ("npz", b"PK\x05\x06" + b"\0" * 18)):
+        (tmp_path / name).write_bytes(blob)
+        with pytest.raises(ModelFileError):
+            load_model(tmp_path / name)
+    with pytest.raises(ModelFileError, match="no model file"):
+        load_model(tmp_path / "does-not-exist")
+
+
+CHILD_SAVE = textwrap.dedent("""
+    import sys, numpy as np
+    from logitlab import Sequential
+    from logitlab.layers import Dense
+    path = sys.argv[1]
+    models = []
+    for value in (1.0, 2.0):
+        m = Sequential([Dense(256), Dense(64)], seed=0)
+        m.build(512)
+        m.set_weights([np.full_like(w, value) for w in m.get_weights()])
+        models.append(m)
+    models[0].save(path)
+    print("ready", flush=True)
+    i = 0
+    while True:
+        models[i % 2].save(path)
+        i += 1
+""")
+
+
+def test_sigkill_during_save_leaves_old_or_new_model(tmp_path):
+    """Kill a process that saves in a loop, 30 times: the file is always a complete model."""
+    path = tmp_path / "m.logitlab"
+    seen = set()
+    rng = np.random.default_rng(0)
+    for _ in range(SAVE_KILLS):
+        child = subprocess.Popen([sys.executable, "-c", CHILD_SAVE, str(path)],
+                                 stdout=subprocess.PIPE, text=True)
+        assert child.stdout.readline().strip() == "ready"
+        time.sleep(rng.uniform(0.0, 0.05))
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        weights = load_model(path).get_weights()
+        values = {float(v) for w in weights for v in np.unique(w)}
+        assert values in ({1.0}, {2.0}), values
+        seen |= values
+        leftovers = [p for p in tmp_path.iterdir() if p.name != path.name]
+        for p in leftovers:  # a killed write leaves at most its temporary file behind
+            assert p.name.startswith(".m.logitlab.") and p.suffix == ".tmp"
+            p.unlink()
+    assert seen == {1.0, 2.0}
+
+
+CHILD_TRAIN = textwrap.dedent("""
+    import sys, numpy as np
+    from sklearn.datasets import make_blobs
+    from logitlab import Sequential
+    from logitlab.callbacks import Callback, ModelCheckpoint
+    from logitlab.layers import Dense, Dropout
+    from logitlab.losses import SparseCategoricalCrossentropy
+    ckpt, stop_after = sys.argv[1], int(sys.argv[2])
+    X, y = make_blobs(n_samples=300, centers=4, random_state=0)
+    model = Sequential([Dense(16, "relu"), Dropout(0.1), Dense(4)], seed=7)
+    model.compile(loss=SparseCategoricalCrossentropy(from_logits=True), optimizer="adam")
+
+    class Announce(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            print(f"epoch {epoch + 1}", flush=True)
+            if epoch + 1 == stop_after:
+                import time; time.sleep(60)   # wait here to be killed
+
+    model.fit(X, y, epochs=6, batch_size=16, verbose=0,
+              callbacks=[ModelCheckpoint(ckpt, monitor="loss"), Announce()])
+""")
+
+
+@pytest.mark.parametrize("killed_after", [2, 4])
+def test_resume_after_sigkill_is_bit_for_bit(tmp_path, killed_after):
+    from sklearn.datasets import make_blobs
+
+    from logitlab.layers import Dropout
+
+    ckpt = tmp_path / "ckpt.logitlab"
+    child = subprocess.Popen([sys.executable, "-c", CHILD_TRAIN, str(ckpt), str(killed_after)],
+                             stdout=subprocess.PIPE, text=True)
+    for line in child.stdout:
+        if line.strip() == f"epoch {killed_after}":
+            break
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    resumed = load_model(ckpt)
+    assert resumed.epoch == killed_after
+    X, y = make_blobs(n_samples=300, centers=4, random_state=0)
+    resumed.fit(X, y, epochs=6, batch_size=16, verbose=0, initial_epoch=resumed.epoch)
+
+    straight = Sequential([Dense(16, "relu"), Dropout(0.1), Dense(4)], seed=7)
+    straight.compile(loss=SparseCategoricalCrossentropy(from_logits=True), optimizer="adam")
+    straight.fit(X, y, epochs=6, batch_size=16, verbose=0)
+    for a, b in zip(resumed.get_weights(), straight.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_cli_train_resume_continues_a_killed_run(tmp_path):
+    from sklearn.datasets import make_blobs
+
+    X, y = make_blobs(n_samples=400, centers=3, random_state=0)
+    data = tmp_path / "d.csv"
+    np.savetxt(data, np.column_stack([X, y]), delimiter=",", header="a,b,label", comments="",
+               fmt=["%.17g", "%.17g", "%d"])
+    model = tmp_path / "m.logitlab"
+    cmd = [sys.executable, "-m", "logitlab", "train", str(data), "--target", "label", "--model",
+           "mlp", "--epochs", "400", "--seed", "3", "-o", str(model)]
+    child = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not model.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    from logitlab.estimators import load_estimator
+
+    est, _, _ = load_estimator(model)
+    done = est.model_.epoch
+    assert 1 <= done < 400
+    res = subprocess.run([sys.executable, "-m", "logitlab", "train", str(data), "--resume",
+                          str(model), "--epochs", str(done + 3), "-o", str(model)],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert f"resuming {model} at epoch {done + 1}" in res.stdout
+    est, _, _ = load_estimator(model)
+    assert est.model_.epoch in (done + 3, done + 1, done + 2)  # early stopping may end sooner
+    assert len(est.loss_curve_) == est.model_.epoch
+
+
+def test_atomic_write_leaves_nothing_on_error(tmp_path):
+    from logitlab._io import atomic_write
+
+    target = tmp_path / "out.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_write(target, "w") as fh:
+            fh.write("half")
+            raise RuntimeError("boom")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
