@@ -95,7 +95,7 @@ def entropy(p, axis=-1):
     0.6931471805599453
     """
     arr, out_dtype = _distribution(p, "p")
-    axis = check_axis(axis, arr.ndim)
+    axis = check_axis(axis, arr.ndim, array_name="p")
     return _reduce(-special.xlogy(arr, arr), axis, out_dtype)
 
 
@@ -136,7 +136,7 @@ def kl_divergence(p, q, axis=-1):
     a, out_dtype = _distribution(p, "p")
     b, out_b = _distribution(q, "q")
     check_same_shape(a, b, "p", "q")
-    axis = check_axis(axis, a.ndim)
+    axis = check_axis(axis, a.ndim, array_name="p")
     out_dtype = np.result_type(out_dtype, out_b)
     terms = special.rel_entr(a, b)
     # p/q overflowed although q > 0: use the difference of logs instead.
@@ -182,7 +182,7 @@ def cross_entropy(p, q, axis=-1):
     a, out_dtype = _distribution(p, "p")
     b, out_b = _distribution(q, "q")
     check_same_shape(a, b, "p", "q")
-    axis = check_axis(axis, a.ndim)
+    axis = check_axis(axis, a.ndim, array_name="p")
     out_dtype = np.result_type(out_dtype, out_b)
     with np.errstate(divide="ignore"):  # log of zero is OK: it is +inf cross-entropy
         return _reduce(-special.xlogy(a, b), axis, out_dtype)

@@ -30,7 +30,7 @@ __all__ = ["logsumexp", "softmax", "log_softmax", "sigmoid", "log_sigmoid", "spa
 def _prepare(x, axis, where, name="x"):
     """Move the class axis last (contiguous) and put -inf where ``where`` is False."""
     z, out_dtype = as_float_array(x, name)
-    axis = check_axis(axis, z.ndim)
+    axis = check_axis(axis, z.ndim, array_name=name)
     mask = check_where(where, z.shape)
     if mask is not None:
         z = np.where(mask, z, -np.inf).astype(z.dtype, copy=False)

@@ -88,15 +88,15 @@ def compute_dtype(out_dtype) -> np.dtype:
     return out_dtype
 
 
-def check_axis(axis, ndim: int, name: str = "axis") -> int:
-    """Normalise ``axis`` for an array of ``ndim`` dimensions."""
+def check_axis(axis, ndim: int, name: str = "axis", array_name: str = "x") -> int:
+    """Normalise ``axis`` for the array ``array_name`` of ``ndim`` dimensions."""
     try:
         axis = operator.index(axis)
     except TypeError:
         raise TypeError(f"`{name}` must be an integer; got {describe(axis)}") from None
     if ndim == 0:
         raise ValueError(
-            f"the input must have at least one dimension (the class axis); got a scalar"
+            f"`{array_name}` must have at least one dimension (the class axis); got a scalar"
         )
     if not -ndim <= axis < ndim:
         raise ValueError(

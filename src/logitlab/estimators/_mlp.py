@@ -9,8 +9,9 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
-from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+from sklearn.utils.validation import check_is_fitted, column_or_1d
 
+from ._checks import named_errors, validate
 from .._softmax import log_sigmoid, log_softmax, sigmoid, softmax
 from ..callbacks import EarlyStopping
 from ..layers import L2, Dense
@@ -151,17 +152,17 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     def _start(self, X, y, classes=None):
         self._validate_params()
-        X, y = validate_data(self, X, y, multi_output=True, dtype=[np.float64, np.float32])
-        target, multilabel = self._encode(y)
+        X, y = validate(self, X, y, multi_output=True, dtype=[np.float64, np.float32])
+        target, multilabel = named_errors(lambda: self._encode(y), X, y)
         if multilabel:
             self.classes_ = np.arange(target.shape[1])
             t = target
         else:
             self.classes_ = np.asarray(classes) if classes is not None else target
-            t, _ = self._encode(y, self.classes_)
+            t, _ = named_errors(lambda: self._encode(y, self.classes_), X, y)
             if len(self.classes_) < 2 and classes is None:
-                raise ValueError("MLPClassifier needs samples of at least 2 classes in the data, "
-                                 f"but the data contains only one class: {self.classes_[0]!r}")
+                raise ValueError("`y` must hold samples of at least 2 classes, but the data "
+                                 f"contains only one class: {self.classes_[0]!r}")
         self._multilabel = multilabel
         self.n_outputs_ = len(self.classes_)
         self.model_ = self._build(X.shape[1], max(self.n_outputs_, 2) if not multilabel
@@ -204,7 +205,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         ``fit`` would (the early-stopping patience count restarts).
         """
         check_is_fitted(self, "model_")
-        X, y = validate_data(self, X, y, reset=False, multi_output=True,
+        X, y = validate(self, X, y, reset=False, multi_output=True,
                              dtype=[np.float64, np.float32])
         t = np.asarray(y, dtype=np.float64) if self._multilabel else self._encode(y, self.classes_)[0]
         return self._train(X, t, initial_epoch=self.model_.epoch)
@@ -220,7 +221,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 raise ValueError("`classes` must be given on the first call to partial_fit")
             X, t = self._start(X, y, None if classes is None else np.unique(classes))
         else:
-            X, y = validate_data(self, X, y, reset=False, multi_output=True,
+            X, y = validate(self, X, y, reset=False, multi_output=True,
                                  dtype=[np.float64, np.float32])
             if self._multilabel:
                 t = np.asarray(y, dtype=np.float64)
@@ -237,7 +238,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     # ---- prediction ----------------------------------------------------------------
     def _logits(self, X):
         check_is_fitted(self, "model_")
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        X = validate(self, X, reset=False, dtype=[np.float64, np.float32])
         return self.model_.predict(X)
 
     def predict(self, X):

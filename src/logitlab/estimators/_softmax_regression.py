@@ -12,11 +12,12 @@ from sklearn.preprocessing import LabelEncoder
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from numbers import Integral, Real
 
+from ._checks import named_errors, validate
 from .._softmax import log_sigmoid, log_softmax, sigmoid, softmax
 from ..losses._crossentropy import binary_ce_value_and_grad, sparse_ce_value_and_grad
 
@@ -170,17 +171,17 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     def _prepare_fit(self, X, y, sample_weight):
         """Validate; returns (X, y_encoded, sample_weight, n_classes)."""
         self._validate_params()
-        X, y = validate_data(self, X, y, accept_sparse=False, dtype=[np.float64, np.float32],
-                             y_numeric=False)
-        check_classification_targets(y)
+        X, y = validate(self, X, y, accept_sparse=False, dtype=[np.float64, np.float32],
+                        y_numeric=False)
+        named_errors(lambda: check_classification_targets(y), X, y)
         enc = LabelEncoder()
         y_enc = enc.fit_transform(y)
         self.classes_ = enc.classes_
         n_classes = len(self.classes_)
         if n_classes < 2:
             raise ValueError(
-                "This solver needs samples of at least 2 classes in the data, but the data "
-                f"contains only one class: {self.classes_[0]!r}"
+                "`y` must hold samples of at least 2 classes, but the data contains only "
+                f"one class: {self.classes_[0].item() if hasattr(self.classes_[0], 'item') else self.classes_[0]!r}"
             )
         sw = _check_sample_weight(sample_weight, X, dtype=np.float64)
         if self.class_weight is not None:
@@ -239,7 +240,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     def decision_function(self, X):
         """Logits: shape (n_samples, n_classes), or (n_samples,) for two classes."""
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        X = validate(self, X, reset=False, dtype=[np.float64, np.float32])
         scores = X @ self.coef_.T + self.intercept_
         return scores[:, 0] if scores.shape[1] == 1 else scores
 

@@ -106,7 +106,7 @@ def _sample_weight(sample_weight, shape, dtype):
 def _logits_last(y_pred, axis, where):
     """``y_pred`` as a compute array with the class axis last, plus its mask."""
     z, out_dtype = as_float_array(y_pred, "y_pred", min_ndim=1)
-    ax = check_axis(axis, z.ndim)
+    ax = check_axis(axis, z.ndim, array_name="y_pred")
     mask = check_where(where, z.shape)
     if mask is not None:
         z = np.where(mask, z, -np.inf).astype(z.dtype, copy=False)

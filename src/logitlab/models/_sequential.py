@@ -10,9 +10,9 @@ from .. import losses as _losses
 from .. import optimizers as _optimizers
 from .._random import make_rng
 from .._saving import ModelFileError, read_model_file, write_model_file
-from .._validation import LogitlabError, check_number, describe
+from .._validation import LogitlabError, check_integer_labels, check_number, describe
 from ..callbacks._callbacks import Callback, History, ProgressLogger
-from ..layers._layers import Layer, layer_from_config
+from ..layers._layers import Dense, Layer, layer_from_config
 from ..optimizers._optimizers import from_config as optimizer_from_config
 from ._metrics import resolve_metrics
 
@@ -39,6 +39,9 @@ def _as_inputs(x, name="x", dtype=np.float32):
         )
     if arr.ndim != 2:
         raise ValueError(f"`{name}` must be 2-D (n_samples, n_features); got shape {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"`{name}` must have at least one sample and one feature; "
+                         f"got shape {arr.shape}")
     arr = arr.astype(dtype, copy=False)
     if not np.isfinite(arr).all():
         raise ValueError(f"`{name}` contains NaN or inf")
@@ -181,10 +184,17 @@ class Sequential:
 
     # ---- training -----------------------------------------------------------
     def _check_targets(self, y, n, name="y"):
-        arr = np.asarray(y)
+        try:
+            arr = np.asarray(y)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"`{name}` must be a rectangular array of targets: {exc}") from None
+        if arr.ndim == 0:
+            raise ValueError(f"`{name}` must hold one target per sample; got a scalar")
         if len(arr) != n:
             raise ValueError(f"`x` and `{name}` must have the same number of samples; "
                              f"got {n} and {len(arr)}")
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"`{name}` must hold numbers; got {describe(arr)}")
         if isinstance(self.loss, _losses.SparseCategoricalCrossentropy):
             if arr.ndim == 2 and arr.shape[1] == 1:
                 arr = arr[:, 0]
@@ -193,8 +203,10 @@ class Sequential:
                     f"`{name}` must be 1-D integer labels for SparseCategoricalCrossentropy; "
                     f"got shape {arr.shape} (use CategoricalCrossentropy for one-hot targets)"
                 )
-        if arr.dtype.kind not in "biuf":
-            raise TypeError(f"`{name}` must hold numbers; got {describe(arr)}")
+            if self.layers and isinstance(self.layers[-1], Dense):
+                arr = check_integer_labels(arr, name, self.layers[-1].units)
+        elif not np.isfinite(arr).all():
+            raise ValueError(f"`{name}` contains NaN or inf")
         return arr
 
     def _batch_loss(self, yb, out, swb):
