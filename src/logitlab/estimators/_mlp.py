@@ -12,6 +12,7 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from ._checks import named_errors, validate
+from .._dask_adapter import is_dask_collection
 from .._softmax import log_sigmoid, log_softmax, sigmoid, softmax
 from ..callbacks import EarlyStopping
 from ..layers import L2, Dense
@@ -241,8 +242,21 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         X = validate(self, X, reset=False, dtype=[np.float64, np.float32])
         return self.model_.predict(X)
 
+    def _lazy(self, method, X, n_out, dtype=np.float64):
+        from .._dask_adapter import map_rows
+
+        check_is_fitted(self, "model_")
+        return map_rows(getattr(self, method), X, n_out, dtype)
+
     def predict(self, X):
-        """Labels: argmax of the logits, or each logit > 0 for multilabel."""
+        """Labels: argmax of the logits, or each logit > 0 for multilabel.
+
+        On a Dask array, ``predict``, ``predict_proba`` and
+        ``predict_log_proba`` return lazy Dask arrays, chunk by chunk.
+        """
+        if is_dask_collection(X):
+            return self._lazy("predict", X, self.n_outputs_ if self._multilabel else None,
+                              np.int64 if self._multilabel else self.classes_.dtype)
         z = self._logits(X)
         if self._multilabel:
             return (z > 0).astype(int)
@@ -250,10 +264,14 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X):
         """Softmax of the logits, or the sigmoid of each for multilabel."""
+        if is_dask_collection(X):
+            return self._lazy("predict_proba", X, self.n_outputs_)
         z = self._logits(X)
         return sigmoid(z) if self._multilabel else softmax(z, axis=1)
 
     def predict_log_proba(self, X):
         """Exact log-probabilities from the logits (log_softmax / log_sigmoid)."""
+        if is_dask_collection(X):
+            return self._lazy("predict_log_proba", X, self.n_outputs_)
         z = self._logits(X)
         return log_sigmoid(z) if self._multilabel else log_softmax(z, axis=1)

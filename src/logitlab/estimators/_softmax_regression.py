@@ -18,6 +18,7 @@ from threadpoolctl import threadpool_limits
 from numbers import Integral, Real
 
 from ._checks import named_errors, validate
+from .._dask_adapter import is_dask_collection
 from .._softmax import log_sigmoid, log_softmax, sigmoid, softmax
 from ..losses._crossentropy import binary_ce_value_and_grad, sparse_ce_value_and_grad
 
@@ -199,7 +200,17 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         return np.zeros(k * cols)
 
     def fit(self, X, y, sample_weight=None):
-        """Fit the model to ``X`` of shape (n_samples, n_features) and labels ``y``."""
+        """Fit the model to ``X`` of shape (n_samples, n_features) and labels ``y``.
+
+        ``X`` and ``y`` may be Dask arrays or DataFrames: then each L-BFGS step
+        sums per-chunk losses and gradients on the workers (see
+        :mod:`logitlab.estimators._dask`).
+        """
+        if is_dask_collection(X) or is_dask_collection(y):
+            from ._dask import fit_softmax_regression
+
+            self._validate_params()
+            return fit_softmax_regression(self, X, y, sample_weight)
         X, y_enc, sw, n_classes = self._prepare_fit(X, y, sample_weight)
         X = X.astype(np.float64, copy=False)
         binary = n_classes == 2
@@ -220,12 +231,15 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         self._set_solution(result.x.reshape(k, cols), X.shape[1], binary)
         self.n_iter_ = np.array([min(result.nit, self.max_iter)], dtype=np.int32)
         self.objective_ = float(result.fun)
+        self._warn_if_not_converged(result)
+        return self
+
+    def _warn_if_not_converged(self, result):
         if result.status == 1 or result.nit >= self.max_iter:
             warnings.warn(
                 f"SoftmaxRegression (L-BFGS-B) failed to converge after {self.max_iter} "
                 "iterations; increase max_iter, standardise the features (StandardScaler), "
-                "or regularise more (a smaller C).", ConvergenceWarning, stacklevel=2)
-        return self
+                "or regularise more (a smaller C).", ConvergenceWarning, stacklevel=3)
 
     def _set_solution(self, W, n_features, binary):
         self.coef_ = np.ascontiguousarray(W[:, :n_features])
@@ -237,8 +251,21 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         else:
             self.intercept_ = np.zeros(W.shape[0])
 
+    def _lazy(self, method, X, n_out, dtype=np.float64):
+        from .._dask_adapter import map_rows
+
+        check_is_fitted(self)
+        return map_rows(getattr(self, method), X, n_out, dtype)
+
     def decision_function(self, X):
-        """Logits: shape (n_samples, n_classes), or (n_samples,) for two classes."""
+        """Logits: shape (n_samples, n_classes), or (n_samples,) for two classes.
+
+        On a Dask array the result is a lazy Dask array, chunk by chunk (the
+        same holds for ``predict``, ``predict_proba`` and ``predict_log_proba``).
+        """
+        if is_dask_collection(X):
+            return self._lazy("decision_function", X, None if len(self.classes_) == 2
+                              else len(self.classes_))
         check_is_fitted(self)
         X = validate(self, X, reset=False, dtype=[np.float64, np.float32])
         scores = X @ self.coef_.T + self.intercept_
@@ -246,12 +273,16 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
     def predict(self, X):
         """The class with the largest logit (no softmax needed)."""
+        if is_dask_collection(X):
+            return self._lazy("predict", X, None, self.classes_.dtype)
         scores = self.decision_function(X)
         idx = (scores > 0).astype(int) if scores.ndim == 1 else np.argmax(scores, axis=1)
         return self.classes_[idx]
 
     def predict_proba(self, X):
         """Class probabilities: softmax of the logits (sigmoid for two classes)."""
+        if is_dask_collection(X):
+            return self._lazy("predict_proba", X, len(self.classes_))
         scores = self.decision_function(X)
         if scores.ndim == 1:
             p = sigmoid(scores)
@@ -260,6 +291,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
     def predict_log_proba(self, X):
         """Exact log-probabilities, from log_softmax (log_sigmoid for two classes)."""
+        if is_dask_collection(X):
+            return self._lazy("predict_log_proba", X, len(self.classes_))
         scores = self.decision_function(X)
         if scores.ndim == 1:
             return np.column_stack([log_sigmoid(-scores), log_sigmoid(scores)])

@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import losses as _losses
 from .. import optimizers as _optimizers
+from .._dask_adapter import is_dask_collection, map_rows
 from .._random import make_rng
 from .._saving import ModelFileError, read_model_file, write_model_file
 from .._validation import LogitlabError, check_integer_labels, check_number, describe
@@ -46,6 +47,18 @@ def _as_inputs(x, name="x", dtype=np.float32):
     if not np.isfinite(arr).all():
         raise ValueError(f"`{name}` contains NaN or inf")
     return arr
+
+
+def _is_chunk_source(x):
+    """An iterable of (x, y) chunks, or a function returning one (not an array-like)."""
+    if callable(x):
+        return True
+    if isinstance(x, np.ndarray) or not hasattr(x, "__iter__") or hasattr(x, "__array__"):
+        return False
+    first = next(iter(x), None) if not (iter(x) is x) else None
+    if isinstance(x, (list, tuple)):
+        return isinstance(first, tuple) and len(first) == 2
+    return True
 
 
 class Sequential:
@@ -146,6 +159,12 @@ class Sequential:
                 raise ValueError(f"`weights[{i}]` must have shape {w.shape}; got {new.shape}")
             w[...] = new
 
+    def _output_dim(self):
+        dim = self.input_dim
+        for layer in self.layers:
+            dim = layer.output_dim(dim)
+        return dim
+
     def count_params(self):
         return sum(layer.count_params for layer in self.layers)
 
@@ -173,7 +192,14 @@ class Sequential:
         return self.predict(x)
 
     def predict(self, x, batch_size=None, verbose=0):
-        """Outputs of the last layer (logits for a linear output), shape (n_samples, units)."""
+        """Outputs of the last layer (logits for a linear output), shape (n_samples, units).
+
+        On a Dask array the result is a lazy Dask array, computed chunk by chunk.
+        """
+        if is_dask_collection(x):
+            if not self.built:
+                raise ValueError("build or fit the model before predicting on a Dask array")
+            return map_rows(self.predict, x, self._output_dim(), self.dtype)
         x = _as_inputs(x, dtype=self.dtype)
         self._ensure_built(x)
         if batch_size is None or batch_size >= len(x):
@@ -214,10 +240,16 @@ class Sequential:
         reg = sum(layer.regularization_loss() for layer in self.layers)
         return float(value) + reg, grad
 
-    def fit(self, x, y, batch_size=32, epochs=1, verbose=1, validation_split=0.0,
+    def fit(self, x, y=None, batch_size=32, epochs=1, verbose=1, validation_split=0.0,
             validation_data=None, shuffle=True, callbacks=None, class_weight=None,
             sample_weight=None, initial_epoch=0):
         """Train for ``epochs`` epochs; returns a :class:`~logitlab.callbacks.History`.
+
+        ``x`` is an array (n_samples, n_features) with targets ``y``; or, with
+        ``y=None``, a source of ``(x_chunk, y_chunk)`` pairs for out-of-core
+        training: a list, any re-iterable (e.g. the blocks of a Dask array),
+        or a function returning a fresh iterator each epoch (a one-shot
+        iterator serves one epoch only). Each chunk is shuffled and batched.
 
         ``history.history["loss"]`` holds, per epoch, the mean of the batch
         losses weighted by batch size (Keras 3's running mean), plus each
@@ -234,6 +266,16 @@ class Sequential:
         check_number(validation_split, "validation_split", low=0.0, high=1.0, high_open=True)
         if verbose not in (0, 1, 2, True, False):
             raise ValueError(f"`verbose` must be 0, 1 or 2; got {verbose!r}")
+        if y is None and _is_chunk_source(x):
+            if validation_split or class_weight is not None or sample_weight is not None:
+                raise ValueError("with a source of (x, y) chunks, use validation_data; "
+                                 "validation_split, class_weight and sample_weight need arrays")
+            source = self._chunk_source(x, epochs - initial_epoch)
+            return self._train(source, None, batch_size, epochs, verbose, validation_data,
+                               shuffle, callbacks, initial_epoch)
+        if y is None:
+            raise ValueError("`y` is required when `x` is an array (or pass an iterable of "
+                             "(x, y) chunks as `x`)")
         x = _as_inputs(x, dtype=self.dtype)
         y = self._check_targets(y, len(x))
         sw = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
@@ -248,15 +290,56 @@ class Sequential:
             validation_data = (x[cut:], y[cut:])
             x, y = x[:cut], y[:cut]
             sw = None if sw is None else sw[:cut]
+        self._ensure_built(x)
+        n = len(x)
+
+        def batches():
+            order = self._rng.permutation(n) if shuffle else np.arange(n)
+            for start in range(0, n, batch_size):
+                idx = order[start:start + batch_size]
+                yield x[idx], y[idx], None if sw is None else sw[idx]
+
+        return self._train(batches, math.ceil(n / batch_size), batch_size, epochs, verbose,
+                           validation_data, shuffle, callbacks, initial_epoch)
+
+    def _chunk_source(self, source, n_epochs):
+        """A function giving, per epoch, the batches of every (x, y) chunk of ``source``."""
+        one_shot = iter(source) is source if not callable(source) else False
+        if one_shot and n_epochs > 1:
+            raise ValueError("`x` is a one-shot iterator but fit runs several epochs: pass a "
+                             "list, a re-iterable, or a function returning an iterator")
+
+        def batches(shuffle=True, batch_size=32):
+            chunks = source() if callable(source) else source
+            for i, pair in enumerate(chunks):
+                if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                    raise ValueError(f"chunk {i} of `x` must be an (x, y) pair; "
+                                     f"got {describe(pair)}")
+                xc = np.asarray(pair[0].compute() if hasattr(pair[0], "compute") else pair[0])
+                yc = np.asarray(pair[1].compute() if hasattr(pair[1], "compute") else pair[1])
+                xc = _as_inputs(xc, f"chunk {i} x", self.dtype)
+                yc = self._check_targets(yc, len(xc), f"chunk {i} y")
+                self._ensure_built(xc)
+                order = self._rng.permutation(len(xc)) if shuffle else np.arange(len(xc))
+                for start in range(0, len(xc), batch_size):
+                    idx = order[start:start + batch_size]
+                    yield xc[idx], yc[idx], None
+        return batches
+
+    def _train(self, batches, steps, batch_size, epochs, verbose, validation_data, shuffle,
+               callbacks, initial_epoch):
+        """The training loop shared by arrays (``steps`` known) and chunk sources."""
+        if steps is None:  # a chunk source: its batches take the shuffle and batch settings
+            source = batches
+
+            def batches():
+                return source(shuffle=shuffle, batch_size=batch_size)
         if validation_data is not None:
             vx = _as_inputs(validation_data[0], "validation_data[0]", self.dtype)
             vy = self._check_targets(validation_data[1], len(vx), "validation_data[1]")
-        self._ensure_built(x)
-        if not self.optimizer.slots and self.trainable_weights:
+        if self.built and not self.optimizer.slots and self.trainable_weights:
             self.optimizer.build(self.trainable_weights)
 
-        n = len(x)
-        steps = math.ceil(n / batch_size)
         history = History()
         cbs: list[Callback] = [history]
         if verbose:
@@ -269,20 +352,18 @@ class Sequential:
             cb.set_model(self)
             cb.on_train_begin()
         self.stop_training = False
-        params, grads = self.trainable_weights, self._grads
         names = ["loss"] + [name for name, _ in self._metric_fns]
 
         for epoch in range(initial_epoch, epochs):
             for cb in cbs:
                 cb.on_epoch_begin(epoch)
-            order = self._rng.permutation(n) if shuffle else np.arange(n)
             sums = np.zeros(len(names))
             seen = 0
             logs = {}
-            for step in range(steps):
-                idx = order[step * batch_size:(step + 1) * batch_size]
-                xb, yb = x[idx], y[idx]
-                swb = None if sw is None else sw[idx]
+            for step, (xb, yb, swb) in enumerate(batches()):
+                if step == 0 and not self.optimizer.slots and self.trainable_weights:
+                    self.optimizer.build(self.trainable_weights)
+                params, grads = self.trainable_weights, self._grads
                 # overflow is checked for explicitly below, so NumPy need not warn
                 with np.errstate(over="ignore", invalid="ignore"):
                     out = self._forward(xb, training=True)
@@ -294,7 +375,7 @@ class Sequential:
                     if not np.isfinite(gr).all():
                         self._diverged(epoch, step, "a gradient", np.nan)
                 self.optimizer.apply(params, grads)
-                m = len(idx)
+                m = len(xb)
                 sums[0] += value * m
                 for j, (_, fn) in enumerate(self._metric_fns, 1):
                     sums[j] += fn(yb, out, self.loss) * m

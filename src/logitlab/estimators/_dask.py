@@ -1,0 +1,129 @@
+"""The Dask adapter: fit on chunked data by partial sums, predict lazily chunk by chunk.
+
+Only this module imports Dask, and only when an estimator is handed a Dask
+collection. The L-BFGS optimiser runs on the client; each step computes, on
+the workers, one ``(loss, gradient)`` partial sum per chunk with the core's
+fused loss-and-gradient, and only those small sums travel back.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..losses._crossentropy import binary_ce_value_and_grad, sparse_ce_value_and_grad
+
+from .._dask_adapter import as_dask_array, is_dask_collection, map_rows  # noqa: F401
+
+__all__ = ["fit_softmax_regression"]
+
+
+def _align(X, y, sample_weight):
+    if X.ndim != 2:
+        raise ValueError(f"`X` must be 2-D (n_samples, n_features); got {X.ndim} dimensions")
+    if X.numblocks[1] != 1:
+        X = X.rechunk({1: -1})
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"`y` must be 1-D; got shape {y.shape}")
+    if y.shape[0] != X.shape[0]:
+        raise ValueError(f"`X` and `y` have inconsistent numbers of samples: {X.shape[0]} and "
+                         f"{y.shape[0]}")
+    y = y.rechunk((X.chunks[0],))
+    if sample_weight is not None:
+        sample_weight = sample_weight.rechunk((X.chunks[0],))
+    return X, y, sample_weight
+
+
+def _chunk_sums(X, y, sw, params, classes, C, fit_intercept, binary):
+    """Unscaled loss and gradient sums of one chunk (runs on a worker)."""
+    X = np.asarray(X, dtype=np.float64)
+    if not np.isfinite(X).all():
+        raise ValueError("`X` contains NaN or infinity")
+    idx = np.searchsorted(classes, y)
+    if np.any(idx >= len(classes)) or np.any(classes[np.minimum(idx, len(classes) - 1)] != y):
+        raise ValueError("`y` changed between passes over the data")
+    sw = np.ones(len(X)) if sw is None else np.asarray(sw, dtype=np.float64)
+    n_features = X.shape[1]
+    W = params.reshape(1 if binary else len(classes), -1)
+    logits = X @ W[:, :n_features].T
+    if fit_intercept:
+        logits += W[:, n_features]
+    if binary:
+        loss, g = binary_ce_value_and_grad(idx[:, None].astype(np.float64), logits,
+                                           from_logits=True, reduction="sum",
+                                           sample_weight=sw[:, None])
+    else:
+        loss, g = sparse_ce_value_and_grad(idx, logits, from_logits=True, reduction="sum",
+                                           sample_weight=sw)
+    grad = np.empty_like(W)
+    grad[:, :n_features] = g.T @ X
+    if fit_intercept:
+        grad[:, n_features] = g.sum(axis=0)
+    return float(loss), grad
+
+
+def _class_pass(y, sw):
+    """Classes, and the sum of sample weights, in one pass over ``y``."""
+    import dask
+    import dask.array as da
+
+    classes = da.unique(y)
+    total = sw.sum() if sw is not None else y.shape[0]
+    classes, total = dask.compute(classes, total)
+    return np.asarray(classes), float(total)
+
+
+def fit_softmax_regression(est, X, y, sample_weight=None):
+    """Fit ``est`` (a SoftmaxRegression) on Dask collections; returns ``est``."""
+    import dask
+    from scipy import optimize
+
+    from ._softmax_regression import _IterationProgress
+
+    X = as_dask_array(X, "X")
+    y = as_dask_array(y, "y")
+    sw = None if sample_weight is None else as_dask_array(sample_weight, "sample_weight")
+    X, y, sw = _align(X, y, sw)
+    if est.class_weight is not None:
+        raise ValueError("`class_weight` is not supported with Dask inputs; pass sample_weight")
+    classes, sw_sum = _class_pass(y, sw)
+    if len(classes) < 2:
+        raise ValueError("`y` must hold samples of at least 2 classes, but the data contains "
+                         f"only one class: {classes[0]!r}")
+    est.classes_ = classes
+    est.n_features_in_ = int(X.shape[1])
+    binary = len(classes) == 2
+    k = 1 if binary else len(classes)
+    cols = X.shape[1] + int(est.fit_intercept)
+    C = None if est.penalty is None else float(est.C)
+    x_blocks = X.to_delayed().ravel()
+    y_blocks = y.to_delayed().ravel()
+    w_blocks = sw.to_delayed().ravel() if sw is not None else [None] * len(x_blocks)
+    chunk = dask.delayed(_chunk_sums, pure=True)
+
+    def objective(params):
+        parts = dask.compute(*[chunk(xb, yb, wb, params, classes, C, est.fit_intercept, binary)
+                               for xb, yb, wb in zip(x_blocks, y_blocks, w_blocks)])
+        loss = sum(p[0] for p in parts)
+        grad = sum(p[1] for p in parts)
+        W = params.reshape(k, cols)
+        if C is not None:
+            coef = W[:, :X.shape[1]]
+            loss += 0.5 / C * np.sum(coef * coef)
+            grad = grad.copy()
+            grad[:, :X.shape[1]] += coef / C
+        return loss / sw_sum, grad.ravel() / sw_sum
+
+    progress = _IterationProgress(est.verbose, est.max_iter)
+    with progress:
+        result = optimize.minimize(
+            objective, est._initial_params(k, cols), jac=True, method="L-BFGS-B",
+            callback=progress.callback if est.verbose else None,
+            options={"maxiter": est.max_iter, "maxls": 50, "gtol": est.tol,
+                     "ftol": 64 * np.finfo(float).eps})
+    est._set_solution(result.x.reshape(k, cols), X.shape[1], binary)
+    est.n_iter_ = np.array([min(result.nit, est.max_iter)], dtype=np.int32)
+    est.objective_ = float(result.fun)
+    est._warn_if_not_converged(result)
+    return est
