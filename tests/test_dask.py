@@ -121,3 +121,26 @@ def test_core_never_imports_dask():
             "print(any(m.split('.')[0] == 'dask' for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.strip() == "False", out.stderr
+
+
+def test_cli_train_with_the_dask_engine(tmp_path):
+    import csv
+    import subprocess
+    import sys
+
+    X, y = make_blobs(n_samples=3000, centers=3, random_state=0)
+    data = tmp_path / "big.csv"
+    with open(data, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["a", "b", "label"])
+        w.writerows([[f"{a!r}", f"{b!r}", ["ant", "bee", "cat"][k]] for (a, b), k in zip(X, y)])
+    model = tmp_path / "m.logitlab"
+    res = subprocess.run([sys.executable, "-m", "logitlab", "train", str(data), "--target", "label",
+                          "--engine", "dask", "--blocksize", "30kB", "-o", str(model)],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "chunks" in res.stdout and "accuracy" in res.stdout and model.exists()
+    res = subprocess.run([sys.executable, "-m", "logitlab", "predict", str(model), str(data)],
+                         capture_output=True, text=True, timeout=300)
+    labels = res.stdout.splitlines()[1:]
+    assert np.mean(np.array(labels) == np.array(["ant", "bee", "cat"])[y]) > 0.9

@@ -99,20 +99,32 @@ def demo(output):
 @click.option("--multilabel", callback=_split_list,
               help="Several 0/1 label columns, e.g. car,bus,pedestrian (needs --model mlp).")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--engine", type=click.Choice(["local", "dask"]), default="local", show_default=True,
+              help="dask: read the CSV in chunks and fit softmax regression on a Dask cluster.")
+@click.option("--scheduler", help="Address of an existing Dask scheduler (default: a local cluster).")
+@click.option("--blocksize", default="64MB", show_default=True, help="Dask chunk size of the CSV.")
 @click.option("--resume", type=click.Path(dir_okay=False),
               help="Continue training a model file saved by an earlier (interrupted) train.")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
               help="Where to save the model file.")
 @_user_errors
 def train(data, target, model, hidden, epochs, batch_size, learning_rate, C, validation_split,
-          multilabel, seed, resume, output):
+          multilabel, seed, engine, scheduler, blocksize, resume, output):
     """Train a classifier on a CSV (header row) or .npz file and save it.
 
     \b
     Example:
       logitlab train iris.csv --target species --model mlp --epochs 100 -o iris.logitlab
       logitlab train iris.csv --resume iris.logitlab --epochs 200 -o iris.logitlab
+      logitlab train big.csv --target label --engine dask -o big.logitlab
     """
+    if engine == "dask":
+        from ._train import run_train_dask
+
+        if model != "softmax" or multilabel or resume:
+            raise UsageFailure("--engine dask trains --model softmax on a single --target")
+        return run_train_dask(data, target, validation_split or 0.2, seed, output, C, scheduler,
+                              blocksize)
     from ._train import run_train
 
     run_train(data, target, model, hidden, epochs, batch_size, learning_rate, validation_split,

@@ -25,7 +25,7 @@ def _scale(X, mean, scale):
     return (X - mean) / scale
 
 
-def metrics_report(console, est, X, y, title):
+def metrics_report(console, est, X, y, title, pred=None, proba=None):
     """Accuracy, log loss, per-class precision/recall and a confusion matrix."""
     from sklearn.metrics import (
         accuracy_score,
@@ -35,12 +35,12 @@ def metrics_report(console, est, X, y, title):
         precision_recall_fscore_support,
     )
 
-    proba = est.predict_proba(X)
-    pred = est.predict(X)
+    proba = est.predict_proba(X) if proba is None else proba
+    pred = est.predict(X) if pred is None else pred
     summary = Table(title=title)
     summary.add_column("metric")
     summary.add_column("value", justify="right")
-    summary.add_row("samples", str(len(X)))
+    summary.add_row("samples", str(len(y)))
     multilabel = getattr(est, "_multilabel", False)
     if multilabel:
         summary.add_row("subset accuracy", f"{accuracy_score(y, pred):.4f}")
@@ -66,7 +66,7 @@ def metrics_report(console, est, X, y, title):
     console.print(per)
     if not multilabel:
         cm = confusion_matrix(y, pred, labels=est.classes_)
-        table = Table(title="confusion matrix (rows: true, columns: predicted)")
+        table = Table(title="confusion matrix", caption="rows: true class, columns: predicted")
         table.add_column("")
         for name in labels:
             table.add_column(escape(name), justify="right")
@@ -227,8 +227,64 @@ def run_evaluate(model_path, data, target):
     est, extra, arrays = _load(model_path)
     if extra.get("multilabel"):
         target = None
-    elif target != extra.get("target"):
+    elif target is not None and target != extra.get("target"):
         extra = dict(extra, target=target)
     table = _read_for_model(data, extra, require_target=True)
     X = _scale(table.X, arrays["mean"], arrays["scale"])
     metrics_report(_console(), est, X, table.y, f"{data}: {len(X)} rows")
+
+
+def run_train_dask(data, target, validation_split, seed, output, C, scheduler, blocksize):
+    """Softmax regression on a CSV read in chunks by Dask (local cluster or ``scheduler``)."""
+    try:
+        import dask
+        import dask.dataframe as dd
+        import distributed
+    except ImportError:
+        raise DataError("--engine dask needs the dask extra: pip install 'logitlab[dask]'") from None
+    import os
+
+    from ..estimators import SoftmaxRegression, save_estimator
+
+    console = _console()
+    if not target:
+        raise DataError("give the label column with --target COLUMN")
+    if not os.path.isfile(data):
+        raise DataError(f"no such file: {data}")
+    if os.path.getsize(data) == 0:
+        raise DataError(f"{data} is empty: expected a header row and data rows")
+    if scheduler:
+        client = distributed.Client(scheduler)
+    else:
+        cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1,
+                                           dashboard_address=None)
+        client = distributed.Client(cluster)
+    with client:
+        console.print(f"Dask scheduler: {client.scheduler.address}", soft_wrap=True)
+        ddf = dd.read_csv(data, blocksize=blocksize)
+        if target not in ddf.columns:
+            raise DataError(f"no column {target!r} in {data}; the columns are: "
+                            f"{', '.join(ddf.columns)}")
+        features = [c for c in ddf.columns if c != target]
+        for col in features:
+            if ddf[col].dtype.kind not in "biuf":
+                raise DataError(f"column {col!r} of {data} is not numeric (read as {ddf[col].dtype})")
+        train, valid = ddf.random_split([1.0 - validation_split, validation_split],
+                                        random_state=seed)
+        mean, std = dask.compute(train[features].mean(), train[features].std(ddof=0))
+        mean, scale = mean.to_numpy(float).copy(), std.to_numpy(float).copy()
+        scale[scale == 0] = 1.0
+        X = ((train[features] - mean) / scale).to_dask_array(lengths=True)
+        y = train[target].to_dask_array(lengths=True)
+        console.print(f"training SoftmaxRegression on {X.shape[0]} rows in {X.numblocks[0]} "
+                      f"chunks, {len(features)} features")
+        est = SoftmaxRegression(C=C, verbose=1).fit(X, y)
+        Xv = ((valid[features] - mean) / scale).to_dask_array(lengths=True)
+        yv, proba = dask.compute(valid[target].to_dask_array(lengths=True), est.predict_proba(Xv))
+    pred = est.classes_[np.argmax(proba, axis=1)]
+    metrics_report(console, est, None, np.asarray(yv), f"validation: {len(yv)} rows",
+                   pred=pred, proba=proba)
+    save_estimator(est, output, extra={"features": features, "target": target, "multilabel": None,
+                                       "seed": seed, "validation_split": validation_split},
+                   extra_arrays={"mean": mean, "scale": scale})
+    console.print(f"saved the model to {escape(str(output))}", soft_wrap=True)
