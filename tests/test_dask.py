@@ -133,7 +133,7 @@ def test_cli_train_with_the_dask_engine(tmp_path):
     with open(data, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["a", "b", "label"])
-        w.writerows([[f"{a!r}", f"{b!r}", ["ant", "bee", "cat"][k]] for (a, b), k in zip(X, y)])
+        w.writerows([[repr(float(a)), repr(float(b)), ["ant", "bee", "cat"][k]] for (a, b), k in zip(X, y)])
     model = tmp_path / "m.logitlab"
     res = subprocess.run([sys.executable, "-m", "logitlab", "train", str(data), "--target", "label",
                           "--engine", "dask", "--blocksize", "30kB", "-o", str(model)],
