@@ -1,13 +1,14 @@
 """Discrete distributions: one-hot encoding, entropy, KL divergence, cross-entropy.
 
-All logarithms are natural (nats), and ``0 * log 0 = 0`` throughout, via
-:func:`scipy.special.xlogy`.
+All logarithms are natural (nats), and ``0 * log 0 = 0`` throughout
+(``xlogy``, scipy.special's convention).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy import special
+
+from ._softmax import xlogy
 
 from ._validation import (
     as_float_array,
@@ -96,7 +97,7 @@ def entropy(p, axis=-1):
     """
     arr, out_dtype = _distribution(p, "p")
     axis = check_axis(axis, arr.ndim, array_name="p")
-    return _reduce(-special.xlogy(arr, arr), axis, out_dtype)
+    return _reduce(-xlogy(arr, arr), axis, out_dtype)
 
 
 def kl_divergence(p, q, axis=-1):
@@ -118,8 +119,8 @@ def kl_divergence(p, q, axis=-1):
     .. math:: D_{KL}(p \,\|\, q) = \sum_i p_i \log \frac{p_i}{q_i},
 
     with :math:`0 \log(0/q) = 0` and :math:`p \log(p/0) = +\infty` for
-    :math:`p > 0`. Each term is :func:`scipy.special.rel_entr`, which is
-    exact near :math:`p = q`; where :math:`p/q` overflows (``q``
+    :math:`p > 0`. Each term is :math:`p \log(p/q)`, which is
+    exact near :math:`p = q` (as :func:`scipy.special.rel_entr`); where :math:`p/q` overflows (``q``
     subnormal) the term is :math:`p (\log p - \log q)` instead. Then
     :math:`H(p, q) = H(p) + D_{KL}(p \| q)` holds to rounding.
 
@@ -138,12 +139,14 @@ def kl_divergence(p, q, axis=-1):
     check_same_shape(a, b, "p", "q")
     axis = check_axis(axis, a.ndim, array_name="p")
     out_dtype = np.result_type(out_dtype, out_b)
-    terms = special.rel_entr(a, b)
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        # p log(p/q) is exact near p = q; 0 log(0/q) = 0; p > 0 = q gives +inf
+        terms = np.where(a == 0, 0.0, a * np.log(a / b))
+        terms = np.where((a > 0) & (b == 0), np.inf, terms)
     # p/q overflowed although q > 0: use the difference of logs instead.
     bad = np.isinf(terms) & (b > 0)
     if bad.any():
-        with np.errstate(divide="ignore"):
-            terms = np.where(bad, special.xlogy(a, a) - special.xlogy(a, b), terms)
+        terms = np.where(bad, xlogy(a, a) - xlogy(a, b), terms)
     return _reduce(terms, axis, out_dtype)
 
 
@@ -185,4 +188,4 @@ def cross_entropy(p, q, axis=-1):
     axis = check_axis(axis, a.ndim, array_name="p")
     out_dtype = np.result_type(out_dtype, out_b)
     with np.errstate(divide="ignore"):  # log of zero is OK: it is +inf cross-entropy
-        return _reduce(-special.xlogy(a, b), axis, out_dtype)
+        return _reduce(-xlogy(a, b), axis, out_dtype)

@@ -20,7 +20,6 @@ log-sum-exp and softmax functions", IMA J. Numer. Anal. 41 (2021).
 from __future__ import annotations
 
 import numpy as np
-from scipy import special
 
 from ._validation import as_float_array, check_axis, check_where
 
@@ -64,6 +63,24 @@ def _shifted_exp(z):
         r = np.sum(e, axis=-1, keepdims=True)
     np.put_along_axis(e, top, 1.0, axis=-1)
     return m, shift, d, e, r
+
+
+def expit(z):
+    """Stable sigmoid of a compute array: 1/(1+e^-z) for z >= 0, e^z/(1+e^z) below."""
+    with np.errstate(over="ignore"):
+        e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def log_expit(z):
+    """log sigmoid(z) = -logaddexp(0, -z) (optax); log(1 - sigmoid(z)) = log_expit(-z)."""
+    return -np.logaddexp(0.0, -z)
+
+
+def xlogy(a, b):
+    """a * log(b) with 0 * log(anything) = 0 (scipy.special.xlogy's convention)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(a == 0, 0.0, a * np.log(b))
 
 
 def _posinf_share(z):
@@ -254,7 +271,8 @@ def log_softmax(x, axis=-1, *, where=None):
 def sigmoid(x):
     r"""The logistic sigmoid, element-wise: :math:`\sigma(x) = 1 / (1 + e^{-x})`.
 
-    Uses :func:`scipy.special.expit`, which never overflows.
+    Computed as ``1 / (1 + e^-x)`` for ``x >= 0`` and ``e^x / (1 + e^x)``
+    below, so it never overflows.
 
     Parameters
     ----------
@@ -276,7 +294,7 @@ def sigmoid(x):
     array([0. , 0.5, 1. ])
     """
     z, out_dtype = as_float_array(x, "x")
-    return special.expit(z).astype(out_dtype, copy=False)[()]
+    return expit(z).astype(out_dtype, copy=False)[()]
 
 
 def log_sigmoid(x):
@@ -284,8 +302,8 @@ def log_sigmoid(x):
 
     Notes
     -----
-    :math:`\log\sigma(x) = -\log(1 + e^{-x})`, computed by
-    :func:`scipy.special.log_expit`; and
+    :math:`\log\sigma(x) = -\log(1 + e^{-x}) = -\operatorname{logaddexp}(0, -x)`
+    (optax's identity; :func:`numpy.logaddexp` uses ``log1p``); and
     :math:`\log(1 - \sigma(x)) = \log\sigma(-x)`.
 
     Parameters
@@ -308,7 +326,7 @@ def log_sigmoid(x):
     array([-1.00000000e+03, -6.93147181e-01, -4.24835426e-18])
     """
     z, out_dtype = as_float_array(x, "x")
-    return special.log_expit(z).astype(out_dtype, copy=False)[()]
+    return log_expit(z).astype(out_dtype, copy=False)[()]
 
 
 def sparsemax(x, axis=-1, *, where=None):

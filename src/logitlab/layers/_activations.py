@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from scipy import special
 
 from .._softmax import log_softmax as _log_softmax
 from .._softmax import sigmoid as _sigmoid
@@ -80,13 +79,19 @@ def _elu_b(x, y, g):
     return np.where(x > 0, g, g * (y + ELU_ALPHA))
 
 
+def _erf(x):
+    from scipy.special import erf  # imported on first use: it costs 0.3 s
+
+    return erf(x)
+
+
 def _gelu_f(x):
     # exact GELU (Keras's approximate=False): x * Phi(x), Phi(x) = (1 + erf(x / sqrt 2)) / 2
-    return x * (0.5 * (1.0 + special.erf(x * _SQRT_HALF)))
+    return x * (0.5 * (1.0 + _erf(x * _SQRT_HALF)))
 
 
 def _gelu_b(x, y, g):
-    phi = 0.5 * (1.0 + special.erf(x * _SQRT_HALF))
+    phi = 0.5 * (1.0 + _erf(x * _SQRT_HALF))
     return g * (phi + x * _INV_SQRT_2PI * np.exp(-0.5 * x * x))
 
 

@@ -184,7 +184,7 @@ def binary_crossentropy(y_true, y_pred, *, from_logits=False, label_smoothing=0.
         \ell = -\big[p_w\, y \log\sigma(z) + (1 - y) \log\sigma(-z)\big],
 
     with :math:`\log\sigma(z) = -\log(1 + e^{-z})` computed by
-    :func:`scipy.special.log_expit` and :math:`\log(1 - \sigma(z)) =
+    ``-logaddexp(0, -z)`` and :math:`\log(1 - \sigma(z)) =
     \log\sigma(-z)`, so no logit is thrown away.
 
     See Also

@@ -23,9 +23,8 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from scipy import special
 
-from .._softmax import softmax_parts
+from .._softmax import expit, log_expit, softmax_parts
 from .._validation import (
     as_float_array,
     check_axis,
@@ -331,8 +330,8 @@ def binary_ce_value_and_grad(y_true, y_pred, *, from_logits=False, label_smoothi
     yw = pw * y
     if from_logits:
         # log sigma(z) = -log(1 + e^-z);  log(1 - sigma(z)) = log sigma(-z)
-        loss = -(np.where(yw > 0, yw * special.log_expit(z), 0.0)
-                 + np.where(y < 1, (1.0 - y) * special.log_expit(-z), 0.0))
+        loss = -(np.where(yw > 0, yw * log_expit(z), 0.0)
+                 + np.where(y < 1, (1.0 - y) * log_expit(-z), 0.0))
     else:
         _check_probabilities(z)
         c = np.clip(z, EPSILON, 1.0 - EPSILON)
@@ -344,7 +343,7 @@ def binary_ce_value_and_grad(y_true, y_pred, *, from_logits=False, label_smoothi
     if need_grad:
         if from_logits:
             # d/dz = -pw y sigma(-z) + (1 - y) sigma(z)
-            grad = -yw * special.expit(-z) + (1.0 - y) * special.expit(z)
+            grad = -yw * expit(-z) + (1.0 - y) * expit(z)
         else:
             inside = (z >= EPSILON) & (z <= 1.0 - EPSILON)
             grad = np.where(inside, -(yw / c) + (1.0 - y) / (1.0 - c), 0.0)
