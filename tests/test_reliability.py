@@ -144,6 +144,23 @@ def test_load_model_fuzz(valid_bytes, tmp_path):
     assert outcomes["rejected"] > FUZZ_CASES // 2
 
 
+def test_corrupt_compressed_size_is_rejected_before_reading(tmp_path):
+    """Found by the fuzz test: a flipped bit in an entry's compressed size in the
+    central directory made zipfile allocate 16 MiB for a 3.6 kB file."""
+    path = tmp_path / "m.logitlab"
+    small_model().save(path)
+    data = bytearray(path.read_bytes())
+    central = data.find(b"PK\x01\x02")  # the first central-directory entry: logitlab.json
+    data[central + 20 + 3] ^= 1  # bit 24 of compress_size
+    path.write_bytes(bytes(data))
+    tracemalloc.start()
+    with pytest.raises(ModelFileError, match="not stored plainly"):
+        load_model(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 1 << 20
+
+
 def test_hostile_files_are_rejected_without_running_anything(tmp_path, valid_bytes):
     # an .npy holding a pickle (object array) that would run code if unpickled
     marker = tmp_path / "pwned"

@@ -97,7 +97,10 @@ def read_model_file(path, kinds=None):
             if HEADER not in infos:
                 raise ModelFileError(f"{path!r} is not a logitlab model file (no {HEADER})")
             for info in infos.values():
-                if info.compress_type != zipfile.ZIP_STORED or info.file_size > size:
+                # stored entries only, and sizes that fit in the file: zipfile sizes its
+                # read buffers from these fields, so a corrupt one must not get that far
+                if (info.compress_type != zipfile.ZIP_STORED or info.file_size > size
+                        or info.compress_size != info.file_size):
                     raise ModelFileError(f"{path!r}: entry {info.filename!r} is not stored plainly")
             if infos[HEADER].file_size > MAX_HEADER_BYTES:
                 raise ModelFileError(f"{path!r}: header larger than {MAX_HEADER_BYTES} bytes")

@@ -130,6 +130,10 @@ class Layer:
     def output_dim(self, input_dim):
         return input_dim
 
+    def bind(self, weights, grads):
+        """Make ``weights``/``grads`` (views into the model's flat buffers) the layer's own."""
+        self.weights, self.grads = list(weights), list(grads)
+
     def forward(self, x, training=False):  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -199,6 +203,12 @@ class Dense(Layer):
     def output_dim(self, input_dim):
         return self.units
 
+    def bind(self, weights, grads):
+        super().bind(weights, grads)
+        self.kernel = self.weights[0]
+        if self.use_bias:
+            self.bias = self.weights[1]
+
     def forward(self, x, training=False):
         z = x @ self.kernel
         if self.use_bias:
@@ -214,7 +224,7 @@ class Dense(Layer):
         if self.kernel_regularizer is not None:
             self.grads[0] += self.kernel_regularizer.grad(self.kernel)
         if self.use_bias:
-            np.sum(gz, axis=0, out=self.grads[1])
+            gz.sum(axis=0, out=self.grads[1])
         return gz @ self.kernel.T if need_input_grad else None
 
     def regularization_loss(self):

@@ -124,8 +124,30 @@ class Sequential:
                 layer.build(dim, self._rng, self.dtype)
             dim = layer.output_dim(dim)
         self.input_dim = int(input_dim)
+        self._flatten_weights()
         if self.optimizer is not None:
-            self.optimizer.build(self.trainable_weights)
+            self.optimizer.build(self._flat_params)
+
+    def _flatten_weights(self):
+        """Put every weight (and gradient) in one flat buffer; layers keep views into it.
+
+        The optimizer then updates all parameters in a few vectorised
+        operations per step instead of a few per array.
+        """
+        arrays = [w for layer in self.layers for w in layer.weights]
+        total = sum(a.size for a in arrays)
+        flat = np.empty(total, dtype=self.dtype)
+        flat_grad = np.zeros(total, dtype=self.dtype)
+        at = 0
+        for layer in self.layers:
+            views, gviews = [], []
+            for w in layer.weights:
+                flat[at:at + w.size] = w.ravel()
+                views.append(flat[at:at + w.size].reshape(w.shape))
+                gviews.append(flat_grad[at:at + w.size].reshape(w.shape))
+                at += w.size
+            layer.bind(views, gviews)
+        self._flat_params, self._flat_grads = [flat], [flat_grad]
 
     def _ensure_built(self, x):
         if not self.built:
@@ -176,7 +198,7 @@ class Sequential:
         self.metrics = list(metrics or [])
         self._metric_fns = resolve_metrics(self.metrics, self.loss)
         if self.built:
-            self.optimizer.build(self.trainable_weights)
+            self.optimizer.build(self._flat_params)
 
     # ---- forward / backward -------------------------------------------------
     def _forward(self, x, training=False):
@@ -234,6 +256,37 @@ class Sequential:
         elif not np.isfinite(arr).all():
             raise ValueError(f"`{name}` contains NaN or inf")
         return arr
+
+    def _fused_loss(self):
+        """The lean loss for the common case, or None.
+
+        Sparse cross-entropy from logits with default settings, labels already
+        validated by ``fit``: one pass in the model's dtype, the gradient
+        ``(softmax - onehot) / n`` written in place of the exponentials.
+        """
+        loss = self.loss
+        plain = (type(loss) is _losses.SparseCategoricalCrossentropy and loss.from_logits
+                 and loss.axis in (-1, 1) and loss.ignore_index is None
+                 and loss.label_smoothing == 0 and loss.class_weight is None
+                 and loss.reduction == "mean"
+                 and not any(getattr(layer, "kernel_regularizer", None) for layer in self.layers))
+        if not plain:
+            return None
+
+        def fused(y, z):
+            n = len(z)
+            rows = np.arange(n)
+            m = z.max(axis=1, keepdims=True)
+            e = np.subtract(z, m)
+            picked = e[rows, y]
+            np.exp(e, out=e)  # the shift-by-max identity of logsumexp (see logitlab._softmax)
+            s = e.sum(axis=1, keepdims=True)
+            value = float((np.log(s[:, 0]) - picked).sum()) / n
+            e /= s
+            e[rows, y] -= 1.0
+            e /= n
+            return value, e
+        return fused
 
     def _batch_loss(self, yb, out, swb):
         value, grad = self.loss.value_and_grad(yb, out, sample_weight=swb)
@@ -338,7 +391,7 @@ class Sequential:
             vx = _as_inputs(validation_data[0], "validation_data[0]", self.dtype)
             vy = self._check_targets(validation_data[1], len(vx), "validation_data[1]")
         if self.built and not self.optimizer.slots and self.trainable_weights:
-            self.optimizer.build(self.trainable_weights)
+            self.optimizer.build(self._flat_params)
 
         history = History()
         cbs: list[Callback] = [history]
@@ -353,6 +406,7 @@ class Sequential:
             cb.on_train_begin()
         self.stop_training = False
         names = ["loss"] + [name for name, _ in self._metric_fns]
+        fused = self._fused_loss()
 
         for epoch in range(initial_epoch, epochs):
             for cb in cbs:
@@ -362,19 +416,18 @@ class Sequential:
             logs = {}
             for step, (xb, yb, swb) in enumerate(batches()):
                 if step == 0 and not self.optimizer.slots and self.trainable_weights:
-                    self.optimizer.build(self.trainable_weights)
-                params, grads = self.trainable_weights, self._grads
+                    self.optimizer.build(self._flat_params)
                 # overflow is checked for explicitly below, so NumPy need not warn
                 with np.errstate(over="ignore", invalid="ignore"):
                     out = self._forward(xb, training=True)
-                    value, g = self._batch_loss(yb, out, swb)
+                    value, g = (fused(yb, out) if fused is not None and swb is None
+                                else self._batch_loss(yb, out, swb))
                     if not math.isfinite(value):
                         self._diverged(epoch, step, "loss", value)
                     self._backward(g)
-                for gr in grads:
-                    if not np.isfinite(gr).all():
-                        self._diverged(epoch, step, "a gradient", np.nan)
-                self.optimizer.apply(params, grads)
+                if not np.isfinite(self._flat_grads[0]).all():
+                    self._diverged(epoch, step, "a gradient", np.nan)
+                self.optimizer.apply(self._flat_params, self._flat_grads)
                 m = len(xb)
                 sums[0] += value * m
                 for j, (_, fn) in enumerate(self._metric_fns, 1):

@@ -130,12 +130,22 @@ class Adam(Optimizer):
         hats = self.slots.get("velocity_hats", [None] * len(params))
         for p, g, m, v, vh in zip(params, grads, self.slots["momentums"],
                                   self.slots["velocities"], hats):
-            m += (g - m) * (1 - self.beta_1)
-            v += (g * g - v) * (1 - self.beta_2)
+            # Keras's m += (g - m)(1 - beta_1), v += (g^2 - v)(1 - beta_2), in place
+            tmp = np.subtract(g, m)
+            tmp *= 1 - self.beta_1
+            m += tmp
+            np.multiply(g, g, out=tmp)
+            tmp -= v
+            tmp *= 1 - self.beta_2
+            v += tmp
             if vh is not None:
                 np.maximum(vh, v, out=vh)
                 v = vh
-            p -= (m * alpha) / (np.sqrt(v) + self.epsilon)
+            denom = np.sqrt(v)
+            denom += self.epsilon
+            np.multiply(m, alpha, out=tmp)
+            tmp /= denom
+            p -= tmp
 
 
 class AdamW(Adam):
