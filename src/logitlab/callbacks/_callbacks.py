@@ -128,36 +128,54 @@ def _format_logs(logs):
 class ProgressLogger(Callback):
     """Keras-style progress: an ``Epoch i/n`` line and a live Rich bar per epoch.
 
-    ``verbose=1`` shows the bar (redrawn at most every 0.1 s, so that it costs
-    little on small models); ``verbose=2`` one line per epoch; 0 nothing.
+    ``verbose=1``: in a terminal, one Rich ``Live`` display (a line of text
+    over a :class:`rich.progress_bar.ProgressBar`) lives for the whole ``fit``,
+    redrawn at most every 0.1 s, and each finished epoch is printed as
+    ``Epoch i/n`` plus a line with steps, time per step and the running
+    metrics; elsewhere (a pipe, a log file) only those lines are written.
+    The display costs a few percent of a small model's epoch (see
+    docs/performance.md). ``verbose=2`` prints one line per epoch; 0 nothing.
     """
+
+    BAR = 30
 
     def __init__(self, verbose, epochs, steps, console=None):
         self.verbose = verbose
         self.epochs = epochs
         self.steps = steps
         self.console = console
+        self._live = None
 
     def on_train_begin(self, logs=None):
-        if self.verbose and self.console is None:
+        if not self.verbose:
+            return
+        if self.console is None:
             from rich.console import Console
 
             self.console = Console()
+        if self.verbose == 1 and self.console.is_terminal:
+            from rich.live import Live
+            from rich.progress_bar import ProgressBar
+            from rich.text import Text
+
+            self._bar = ProgressBar(total=self.steps, completed=0, width=self.BAR)
+            self._live = Live(Text(""), console=self.console, auto_refresh=False, transient=True)
+            self._live.start()
+
+    def _show(self, epoch, done, logs):
+        from rich.console import Group
+        from rich.text import Text
+
+        total = self.steps if self.steps is not None else "?"
+        self._bar.update(done, self.steps)
+        self._live.update(Group(Text(f"Epoch {epoch + 1}/{self.epochs} {done}/{total} "
+                                     f"{self._info(done, logs)}"), self._bar), refresh=True)
 
     def on_epoch_begin(self, epoch, logs=None):
         self._t0 = time.perf_counter()
         self._last = self._t0
-        if self.verbose == 1:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-            self.console.print(f"Epoch {epoch + 1}/{self.epochs}", highlight=False)
-            self._progress = Progress(
-                MofNCompleteColumn(), BarColumn(bar_width=30),
-                TextColumn("{task.fields[info]}"),
-                console=self.console, auto_refresh=False, transient=False,
-            )
-            self._progress.start()
-            self._task = self._progress.add_task("", total=self.steps, info="")
+        self._done = 0
+        self._epoch = epoch
 
     def _info(self, done, logs):
         elapsed = time.perf_counter() - self._t0
@@ -167,25 +185,28 @@ class ProgressLogger(Callback):
         return f"{text} - {_format_logs(logs)}" if logs else text
 
     def on_batch_end(self, batch, logs=None):
-        if self.verbose != 1:
+        self._done = batch + 1
+        if self._live is None:
             return
         now = time.perf_counter()
         if now - self._last >= 0.1:
             self._last = now
-            self._progress.update(self._task, completed=batch + 1, info=self._info(batch + 1, logs))
-            self._progress.refresh()
+            self._show(self._epoch, batch + 1, logs)
 
     def on_epoch_end(self, epoch, logs=None):
         if self.verbose == 1:
-            self._progress.update(self._task, completed=self.steps,
-                                  info=self._info(self.steps, logs))
-            self._progress.refresh()
-            self._progress.stop()
+            total = self.steps or self._done
+            text = (f"Epoch {epoch + 1}/{self.epochs}\n"
+                    f"{total}/{total} {'━' * self.BAR} {self._info(self._done, logs)}")
+            if self._live is None:  # not a terminal: plain lines, no live display
+                self.console.file.write(text + "\n")
+            else:  # one print per epoch: each print re-renders the live bar
+                self.console.print(text, highlight=False, markup=False, soft_wrap=True)
         elif self.verbose == 2:
             elapsed = time.perf_counter() - self._t0
-            self.console.print(
-                f"Epoch {epoch + 1}/{self.epochs} - {elapsed:.0f}s - {_format_logs(logs)}",
-                highlight=False,
-            )
+            self.console.file.write(
+                f"Epoch {epoch + 1}/{self.epochs} - {elapsed:.0f}s - {_format_logs(logs)}\n")
 
-
+    def on_train_end(self, logs=None):
+        if self._live is not None:
+            self._live.stop()
