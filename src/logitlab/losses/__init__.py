@@ -16,6 +16,7 @@ from ._api import (
     sparse_categorical_crossentropy,
 )
 from ._crossentropy import EPSILON
+from ._linear import linear_cross_entropy
 
 __all__ = [
     "EPSILON",
@@ -27,4 +28,5 @@ __all__ = [
     "categorical_crossentropy",
     "binary_crossentropy",
     "get",
+    "linear_cross_entropy",
 ]

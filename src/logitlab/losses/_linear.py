@@ -1,0 +1,142 @@
+"""Cross-entropy of a linear layer over very many classes, without the N x C logits.
+
+The classes are visited in chunks twice: a first pass keeps a running
+(online) logsumexp per row, ``m <- max(m, max z_c)``, ``s <- s e^{m_old - m}
++ sum e^{z_c - m}``; a second pass recomputes each chunk's logits and
+accumulates the gradients. Peak extra memory is O(N x chunk_size) instead of
+O(N x C) (the CPU counterpart of Cut Cross-Entropy, Wijmans et al. 2024, and
+Liger-Kernel's fused linear cross-entropy).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._validation import as_float_array, check_integer_labels, check_number, describe
+from ._crossentropy import check_reduction
+
+__all__ = ["linear_cross_entropy"]
+
+
+def _chunk_logits(hidden, weight, bias, lo, hi):
+    z = hidden @ weight[lo:hi].T
+    if bias is not None:
+        z += bias[lo:hi]
+    return z
+
+
+def linear_cross_entropy(hidden, weight, labels, bias=None, *, chunk_size=4096,
+                         reduction="mean"):
+    r"""Sparse cross-entropy of ``hidden @ weight.T + bias``, with gradients, in class chunks.
+
+    Parameters
+    ----------
+    hidden : array-like of shape (n_samples, d)
+        The last hidden layer.
+    weight : array-like of shape (n_classes, d)
+        The output layer's weights (PyTorch's ``nn.Linear`` layout).
+    labels : array-like of int, shape (n_samples,)
+    bias : array-like of shape (n_classes,), optional
+    chunk_size : int, default=4096
+        Classes per chunk; peak extra memory is about
+        ``n_samples * chunk_size`` floats.
+    reduction : {"mean", "sum"}, default="mean"
+
+    Returns
+    -------
+    loss : float
+    grad_hidden : ndarray of shape (n_samples, d)
+    grad_weight : ndarray of shape (n_classes, d)
+    grad_bias : ndarray of shape (n_classes,) (only when ``bias`` is given)
+
+    Notes
+    -----
+    With :math:`z = h W^T + b`,
+
+    .. math::
+
+        \ell_i = \operatorname{lse}(z_i) - z_{i, y_i}, \qquad
+        \frac{\partial \ell_i}{\partial z_i} = \operatorname{softmax}(z_i) - e_{y_i},
+
+    and :math:`\partial/\partial h = G W`, :math:`\partial/\partial W = G^T h`
+    with :math:`G` the gradient of the logits, computed one chunk at a time.
+
+    See Also
+    --------
+    sparse_categorical_crossentropy
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from logitlab.losses import linear_cross_entropy, sparse_categorical_crossentropy
+    >>> rng = np.random.default_rng(0)
+    >>> h, W, y = rng.normal(size=(8, 4)), rng.normal(size=(50, 4)), rng.integers(0, 50, 8)
+    >>> loss, gh, gw = linear_cross_entropy(h, W, y, chunk_size=16)
+    >>> bool(np.isclose(loss, sparse_categorical_crossentropy(y, h @ W.T, from_logits=True)))
+    True
+    """
+    reduction = check_reduction(reduction)
+    if reduction == "none":
+        raise ValueError("`reduction` must be 'mean' or 'sum' for linear_cross_entropy")
+    _, h_dtype = as_float_array(hidden, "hidden")
+    _, w_dtype = as_float_array(weight, "weight")
+    # computed in the inputs' own precision (float16 in float32): this function is for
+    # size; the exact reference path is sparse_categorical_crossentropy
+    dtype = np.result_type(np.float32, h_dtype, w_dtype)
+    h = np.asarray(hidden, dtype=dtype)
+    W = np.asarray(weight, dtype=dtype)
+    if h.ndim != 2 or W.ndim != 2 or h.shape[1] != W.shape[1]:
+        raise ValueError("`hidden` (n_samples, d) and `weight` (n_classes, d) must share d; got "
+                         f"shapes {h.shape} and {W.shape}")
+    n, n_classes = h.shape[0], W.shape[0]
+    b = None
+    if bias is not None:
+        b = np.asarray(bias, dtype=dtype)
+        if b.shape != (n_classes,):
+            raise ValueError(f"`bias` must have shape ({n_classes},); got {describe(bias)}")
+    y = check_integer_labels(labels, "labels", n_classes)
+    if y.shape != (n,):
+        raise ValueError(f"`labels` must have shape ({n},); got {y.shape}")
+    chunk = int(check_number(chunk_size, "chunk_size", low=1, integer=True))
+    if not (np.isfinite(h).all() and np.isfinite(W).all()):
+        raise ValueError("`hidden` and `weight` must be finite")
+    rows = np.arange(n)
+
+    # pass 1: running max and rescaled sum of exponentials, and the true-class logit
+    m = np.full(n, -np.inf, dtype=dtype)
+    s = np.zeros(n, dtype=dtype)
+    z_true = np.empty(n, dtype=dtype)
+    for lo in range(0, n_classes, chunk):
+        hi = min(lo + chunk, n_classes)
+        z = _chunk_logits(h, W, b, lo, hi)
+        m_new = np.maximum(m, z.max(axis=1))
+        s *= np.exp(m - m_new)
+        z -= m_new[:, None]
+        np.exp(z, out=z)
+        s += z.sum(axis=1)
+        m = m_new
+        inside = (y >= lo) & (y < hi)
+        z_true[inside] = (h[inside] * W[y[inside]]).sum(axis=1) + (b[y[inside]] if b is not None else 0)
+    lse = m + np.log(s)
+    scale = 1.0 / n if reduction == "mean" else 1.0
+    loss = float(np.sum(lse - z_true, dtype=np.float64)) * scale
+
+    # pass 2: recompute each chunk, G = (softmax - onehot) * scale, accumulate the gradients
+    grad_h = np.zeros_like(h)
+    grad_W = np.empty_like(W)
+    grad_b = None if b is None else np.empty_like(b)
+    for lo in range(0, n_classes, chunk):
+        hi = min(lo + chunk, n_classes)
+        g = _chunk_logits(h, W, b, lo, hi)
+        g -= lse[:, None]
+        np.exp(g, out=g)
+        inside = (y >= lo) & (y < hi)
+        g[rows[inside], y[inside] - lo] -= 1.0
+        g *= scale
+        grad_h += g @ W[lo:hi]
+        np.matmul(g.T, h, out=grad_W[lo:hi])
+        if grad_b is not None:
+            g.sum(axis=0, out=grad_b[lo:hi])
+    if grad_b is None:
+        return loss, grad_h, grad_W
+    return loss, grad_h, grad_W, grad_b
