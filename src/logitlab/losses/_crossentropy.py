@@ -224,7 +224,15 @@ def sparse_ce_value_and_grad(y_true, y_pred, *, from_logits=False, axis=-1, igno
     denominator = float(np.sum(np.where(keep, w_y, 0.0)))
 
     grad = None
-    if need_grad:
+    if need_grad and from_logits and eps == 0:
+        # t = alpha * onehot(y): the gradient (sum_j t_j) p - t is alpha * p, less alpha at y;
+        # no dense target needed (alpha is 0 on ignored rows and rows with nothing taking part)
+        with np.errstate(invalid="ignore"):
+            grad = np.where(alive[..., None], p, 0.0)
+            grad *= alpha[..., None]
+        np.put_along_axis(grad, safe_y, np.take_along_axis(grad, safe_y, axis=-1)
+                          - alpha[..., None], axis=-1)
+    elif need_grad:
         # target t = alpha * onehot(y) + beta * w on the entries taking part
         t = np.zeros_like(z)
         np.put_along_axis(t, safe_y, alpha[..., None], axis=-1)
@@ -236,8 +244,8 @@ def sparse_ce_value_and_grad(y_true, y_pred, *, from_logits=False, axis=-1, igno
                 grad = np.sum(t, axis=-1, keepdims=True) * np.where(alive[..., None], p, 0.0) - t
         else:
             grad = _probability_grad(-t / cache[1], cache)
-        if sw is not None:
-            grad = grad * sw[..., None]
+    if grad is not None and sw is not None:
+        grad = grad * sw[..., None]
     return _reduce(loss, grad, reduction, denominator, out_dtype, ax)
 
 

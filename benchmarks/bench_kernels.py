@@ -1,0 +1,112 @@
+"""Softmax forward and cross-entropy forward+backward, float32, against the peers.
+
+    python benchmarks/bench_kernels.py [--quick]
+
+Peers measured in the same run when installed: plain NumPy, PyTorch (CPU),
+JAX (jit). Reports elements/s, effective GB/s (8 bytes per element for CE:
+read the logits, write the gradient) next to the measured copy bandwidth,
+and logitlab's ratio to each peer.
+"""
+
+import sys
+
+import numpy as np
+
+from _common import copy_bandwidth, machine, median_time, table
+
+import logitlab as ll
+from logitlab.losses import SparseCategoricalCrossentropy
+
+QUICK = "--quick" in sys.argv
+SIZES = [(65536, 10), (8192, 1000)] if QUICK else [(65536, 10), (8192, 1000), (4096, 32768),
+                                                    (1024, 131072)]
+
+
+def numpy_softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def numpy_ce(z, y):
+    m = z.max(axis=1, keepdims=True)
+    e = np.exp(z - m)
+    s = e.sum(axis=1, keepdims=True)
+    loss = np.mean(np.log(s[:, 0]) - (z[np.arange(len(z)), y] - m[:, 0]))
+    g = e / s
+    g[np.arange(len(z)), y] -= 1
+    return loss, g / len(z)
+
+
+def peers():
+    out = {"numpy": (numpy_softmax, numpy_ce)}
+    try:
+        import torch
+
+        torch.set_num_threads(2)
+
+        def t_soft(z):
+            return torch.softmax(torch.from_numpy(z), dim=1)
+
+        def t_ce(z, y):
+            zt = torch.from_numpy(z).requires_grad_()
+            loss = torch.nn.functional.cross_entropy(zt, torch.from_numpy(y))
+            loss.backward()
+            return loss.item(), zt.grad
+        out[f"torch {torch.__version__}"] = (t_soft, t_ce)
+    except ImportError:
+        pass
+    try:
+        import jax
+        import jax.numpy as jnp
+        import optax  # noqa: F401
+    except ImportError:
+        try:
+            import jax
+            import jax.numpy as jnp
+        except ImportError:
+            jax = None
+    if jax is not None:
+        soft = jax.jit(lambda z: jax.nn.softmax(z, axis=1))
+
+        def ce_loss(z, y):
+            lp = jax.nn.log_softmax(z, axis=1)
+            return -jnp.mean(jnp.take_along_axis(lp, y[:, None], axis=1))
+        ce = jax.jit(jax.value_and_grad(ce_loss))
+        out[f"jax {jax.__version__}"] = (lambda z: soft(z).block_until_ready(),
+                                         lambda z, y: jax.block_until_ready(ce(z, y)))
+    return out
+
+
+def main():
+    print(f"machine: {machine()}")
+    bw = copy_bandwidth()
+    print(f"measured copy bandwidth: {bw:.1f} GB/s\n")
+    loss = SparseCategoricalCrossentropy(from_logits=True)
+    ours = {"softmax": ll.softmax, "ce": loss.value_and_grad}
+    rows = []
+    others = peers()
+    rng = np.random.default_rng(0)
+    for n, c in SIZES:
+        z = rng.normal(0, 3, size=(n, c)).astype(np.float32)
+        y = rng.integers(0, c, size=n)
+        elements = n * c
+        repeats = 3 if elements > 5e7 else 5
+        t_soft = median_time(lambda: ours["softmax"](z), repeats)
+        t_ce = median_time(lambda: ours["ce"](y, z), repeats)
+        row_base = [f"{n}x{c}"]
+        rows.append(row_base + ["logitlab", f"{elements / t_soft / 1e9:.2f}",
+                                f"{elements / t_ce / 1e9:.2f}", f"{8 * elements / t_ce / 1e9:.1f}",
+                                f"{8 * elements / t_ce / 1e9 / bw:.0%}", "1.00", "1.00"])
+        for name, (soft, ce) in others.items():
+            ts = median_time(lambda: soft(z), repeats)
+            tc = median_time(lambda: ce(z, y), repeats)
+            rows.append(row_base + [name, f"{elements / ts / 1e9:.2f}", f"{elements / tc / 1e9:.2f}",
+                                    f"{8 * elements / tc / 1e9:.1f}",
+                                    f"{8 * elements / tc / 1e9 / bw:.0%}",
+                                    f"{ts / t_soft:.2f}", f"{tc / t_ce:.2f}"])
+    table(["N x C", "library", "softmax Gelem/s", "CE fwd+bwd Gelem/s", "CE GB/s",
+           "of copy bw", "logitlab softmax speed-up", "logitlab CE speed-up"], rows)
+
+
+if __name__ == "__main__":
+    main()
