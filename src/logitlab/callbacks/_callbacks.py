@@ -126,18 +126,21 @@ def _format_logs(logs):
 
 
 class ProgressLogger(Callback):
-    """Keras-style progress: an ``Epoch i/n`` line and a live Rich bar per epoch.
+    """Keras-style progress: an ``Epoch i/n`` line, a live Rich bar, a line per epoch.
 
-    ``verbose=1``: in a terminal, one Rich ``Live`` display (a line of text
-    over a :class:`rich.progress_bar.ProgressBar`) lives for the whole ``fit``,
-    redrawn at most every 0.1 s, and each finished epoch is printed as
-    ``Epoch i/n`` plus a line with steps, time per step and the running
-    metrics; elsewhere (a pipe, a log file) only those lines are written.
-    The display costs a few percent of a small model's epoch (see
+    ``verbose=1``: each finished epoch prints ``Epoch i/n`` and a line with
+    steps, time per step and the running metrics. In a terminal, an epoch
+    that runs longer than ``LIVE_AFTER`` seconds also gets a live Rich bar
+    (a :class:`rich.live.Live` of a text line over a
+    :class:`rich.progress_bar.ProgressBar`, redrawn at most every 0.1 s,
+    removed when the epoch ends), so short epochs pay for one printed line
+    and long ones for a display start that is small beside them (see
     docs/performance.md). ``verbose=2`` prints one line per epoch; 0 nothing.
     """
 
     BAR = 30
+    LIVE_AFTER = 0.25
+    REFRESH = 0.1
 
     def __init__(self, verbose, epochs, steps, console=None):
         self.verbose = verbose
@@ -147,29 +150,11 @@ class ProgressLogger(Callback):
         self._live = None
 
     def on_train_begin(self, logs=None):
-        if not self.verbose:
-            return
-        if self.console is None:
+        if self.verbose and self.console is None:
             from rich.console import Console
 
             self.console = Console()
-        if self.verbose == 1 and self.console.is_terminal:
-            from rich.live import Live
-            from rich.progress_bar import ProgressBar
-            from rich.text import Text
-
-            self._bar = ProgressBar(total=self.steps, completed=0, width=self.BAR)
-            self._live = Live(Text(""), console=self.console, auto_refresh=False, transient=True)
-            self._live.start()
-
-    def _show(self, epoch, done, logs):
-        from rich.console import Group
-        from rich.text import Text
-
-        total = self.steps if self.steps is not None else "?"
-        self._bar.update(done, self.steps)
-        self._live.update(Group(Text(f"Epoch {epoch + 1}/{self.epochs} {done}/{total} "
-                                     f"{self._info(done, logs)}"), self._bar), refresh=True)
+        self._interactive = self.verbose == 1 and self.console.is_terminal
 
     def on_epoch_begin(self, epoch, logs=None):
         self._t0 = time.perf_counter()
@@ -184,24 +169,40 @@ class ProgressLogger(Callback):
         text = f"{elapsed:.0f}s {unit}/step"
         return f"{text} - {_format_logs(logs)}" if logs else text
 
+    def _show(self, done, logs):
+        from rich.console import Group
+        from rich.text import Text
+
+        if self._live is None:
+            from rich.live import Live
+            from rich.progress_bar import ProgressBar
+
+            self._bar = ProgressBar(total=self.steps, completed=0, width=self.BAR)
+            self._live = Live(Text(""), console=self.console, auto_refresh=False, transient=True)
+            self._live.start()
+        total = self.steps if self.steps is not None else "?"
+        self._bar.update(done, self.steps)
+        self._live.update(Group(Text(f"Epoch {self._epoch + 1}/{self.epochs} {done}/{total} "
+                                     f"{self._info(done, logs)}"), self._bar), refresh=True)
+
     def on_batch_end(self, batch, logs=None):
         self._done = batch + 1
-        if self._live is None:
+        if not self._interactive:
             return
         now = time.perf_counter()
-        if now - self._last >= 0.1:
+        if now - self._last >= self.REFRESH and now - self._t0 >= self.LIVE_AFTER:
             self._last = now
-            self._show(self._epoch, batch + 1, logs)
+            self._show(batch + 1, logs)
 
     def on_epoch_end(self, epoch, logs=None):
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
         if self.verbose == 1:
             total = self.steps or self._done
-            text = (f"Epoch {epoch + 1}/{self.epochs}\n"
-                    f"{total}/{total} {'━' * self.BAR} {self._info(self._done, logs)}")
-            if self._live is None:  # not a terminal: plain lines, no live display
-                self.console.file.write(text + "\n")
-            else:  # one print per epoch: each print re-renders the live bar
-                self.console.print(text, highlight=False, markup=False, soft_wrap=True)
+            self.console.file.write(
+                f"Epoch {epoch + 1}/{self.epochs}\n"
+                f"{total}/{total} {'━' * self.BAR} {self._info(self._done, logs)}\n")
         elif self.verbose == 2:
             elapsed = time.perf_counter() - self._t0
             self.console.file.write(
@@ -210,3 +211,4 @@ class ProgressLogger(Callback):
     def on_train_end(self, logs=None):
         if self._live is not None:
             self._live.stop()
+            self._live = None
