@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..losses._crossentropy import binary_ce_value_and_grad, sparse_ce_value_and_grad
+from ..losses._crossentropy import binary_ce_value_and_grad, sparse_ce_logits_inplace
 
 from .._dask_adapter import as_dask_array, is_dask_collection, map_rows  # noqa: F401
 
@@ -54,8 +54,8 @@ def _chunk_sums(X, y, sw, params, classes, C, fit_intercept, binary):
                                            from_logits=True, reduction="sum",
                                            sample_weight=sw[:, None])
     else:
-        loss, g = sparse_ce_value_and_grad(idx, logits, from_logits=True, reduction="sum",
-                                           sample_weight=sw)
+        loss = sparse_ce_logits_inplace(logits, idx, sample_weight=sw)  # validated above
+        g = logits
     grad = np.empty_like(W)
     grad[:, :n_features] = g.T @ X
     if fit_intercept:

@@ -20,7 +20,7 @@ from numbers import Integral, Real
 from ._checks import named_errors, validate
 from .._dask_adapter import is_dask_collection
 from .._softmax import log_sigmoid, log_softmax, sigmoid, softmax
-from ..losses._crossentropy import binary_ce_value_and_grad, sparse_ce_value_and_grad
+from ..losses._crossentropy import binary_ce_value_and_grad, sparse_ce_logits_inplace
 
 __all__ = ["SoftmaxRegression", "multinomial_objective", "blas_threads_for"]
 
@@ -52,9 +52,9 @@ def multinomial_objective(params, X, y, sw, sw_sum, n_classes, C, fit_intercept,
     if binary:
         loss, g = binary_ce_value_and_grad(y[:, None], logits, from_logits=True,
                                            reduction="sum", sample_weight=sw[:, None])
-    else:
-        loss, g = sparse_ce_value_and_grad(y, logits, from_logits=True, reduction="sum",
-                                           sample_weight=sw)
+    else:  # inputs validated once by fit: the core's lean in-place path
+        loss = sparse_ce_logits_inplace(logits, y, sample_weight=sw)
+        g = logits
     grad = np.empty_like(W)
     grad[:, :n_features] = g.T @ X
     if fit_intercept:

@@ -20,6 +20,7 @@ Decisions (documented in each docstring):
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -370,3 +371,55 @@ def binary_ce_value_and_grad(y_true, y_pred, *, from_logits=False, label_smoothi
     if grad is not None:
         grad = grad.astype(out_dtype, copy=False)
     return value, grad
+
+
+_POOL = None
+
+
+def _pool():
+    global _POOL
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1))
+    return _POOL
+
+
+def _lean_rows(z, y, sw, scale):
+    """In place on one block of rows: see :func:`sparse_ce_logits_inplace`."""
+    rows = np.arange(len(z))
+    m = z.max(axis=1, keepdims=True)
+    z -= m  # shift by the row max (the logsumexp identity above): exp cannot overflow
+    picked = z[rows, y]
+    np.exp(z, out=z)
+    s = z.sum(axis=1, keepdims=True)
+    per_row = np.log(s[:, 0]) - picked
+    z /= s
+    z[rows, y] -= 1.0
+    if sw is not None:
+        per_row *= sw
+        z *= (sw * scale)[:, None]
+    elif scale != 1.0:
+        z *= scale
+    return float(per_row.sum(dtype=np.float64))
+
+
+def sparse_ce_logits_inplace(z, y, sample_weight=None, scale=1.0, parallel_above=400_000):
+    """The lean path: sum of sparse CE losses from logits, gradient written over ``z``.
+
+    For callers that have validated their inputs once (``Sequential.fit``,
+    the estimators' objectives): ``z`` is a C-contiguous float (n, C) array
+    of finite logits that may be overwritten, ``y`` valid integer labels.
+    Returns ``sum_i sw_i * loss_i``; ``z`` then holds ``scale * sw_i *
+    (softmax(z_i) - onehot(y_i))``. Large arrays are split by rows over two
+    threads (NumPy releases the GIL in its loops). The checked public path
+    with every option is :func:`sparse_ce_value_and_grad`.
+    """
+    n = len(z)
+    if z.size < parallel_above or n < 2:
+        return _lean_rows(z, y, sample_weight, scale)
+    half = n // 2
+    parts = [(slice(0, half)), (slice(half, n))]
+    futures = [_pool().submit(_lean_rows, z[p], y[p], None if sample_weight is None
+                              else sample_weight[p], scale) for p in parts]
+    return sum(f.result() for f in futures)

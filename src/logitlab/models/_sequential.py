@@ -12,6 +12,7 @@ from .._dask_adapter import is_dask_collection, map_rows
 from .._random import make_rng
 from .._saving import ModelFileError, read_model_file, write_model_file
 from .._validation import LogitlabError, check_integer_labels, check_number, describe
+from ..losses._crossentropy import sparse_ce_logits_inplace
 from ..callbacks._callbacks import Callback, History, ProgressLogger
 from ..layers._layers import Dense, Layer, layer_from_config
 from ..optimizers._optimizers import from_config as optimizer_from_config
@@ -269,23 +270,18 @@ class Sequential:
                  and loss.axis in (-1, 1) and loss.ignore_index is None
                  and loss.label_smoothing == 0 and loss.class_weight is None
                  and loss.reduction == "mean"
-                 and not any(getattr(layer, "kernel_regularizer", None) for layer in self.layers))
+                 and not any(getattr(layer, "kernel_regularizer", None) for layer in self.layers)
+                 # the output is overwritten with the gradient: only a linear last layer
+                 # keeps nothing its backward pass needs in it
+                 and isinstance(self.layers[-1], Dense)
+                 and self.layers[-1].activation.name == "linear")
         if not plain:
             return None
 
         def fused(y, z):
+            # z is this batch's fresh output: the lean core path may overwrite it
             n = len(z)
-            rows = np.arange(n)
-            m = z.max(axis=1, keepdims=True)
-            e = np.subtract(z, m)
-            picked = e[rows, y]
-            np.exp(e, out=e)  # the shift-by-max identity of logsumexp (see logitlab._softmax)
-            s = e.sum(axis=1, keepdims=True)
-            value = float((np.log(s[:, 0]) - picked).sum()) / n
-            e /= s
-            e[rows, y] -= 1.0
-            e /= n
-            return value, e
+            return sparse_ce_logits_inplace(z, y, scale=1.0 / n) / n, z
         return fused
 
     def _batch_loss(self, yb, out, swb):
@@ -420,6 +416,8 @@ class Sequential:
                 # overflow is checked for explicitly below, so NumPy need not warn
                 with np.errstate(over="ignore", invalid="ignore"):
                     out = self._forward(xb, training=True)
+                    # metrics first: the fused loss overwrites the outputs with the gradient
+                    metric_values = [fn(yb, out, self.loss) for _, fn in self._metric_fns]
                     value, g = (fused(yb, out) if fused is not None and swb is None
                                 else self._batch_loss(yb, out, swb))
                     if not math.isfinite(value):
@@ -430,8 +428,8 @@ class Sequential:
                 self.optimizer.apply(self._flat_params, self._flat_grads)
                 m = len(xb)
                 sums[0] += value * m
-                for j, (_, fn) in enumerate(self._metric_fns, 1):
-                    sums[j] += fn(yb, out, self.loss) * m
+                for j, v in enumerate(metric_values, 1):
+                    sums[j] += v * m
                 seen += m
                 logs = dict(zip(names, sums / seen))
                 for cb in cbs:
