@@ -152,7 +152,8 @@ def run_train(data, target, model, hidden, epochs, batch_size, learning_rate, va
         est._epoch_callbacks = [_SaveEachEpoch(est, output, extra_out, arrays_out)]
     if previous is None:
         console.print(f"training {type(est).__name__} on {len(X_tr)} rows, "
-                      f"{len(table.features)} features: {escape(', '.join(table.features))}")
+                      f"{len(table.features)} features: {escape(', '.join(table.features))}",
+                      soft_wrap=True)
         est.fit(_scale(X_tr, mean, scale), y_tr)
     if multilabel:
         est._label_names = list(multilabel)

@@ -12,10 +12,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validation import as_float_array, check_integer_labels, check_number, describe
+from .._validation import check_integer_labels, check_number, describe
 from ._crossentropy import check_reduction
 
 __all__ = ["linear_cross_entropy"]
+
+
+def _float_dtype(x, name):
+    """The floating dtype ``x`` computes in (ints and bools as float64), without a copy."""
+    arr = x if isinstance(x, np.ndarray) else np.asarray(x)
+    if arr.dtype.kind in "biu":
+        return np.float64
+    if arr.dtype.kind != "f":
+        raise TypeError(f"`{name}` must be an array of real numbers; got {describe(arr)}")
+    return arr.dtype
 
 
 def _chunk_logits(hidden, weight, bias, lo, hi):
@@ -78,11 +88,9 @@ def linear_cross_entropy(hidden, weight, labels, bias=None, *, chunk_size=4096,
     reduction = check_reduction(reduction)
     if reduction == "none":
         raise ValueError("`reduction` must be 'mean' or 'sum' for linear_cross_entropy")
-    _, h_dtype = as_float_array(hidden, "hidden")
-    _, w_dtype = as_float_array(weight, "weight")
-    # computed in the inputs' own precision (float16 in float32): this function is for
-    # size; the exact reference path is sparse_categorical_crossentropy
-    dtype = np.result_type(np.float32, h_dtype, w_dtype)
+    # computed in the inputs' own precision (float16 in float32), and without copies of
+    # `weight`: this function is for size; the exact reference is sparse_categorical_crossentropy
+    dtype = np.result_type(np.float32, _float_dtype(hidden, "hidden"), _float_dtype(weight, "weight"))
     h = np.asarray(hidden, dtype=dtype)
     W = np.asarray(weight, dtype=dtype)
     if h.ndim != 2 or W.ndim != 2 or h.shape[1] != W.shape[1]:
@@ -98,8 +106,6 @@ def linear_cross_entropy(hidden, weight, labels, bias=None, *, chunk_size=4096,
     if y.shape != (n,):
         raise ValueError(f"`labels` must have shape ({n},); got {y.shape}")
     chunk = int(check_number(chunk_size, "chunk_size", low=1, integer=True))
-    if not (np.isfinite(h).all() and np.isfinite(W).all()):
-        raise ValueError("`hidden` and `weight` must be finite")
     rows = np.arange(n)
 
     # pass 1: running max and rescaled sum of exponentials, and the true-class logit
@@ -109,6 +115,8 @@ def linear_cross_entropy(hidden, weight, labels, bias=None, *, chunk_size=4096,
     for lo in range(0, n_classes, chunk):
         hi = min(lo + chunk, n_classes)
         z = _chunk_logits(h, W, b, lo, hi)
+        if not np.isfinite(z).all():  # checked per chunk: no mask the size of `weight`
+            raise ValueError("`hidden`, `weight` and `bias` must be finite")
         m_new = np.maximum(m, z.max(axis=1))
         s *= np.exp(m - m_new)
         z -= m_new[:, None]

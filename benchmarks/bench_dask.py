@@ -1,0 +1,149 @@
+"""Softmax regression on Dask: against dask-ml, against scikit-learn, and past memory.
+
+    python benchmarks/bench_dask.py [--quick]
+
+1. Binary problem (the only kind dask-ml's LogisticRegression fits), same
+   data and cluster: time to the objective each reaches, and the client
+   process's peak memory while fitting.
+2. A 10-class problem: our Dask fit against scikit-learn in memory.
+3. Data three times larger than the memory the workers are given, generated
+   chunk by chunk and never held: the fit streams it on every L-BFGS pass.
+"""
+
+import sys
+import threading
+import time
+import warnings
+
+import numpy as np
+import psutil
+
+from _common import machine, table
+
+import dask.array as da
+import distributed
+from logitlab import SoftmaxRegression
+
+QUICK = "--quick" in sys.argv
+
+
+class PeakRSS:
+    """Peak resident memory of this (client) process while the block runs."""
+
+    def __enter__(self):
+        self.proc = psutil.Process()
+        self.base = self.proc.memory_info().rss
+        self.peak = self.base
+        self.running = True
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+        self.thread.start()
+        return self
+
+    def _watch(self):
+        while self.running:
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+            time.sleep(0.005)
+
+    def __exit__(self, *exc):
+        self.running = False
+        self.thread.join()
+
+    @property
+    def extra_mib(self):
+        return (self.peak - self.base) / 2**20
+
+
+def mean_log_loss(coef, intercept, X, y):
+    z = X @ coef.T + intercept
+    if z.shape[1] == 1:
+        z = np.column_stack([np.zeros(len(z)), z[:, 0]])
+    z -= z.max(axis=1, keepdims=True)
+    return float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y]))
+
+
+def make(n, d, k, seed):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d))
+    W = rng.normal(size=(d, k)) * 0.5
+    y = np.argmax(X @ W + rng.gumbel(size=(n, k)), axis=1)  # noisy: not separable
+    return X, y
+
+
+def part1(client, rows):
+    from dask_ml.linear_model import LogisticRegression as DaskMLLogisticRegression
+
+    n = 100_000 if QUICK else 400_000
+    X, y = make(n, 20, 2, 0)
+    Xd, yd = client.persist([da.from_array(X, chunks=(n // 8, 20)), da.from_array(y, chunks=n // 8)])
+    with PeakRSS() as mem_ours:
+        t = time.perf_counter()
+        ours = SoftmaxRegression(penalty=None, tol=1e-8).fit(Xd, yd)
+        t_ours = time.perf_counter() - t
+    with PeakRSS() as mem_dml, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t = time.perf_counter()
+        dml = DaskMLLogisticRegression(solver="lbfgs", C=1e12, max_iter=1000, tol=1e-8).fit(Xd, yd)
+        t_dml = time.perf_counter() - t
+    f_ours = mean_log_loss(ours.coef_, ours.intercept_, X, y)
+    f_dml = mean_log_loss(np.atleast_2d(dml.coef_), np.atleast_1d(dml.intercept_), X, y)
+    rows += [[f"binary {n}x20, 8 chunks", "logitlab on Dask", f"{t_ours:.2f}", f"{f_ours:.10f}",
+              f"{mem_ours.extra_mib:.0f}"],
+             ["", "dask-ml LogisticRegression(lbfgs)", f"{t_dml:.2f}", f"{f_dml:.10f}",
+              f"{mem_dml.extra_mib:.0f}"]]
+
+
+def part2(client, rows):
+    n = 50_000 if QUICK else 200_000
+    X, y = make(n, 50, 10, 1)
+    Xd, yd = client.persist([da.from_array(X, chunks=(n // 8, 50)), da.from_array(y, chunks=n // 8)])
+    t = time.perf_counter()
+    ours = SoftmaxRegression(tol=1e-8).fit(Xd, yd)
+    t_ours = time.perf_counter() - t
+    from sklearn.linear_model import LogisticRegression
+
+    t = time.perf_counter()
+    sk = LogisticRegression(tol=1e-8, max_iter=1000).fit(X, y)
+    t_sk = time.perf_counter() - t
+    gap = np.linalg.norm(ours.coef_ - sk.coef_) / np.linalg.norm(sk.coef_)
+    rows += [[f"10 classes {n}x50", "logitlab on Dask", f"{t_ours:.2f}",
+              f"{mean_log_loss(ours.coef_, ours.intercept_, X, y):.10f}", ""],
+             ["", "scikit-learn in memory", f"{t_sk:.2f}",
+              f"{mean_log_loss(sk.coef_, sk.intercept_, X, y):.10f}", f"(coef gap {gap:.1e})"]]
+
+
+def part3():
+    limit = 150 if QUICK else 250  # MiB per worker
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, memory_limit=f"{limit}MiB",
+                                       dashboard_address=None)
+    with distributed.Client(cluster):
+        d = 50
+        n = int(3 * 2 * limit * 2**20 / (8 * d))  # 3x the workers' memory, float64
+        X = da.random.RandomState(0).normal(size=(n, d), chunks=(n // 40, d))
+        w = np.linspace(-1, 1, d)
+        y = (X @ w > 0).astype(int) + (X[:, 0] > 1).astype(int)  # 3 classes, lazily
+        t = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            clf = SoftmaxRegression(max_iter=10).fit(X, y)
+        elapsed = time.perf_counter() - t
+    cluster.close()
+    gib = n * d * 8 / 2**30
+    table(["data", "workers' memory", "chunks", "L-BFGS iterations", "time (s)", "result"],
+          [[f"{n}x{d} float64 = {gib:.2f} GiB", f"2 x {limit} MiB", "40",
+            str(clf.n_iter_[0]), f"{elapsed:.1f}", f"fitted, classes {list(clf.classes_)}"]])
+
+
+def main():
+    print(f"machine: {machine()}\n")
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None)
+    rows = []
+    with distributed.Client(cluster) as client:
+        part1(client, rows)
+        part2(client, rows)
+    cluster.close()
+    table(["problem", "fit", "time (s)", "mean log loss reached", "client peak extra MiB"], rows)
+    part3()
+
+
+if __name__ == "__main__":
+    main()
