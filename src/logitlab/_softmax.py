@@ -89,6 +89,19 @@ def _posinf_share(z):
     return hits / np.sum(hits, axis=-1, keepdims=True)
 
 
+def _patch_rows(m, z, out, log=False):
+    """Give rows whose max ``m`` is not finite their limits (probabilities, or logs).
+
+    Nothing taking part (max -inf): 0 (log: -inf); +inf entries: an equal
+    share among them; NaN: NaN for the row.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = _posinf_share(z)
+        out = np.where(m == -np.inf, -np.inf if log else 0.0, out)
+        out = np.where(m == np.inf, np.log(share) if log else share, out)
+        return np.where(np.isnan(m), np.nan, out)
+
+
 def softmax_parts(z, *, log=True, prob=True):
     """``(log_softmax(z), softmax(z))`` over the last axis of a compute array.
 
@@ -104,17 +117,10 @@ def softmax_parts(z, *, log=True, prob=True):
         logp = d - np.log1p(r) if log else None
         p = e / (1.0 + r) if prob else None
     if not np.isfinite(m).all():
-        # patch the rows with no entry taking part, with +inf entries, or NaN
-        with np.errstate(invalid="ignore", divide="ignore"):
-            share = _posinf_share(z)
-            if log:
-                logp = np.where(m == -np.inf, -np.inf, logp)
-                logp = np.where(m == np.inf, np.log(share), logp)
-                logp = np.where(np.isnan(m), np.nan, logp)
-            if prob:
-                p = np.where(m == -np.inf, 0.0, p)
-                p = np.where(m == np.inf, share, p)
-                p = np.where(np.isnan(m), np.nan, p)
+        if log:
+            logp = _patch_rows(m, z, logp, log=True)
+        if prob:
+            p = _patch_rows(m, z, p)
     return logp, p
 
 
@@ -394,8 +400,5 @@ def sparsemax(x, axis=-1, *, where=None):
     with np.errstate(invalid="ignore"):
         p = np.maximum(d - tau, 0.0)
     if not np.isfinite(m).all():
-        with np.errstate(invalid="ignore", divide="ignore"):
-            p = np.where(m == -np.inf, 0.0, p)
-            p = np.where(m == np.inf, _posinf_share(z), p)
-            p = np.where(np.isnan(m), np.nan, p)
+        p = _patch_rows(m, z, p)
     return _finish(p, ax, out_dtype)
