@@ -336,3 +336,22 @@ def test_atomic_write_leaves_nothing_on_error(tmp_path):
             raise RuntimeError("boom")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out.txt"]
+
+
+def test_atomic_write_keeps_ordinary_permissions(tmp_path):
+    from logitlab._io import atomic_write
+
+    new = tmp_path / "new.txt"
+    old_umask = os.umask(0o022)
+    try:
+        with atomic_write(new, "w") as fh:
+            fh.write("x")
+    finally:
+        os.umask(old_umask)
+    assert new.stat().st_mode & 0o777 == 0o644
+    existing = tmp_path / "existing.txt"
+    existing.write_text("old")
+    existing.chmod(0o640)
+    with atomic_write(existing, "w") as fh:
+        fh.write("new")
+    assert existing.stat().st_mode & 0o777 == 0o640

@@ -20,6 +20,13 @@ def atomic_write(path, mode="wb", encoding=None, newline=None):
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    # mkstemp makes the file private (0600); give it what a plain open() would: the
+    # replaced file's mode, or 0666 less the umask
+    try:
+        mode = os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
+    os.chmod(tmp, mode)
     try:
         with os.fdopen(fd, mode, encoding=encoding, newline=newline) as fh:
             yield fh
@@ -31,6 +38,12 @@ def atomic_write(path, mode="wb", encoding=None, newline=None):
             os.unlink(tmp)
         raise
     _fsync_dir(folder)
+
+
+def _umask():
+    mask = os.umask(0)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
 
 
 def _fsync_dir(folder):
