@@ -23,10 +23,10 @@ def atomic_write(path, mode="wb", encoding=None, newline=None):
     # mkstemp makes the file private (0600); give it what a plain open() would: the
     # replaced file's mode, or 0666 less the umask
     try:
-        mode = os.stat(path).st_mode & 0o7777
+        permissions = os.stat(path).st_mode & 0o7777
     except FileNotFoundError:
-        mode = 0o666 & ~_umask()
-    os.chmod(tmp, mode)
+        permissions = 0o666 & ~_umask()
+    os.chmod(tmp, permissions)
     try:
         with os.fdopen(fd, mode, encoding=encoding, newline=newline) as fh:
             yield fh
