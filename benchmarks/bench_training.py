@@ -18,7 +18,6 @@ from sklearn.datasets import make_blobs
 
 from _common import machine, median_time, table
 
-import logitlab
 from logitlab import Sequential
 from logitlab.layers import Dense
 from logitlab.losses import SparseCategoricalCrossentropy

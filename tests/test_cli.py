@@ -1,7 +1,6 @@
 """The `logitlab` command end to end, in subprocesses, on CSVs the tests write."""
 
 import csv
-import os
 import shutil
 import subprocess
 import sys

@@ -16,7 +16,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import logitlab
 from logitlab import ModelFileError, Sequential, load_model
 from logitlab.layers import Dense
 from logitlab.losses import SparseCategoricalCrossentropy

@@ -6,7 +6,6 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.preprocessing import LabelEncoder
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets, type_of_target
 from sklearn.utils.validation import check_is_fitted, column_or_1d
@@ -119,23 +118,28 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         return int(rs.randint(2**31 - 1))  # a RandomState instance
 
     def _encode(self, y, classes=None):
-        """Targets for the network, and the kind of problem."""
+        """``(targets, classes, multilabel)`` for the network, in one pass over ``y``.
+
+        Multilabel ``y`` (a 0/1 matrix) is its own target; otherwise the
+        targets are indices into ``classes`` (found here when not given).
+        """
         if np.ndim(y) == 2 and np.shape(y)[1] > 1 \
                 and type_of_target(y) == "multilabel-indicator":
             if classes is not None and len(classes) != np.shape(y)[1]:
                 raise ValueError(f"`y` has {np.shape(y)[1]} label columns; the model has "
                                  f"{len(classes)}")
-            return np.asarray(y, dtype=np.float64), True
+            return np.asarray(y, dtype=np.float64), np.arange(np.shape(y)[1]), True
         check_classification_targets(y)
         y = column_or_1d(y, warn=True)  # a column vector warns, as in scikit-learn
         if classes is None:
-            return LabelEncoder().fit(y).classes_, False
+            classes, idx = np.unique(y, return_inverse=True)
+            return idx, classes, False
         idx = np.searchsorted(classes, y)
         idx = np.clip(idx, 0, len(classes) - 1)
         unseen = classes[idx] != y
         if np.any(unseen):
             raise ValueError(f"`y` holds labels not in `classes`: {np.unique(np.asarray(y)[unseen])[:5]}")
-        return idx, False
+        return idx, classes, False
 
     def _build(self, n_features, n_outputs, multilabel):
         sizes = tuple(self.hidden_layer_sizes)
@@ -154,13 +158,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     def _start(self, X, y, classes=None):
         self._validate_params()
         X, y = validate(self, X, y, multi_output=True, dtype=[np.float64, np.float32])
-        target, multilabel = named_errors(lambda: self._encode(y), X, y)
-        if multilabel:
-            self.classes_ = np.arange(target.shape[1])
-            t = target
-        else:
-            self.classes_ = np.asarray(classes) if classes is not None else target
-            t, _ = named_errors(lambda: self._encode(y, self.classes_), X, y)
+        t, self.classes_, multilabel = named_errors(
+            lambda: self._encode(y, None if classes is None else np.asarray(classes)), X, y)
+        if not multilabel:
             if len(self.classes_) < 2 and classes is None:
                 raise ValueError("`y` must hold samples of at least 2 classes, but the data "
                                  f"contains only one class: {self.classes_[0]!r}")
@@ -230,7 +230,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                     raise ValueError(f"`y` must be a 0/1 matrix with {self.n_outputs_} label "
                                      f"columns, as in the first fit; got shape {t.shape}")
             else:
-                t, _ = self._encode(y, self.classes_)
+                t = self._encode(y, self.classes_)[0]
         hist = self.model_.fit(X, t, batch_size=self.batch_size, epochs=1, verbose=self.verbose)
         self.loss_curve_.append(hist.history["loss"][0])
         self.n_iter_ += 1

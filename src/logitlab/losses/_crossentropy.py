@@ -29,12 +29,9 @@ from .._softmax import expit, log_expit, softmax_parts
 from .._validation import (
     as_float_array,
     check_axis,
-    check_choice,
     check_integer_labels,
     check_number,
     check_where,
-    compute_dtype,
-    describe,
 )
 
 #: Keras's ``backend.epsilon()``: the clip applied to probabilities.

@@ -319,9 +319,9 @@ class Sequential:
             if validation_split or class_weight is not None or sample_weight is not None:
                 raise ValueError("with a source of (x, y) chunks, use validation_data; "
                                  "validation_split, class_weight and sample_weight need arrays")
-            source = self._chunk_source(x, epochs - initial_epoch)
-            return self._train(source, None, batch_size, epochs, verbose, validation_data,
-                               shuffle, callbacks, initial_epoch)
+            batches = self._chunk_batches(x, epochs - initial_epoch, shuffle, batch_size)
+            return self._train(batches, None, batch_size, epochs, verbose, validation_data,
+                               callbacks, initial_epoch)
         if y is None:
             raise ValueError("`y` is required when `x` is an array (or pass an iterable of "
                              "(x, y) chunks as `x`)")
@@ -349,16 +349,16 @@ class Sequential:
                 yield x[idx], y[idx], None if sw is None else sw[idx]
 
         return self._train(batches, math.ceil(n / batch_size), batch_size, epochs, verbose,
-                           validation_data, shuffle, callbacks, initial_epoch)
+                           validation_data, callbacks, initial_epoch)
 
-    def _chunk_source(self, source, n_epochs):
+    def _chunk_batches(self, source, n_epochs, shuffle, batch_size):
         """A function giving, per epoch, the batches of every (x, y) chunk of ``source``."""
         one_shot = iter(source) is source if not callable(source) else False
         if one_shot and n_epochs > 1:
             raise ValueError("`x` is a one-shot iterator but fit runs several epochs: pass a "
                              "list, a re-iterable, or a function returning an iterator")
 
-        def batches(shuffle=True, batch_size=32):
+        def batches():
             chunks = source() if callable(source) else source
             for i, pair in enumerate(chunks):
                 if not isinstance(pair, (tuple, list)) or len(pair) != 2:
@@ -375,14 +375,12 @@ class Sequential:
                     yield xc[idx], yc[idx], None
         return batches
 
-    def _train(self, batches, steps, batch_size, epochs, verbose, validation_data, shuffle,
-               callbacks, initial_epoch):
-        """The training loop shared by arrays (``steps`` known) and chunk sources."""
-        if steps is None:  # a chunk source: its batches take the shuffle and batch settings
-            source = batches
+    def _train(self, batches, steps, batch_size, epochs, verbose, validation_data, callbacks,
+               initial_epoch):
+        """The training loop shared by arrays (``steps`` known) and chunk sources (None).
 
-            def batches():
-                return source(shuffle=shuffle, batch_size=batch_size)
+        ``batches()`` yields one epoch's ``(x, y, sample_weight)`` batches.
+        """
         if validation_data is not None:
             vx = _as_inputs(validation_data[0], "validation_data[0]", self.dtype)
             vy = self._check_targets(validation_data[1], len(vx), "validation_data[1]")
