@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validation import as_float_array, check_axis, check_where
+from . import _jit
+from ._validation import as_float_array, check_axis, check_where, compute_dtype
 
 __all__ = ["logsumexp", "softmax", "log_softmax", "sigmoid", "log_sigmoid", "sparsemax"]
 
@@ -35,6 +36,47 @@ def _prepare(x, axis, where, name="x"):
         z = np.where(mask, z, -np.inf).astype(z.dtype, copy=False)
     z = np.ascontiguousarray(np.moveaxis(z, axis, -1))
     return z, axis, out_dtype
+
+
+def _kernel_rows(x, axis, where, name="x"):
+    """``(kernels, rows, shape, axis)`` when a compiled kernel serves this call, else None.
+
+    ``rows`` is ``x`` with the class axis moved last, made contiguous once,
+    as an ``(n, C)`` array; ``shape`` is its shape before the reshape.
+    """
+    if where is not None or not isinstance(x, np.ndarray) or x.ndim == 0:
+        return None
+    kernels = _jit.kernels_for(x)
+    if kernels is None:
+        return None
+    ax = check_axis(axis, x.ndim, array_name=name)
+    z = np.ascontiguousarray(np.moveaxis(x, ax, -1))
+    if z.shape[-1] == 0:
+        return None
+    return kernels, z.reshape(-1, z.shape[-1]), z.shape, ax
+
+
+def _patch_kernel_rows(bad, rows, out, reference):
+    """Rows the kernel left (a non-finite maximum, a NaN) get the reference's limits."""
+    if bad.any():
+        with np.errstate(over="ignore"):
+            out[bad] = reference(rows[bad].astype(compute_dtype(rows.dtype)))
+
+
+def _rows_call(kind, x, axis, where):
+    """softmax / log_softmax through a kernel, or None when the reference serves the call."""
+    found = _kernel_rows(x, axis, where)
+    if found is None:
+        return None
+    kernels, rows, shape, ax = found
+    out = np.empty_like(rows)
+    bad = np.zeros(len(rows), dtype=bool)
+    pair = kernels.softmax_rows if kind == "softmax" else kernels.log_softmax_rows
+    _jit.launch(pair, len(rows), rows.size, rows, out, bad)
+    log = kind == "log_softmax"
+    _patch_kernel_rows(bad, rows, out,
+                       lambda z: softmax_parts(z, log=log, prob=not log)[0 if log else 1])
+    return np.moveaxis(out.reshape(shape), -1, ax)
 
 
 def _finish(out, axis, out_dtype):
@@ -124,6 +166,15 @@ def softmax_parts(z, *, log=True, prob=True):
     return logp, p
 
 
+def _lse_last(z):
+    """logsumexp over the last axis of a compute array, keeping it (length one)."""
+    if z.shape[-1] == 0:
+        return np.full(z.shape[:-1] + (1,), -np.inf, dtype=z.dtype)
+    m, shift, _, _, r = _shifted_exp(z)
+    lse = shift + np.log1p(r)
+    return np.where(np.isfinite(m), lse, m)  # -inf, +inf and NaN rows are their max
+
+
 def logsumexp(x, axis=-1, *, keepdims=False, where=None):
     r"""Logarithm of the sum of exponentials, computed without overflow.
 
@@ -171,15 +222,20 @@ def logsumexp(x, axis=-1, *, keepdims=False, where=None):
     >>> logsumexp(np.array([[0.0, -np.inf], [-np.inf, -np.inf]]))
     array([  0., -inf])
     """
-    z, ax, out_dtype = _prepare(x, axis, where)
-    if z.shape[-1] == 0:
-        lse = np.full(z.shape[:-1] + (1,), -np.inf, dtype=z.dtype)
+    found = _kernel_rows(x, axis, where)
+    if found is not None:
+        kernels, rows, shape, ax = found
+        lse = np.empty(len(rows), dtype=np.float64)
+        bad = np.zeros(len(rows), dtype=bool)
+        _jit.launch(kernels.logsumexp_rows, len(rows), rows.size, rows, lse, bad)
+        _patch_kernel_rows(bad, rows, lse, lambda z: _lse_last(z)[..., 0])
+        lse, out_dtype = lse.reshape(shape[:-1] + (1,)), rows.dtype
     else:
-        m, shift, _, _, r = _shifted_exp(z)
-        lse = shift + np.log1p(r)
-        lse = np.where(np.isfinite(m), lse, m)  # -inf, +inf and NaN rows are their max
+        z, ax, out_dtype = _prepare(x, axis, where)
+        lse = _lse_last(z)
     lse = np.moveaxis(lse, -1, ax) if keepdims else lse[..., 0]
-    return lse.astype(out_dtype, copy=False)[()]
+    with np.errstate(over="ignore"):
+        return lse.astype(out_dtype, copy=False)[()]
 
 
 def softmax(x, axis=-1, *, where=None):
@@ -226,6 +282,9 @@ def softmax(x, axis=-1, *, where=None):
     >>> softmax([1.0, 2.0, 3.0], where=[True, True, False])
     array([0.26894142, 0.73105858, 0.        ])
     """
+    fast = _rows_call("softmax", x, axis, where)
+    if fast is not None:
+        return fast
     z, ax, out_dtype = _prepare(x, axis, where)
     return _finish(softmax_parts(z, log=False)[1], ax, out_dtype)
 
@@ -270,6 +329,9 @@ def log_softmax(x, axis=-1, *, where=None):
     >>> np.log(np.exp([0.0, 800.0]) / np.exp([0.0, 800.0]).sum())  # doctest: +SKIP
     array([-inf,  nan])
     """
+    fast = _rows_call("log_softmax", x, axis, where)
+    if fast is not None:
+        return fast
     z, ax, out_dtype = _prepare(x, axis, where)
     return _finish(softmax_parts(z, prob=False)[0], ax, out_dtype)
 

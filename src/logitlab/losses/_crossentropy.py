@@ -25,7 +25,8 @@ import warnings
 
 import numpy as np
 
-from .._softmax import expit, log_expit, softmax_parts
+from .. import _jit
+from .._softmax import _kernel_rows, expit, log_expit, softmax_parts
 from .._validation import (
     as_float_array,
     check_axis,
@@ -123,6 +124,9 @@ def _check_probabilities(p):
 def _warn_if_probabilities(z):
     if z.size == 0 or z.shape[-1] < 2:
         return
+    first = z.reshape(-1, z.shape[-1])[0]
+    if not (first.min() >= 0 and first.max() <= 1):  # every row must look so: cheap early out
+        return
     with np.errstate(invalid="ignore"):
         looks = (
             np.all((z >= 0) & (z <= 1))
@@ -174,27 +178,93 @@ def _reduce(loss_rows, grad, reduction, denominator, out_dtype, ax, grad_out_ndi
     return value, grad
 
 
+def _sparse_labels(y_true, lead, z_shape, ignore_index):
+    """Validated integer labels of shape ``lead`` (one per row of logits of shape ``z_shape``)."""
+    if ignore_index is not None:
+        check_number(ignore_index, "ignore_index", integer=True)
+    y = check_integer_labels(y_true, "y_true", z_shape[-1], ignore_index=ignore_index)
+    if y.shape != lead:
+        if y.shape == lead + (1,):
+            return y[..., 0]
+        raise ValueError(
+            "`y_true` must hold one integer label per row of `y_pred`, shape "
+            f"{lead}; got shape {y.shape} for `y_pred` of shape {z_shape} "
+            "(for one-hot targets use categorical_crossentropy)"
+        )
+    return y
+
+
+def _everywhere(z):
+    """An all-True ``where``: the reference path for the rows a kernel left."""
+    return np.ones(z.shape, dtype=bool)
+
+
+def _kernel_reduce(loss, grad, reduction, denominator, shape, ax, dtype):
+    """The compiled paths' value and gradient, shaped and typed as the reference's."""
+    if reduction == "none":
+        value = loss.reshape(shape[:-1])
+    elif reduction == "sum":
+        value = np.sum(loss)
+    else:
+        value = np.sum(loss) / denominator if denominator > 0 else np.zeros(())
+    with np.errstate(over="ignore"):
+        value = np.asarray(value).astype(dtype, copy=False)[()]
+    if grad is not None:
+        grad = np.moveaxis(grad.reshape(shape), -1, ax)
+    return value, grad
+
+
+def _sparse_ce_kernel(found, y_true, ignore_index, class_weight, reduction, sample_weight,
+                      need_grad):
+    """Sparse CE from logits through the fused kernel (same semantics as the reference)."""
+    kernels, rows, shape, ax = found
+    lead, n_classes = shape[:-1], shape[-1]
+    _warn_if_probabilities(rows)
+    y = _sparse_labels(y_true, lead, shape, ignore_index).reshape(-1)
+    w = _class_vector(class_weight, "class_weight", n_classes, np.float64)
+    sw = _sample_weight(sample_weight, lead, np.float64)
+    keep = np.ones(len(y), dtype=bool) if ignore_index is None else y != ignore_index
+    safe_y = np.where(keep, y, 0).astype(np.intp)
+    w_y = np.where(keep, 1.0 if w is None else w[safe_y], 0.0)
+    denominator = float(np.sum(w_y))
+    row_w = w_y if sw is None else w_y * sw.reshape(-1)
+    if reduction == "mean":
+        scale = 1.0 / denominator if denominator > 0 else 0.0
+    else:
+        scale = 1.0
+    grad = np.empty_like(rows)
+    loss = np.empty(len(rows), dtype=np.float64)
+    bad = np.zeros(len(rows), dtype=bool)
+    _jit.launch(kernels.sparse_ce_rows, len(rows), rows.size, rows, safe_y, row_w, scale, grad,
+                loss, bad)
+    if bad.any():  # rows with a non-finite maximum or a NaN: the reference's limits
+        sub = rows[bad]
+        ref_loss, ref_grad = sparse_ce_value_and_grad(  # `where` keeps it on the reference
+            y[bad], sub, from_logits=True, ignore_index=ignore_index, where=_everywhere(sub),
+            class_weight=class_weight, reduction="none",
+            sample_weight=None if sw is None else sw.reshape(-1)[bad])
+        loss[bad] = ref_loss
+        with np.errstate(over="ignore", invalid="ignore"):
+            grad[bad] = ref_grad * scale
+    return _kernel_reduce(loss, grad if need_grad else None, reduction, denominator, shape, ax,
+                          rows.dtype)
+
+
 def sparse_ce_value_and_grad(y_true, y_pred, *, from_logits=False, axis=-1, ignore_index=None,
                              label_smoothing=0.0, class_weight=None, reduction="mean",
                              where=None, sample_weight=None, need_grad=True):
     """Value (and gradient w.r.t. ``y_pred``) of the sparse categorical cross-entropy."""
     reduction = check_reduction(reduction)
     eps = check_label_smoothing(label_smoothing)
+    if from_logits and eps == 0:
+        found = _kernel_rows(y_pred, axis, where, name="y_pred")
+        if found is not None:
+            return _sparse_ce_kernel(found, y_true, ignore_index, class_weight, reduction,
+                                     sample_weight, need_grad)
     z, ax, out_dtype = _logits_last(y_pred, axis, where)
     n_classes = z.shape[-1]
     lead = z.shape[:-1]
-    if ignore_index is not None:
-        check_number(ignore_index, "ignore_index", integer=True)
-    y = check_integer_labels(y_true, "y_true", n_classes, ignore_index=ignore_index)
-    if y.shape != lead:
-        if y.shape == lead + (1,):
-            y = y[..., 0]
-        else:
-            raise ValueError(
-                "`y_true` must hold one integer label per row of `y_pred`, shape "
-                f"{lead}; got shape {y.shape} for `y_pred` of shape {z.shape} "
-                "(for one-hot targets use categorical_crossentropy)"
-            )
+    y = _sparse_labels(y_true, lead, z.shape, ignore_index)
     w = _class_vector(class_weight, "class_weight", n_classes, z.dtype)
     sw = _sample_weight(sample_weight, lead, z.dtype)
 
@@ -247,24 +317,59 @@ def sparse_ce_value_and_grad(y_true, y_pred, *, from_logits=False, axis=-1, igno
     return _reduce(loss, grad, reduction, denominator, out_dtype, ax)
 
 
+def _categorical_targets(y_true, z_shape, y_pred_shape, ax, dtype):
+    """Validated targets with the class axis last, in ``dtype``."""
+    t, _ = as_float_array(y_true, "y_true")
+    if t.ndim != len(z_shape) or np.moveaxis(t, ax, -1).shape != z_shape:
+        raise ValueError(
+            "`y_true` and `y_pred` must have the same shape; got "
+            f"{np.shape(y_true)} and {y_pred_shape} (for integer labels use "
+            "sparse_categorical_crossentropy)"
+        )
+    t = np.moveaxis(t, ax, -1).astype(dtype, copy=False)
+    with np.errstate(invalid="ignore"):
+        if np.any(t < 0):
+            raise ValueError("`y_true` must hold non-negative target probabilities")
+    return t
+
+
+def _categorical_ce_kernel(found, y_true, y_pred_shape, reduction, need_grad):
+    """Categorical CE from logits, no weights, through the fused kernel."""
+    kernels, rows, shape, ax = found
+    _warn_if_probabilities(rows)
+    t = np.ascontiguousarray(_categorical_targets(y_true, shape, y_pred_shape, ax, rows.dtype))
+    t = t.reshape(rows.shape)
+    denominator = float(len(rows))  # PyTorch: probability targets average over rows
+    scale = 1.0 / denominator if reduction == "mean" and denominator > 0 else 1.0
+    grad = np.empty_like(rows)
+    loss = np.empty(len(rows), dtype=np.float64)
+    bad = np.zeros(len(rows), dtype=bool)
+    _jit.launch(kernels.categorical_ce_rows, len(rows), rows.size, rows, t, scale, grad, loss,
+                bad)
+    if bad.any():
+        sub = rows[bad]
+        ref_loss, ref_grad = categorical_ce_value_and_grad(t[bad], sub, from_logits=True,
+                                                           where=_everywhere(sub),
+                                                           reduction="none")
+        loss[bad] = ref_loss
+        with np.errstate(over="ignore", invalid="ignore"):
+            grad[bad] = ref_grad * scale
+    return _kernel_reduce(loss, grad if need_grad else None, reduction, denominator, shape, ax,
+                          rows.dtype)
+
+
 def categorical_ce_value_and_grad(y_true, y_pred, *, from_logits=False, axis=-1,
                                   label_smoothing=0.0, class_weight=None, reduction="mean",
                                   where=None, sample_weight=None, need_grad=True):
     """Value (and gradient w.r.t. ``y_pred``) of the categorical cross-entropy."""
     reduction = check_reduction(reduction)
     eps = check_label_smoothing(label_smoothing)
+    if from_logits and eps == 0 and class_weight is None and sample_weight is None:
+        found = _kernel_rows(y_pred, axis, where, name="y_pred")
+        if found is not None:
+            return _categorical_ce_kernel(found, y_true, np.shape(y_pred), reduction, need_grad)
     z, ax, out_dtype = _logits_last(y_pred, axis, where)
-    t, _ = as_float_array(y_true, "y_true")
-    if t.ndim != z.ndim or np.moveaxis(t, ax, -1).shape != z.shape:
-        raise ValueError(
-            "`y_true` and `y_pred` must have the same shape; got "
-            f"{np.shape(y_true)} and {np.shape(y_pred)} (for integer labels use "
-            "sparse_categorical_crossentropy)"
-        )
-    t = np.moveaxis(t, ax, -1).astype(z.dtype, copy=False)
-    with np.errstate(invalid="ignore"):
-        if np.any(t < 0):
-            raise ValueError("`y_true` must hold non-negative target probabilities")
+    t = _categorical_targets(y_true, z.shape, np.shape(y_pred), ax, z.dtype)
     n_classes = z.shape[-1]
     lead = z.shape[:-1]
     w = _class_vector(class_weight, "class_weight", n_classes, z.dtype)
@@ -408,11 +513,21 @@ def sparse_ce_logits_inplace(z, y, sample_weight=None, scale=1.0, parallel_above
     the estimators' objectives): ``z`` is a C-contiguous float (n, C) array
     of finite logits that may be overwritten, ``y`` valid integer labels.
     Returns ``sum_i sw_i * loss_i``; ``z`` then holds ``scale * sw_i *
-    (softmax(z_i) - onehot(y_i))``. Large arrays are split by rows over two
+    (softmax(z_i) - onehot(y_i))``. The fused kernel does it when it is
+    available; otherwise NumPy does, with large arrays split by rows over two
     threads (NumPy releases the GIL in its loops). The checked public path
     with every option is :func:`sparse_ce_value_and_grad`.
     """
     n = len(z)
+    kernels = _jit.kernels_for(z) if z.ndim == 2 and z.flags.c_contiguous else None
+    if kernels is not None:
+        w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        loss = np.empty(n)
+        bad = np.zeros(n, dtype=bool)
+        _jit.launch(kernels.sparse_ce_rows, n, z.size, z, np.asarray(y, dtype=np.intp), w,
+                    float(scale), z, loss, bad)
+        # non-finite logits break the caller's contract: report NaN (the caller stops)
+        return float("nan") if bad.any() else float(np.sum(loss))
     if z.size < parallel_above or n < 2:
         return _lean_rows(z, y, sample_weight, scale)
     half = n // 2

@@ -1,0 +1,83 @@
+"""When the compiled kernels (``_kernels.py``, Numba) run instead of the NumPy reference.
+
+``import logitlab`` does not import Numba: the kernels are loaded on the
+first call that uses them, and compiled then or read from Numba's on-disk
+cache. They are used for float32 and float64 arrays of at least
+``MIN_SIZE`` elements (below that the reference is as fast and needs no
+compilation); both cores from ``PARALLEL_SIZE`` elements on.
+
+``LOGITLAB_KERNELS=never`` (or a missing Numba) keeps everything on the
+NumPy reference; ``always`` uses the kernels for every size (the tests use
+:func:`kernel_mode` to run both paths on the same inputs).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+
+import numpy as np
+
+__all__ = ["MIN_SIZE", "PARALLEL_SIZE", "kernel_mode", "kernels_for", "launch"]
+
+MIN_SIZE = 4096
+PARALLEL_SIZE = 1 << 16
+_MODES = ("auto", "always", "never")
+
+_state = {"mode": os.environ.get("LOGITLAB_KERNELS", "auto").lower(), "module": None,
+          "failed": False}
+if _state["mode"] not in _MODES:
+    raise ValueError(
+        f"LOGITLAB_KERNELS must be one of {', '.join(_MODES)}; got {_state['mode']!r}"
+    )
+
+# Numba's own thread pool ("workqueue") must not be entered by two threads at
+# once; a second caller runs the serial kernel instead of waiting.
+_PARALLEL_LOCK = threading.Lock()
+
+
+def _module():
+    if _state["module"] is None and not _state["failed"]:
+        try:
+            from . import _kernels
+        except ImportError:  # Numba missing: the reference serves every call
+            _state["failed"] = True
+        else:
+            _state["module"] = _kernels
+    return _state["module"]
+
+
+def kernels_for(arr):
+    """The kernel module if ``arr`` should go through it, else None."""
+    mode = _state["mode"]
+    if mode == "never" or not isinstance(arr, np.ndarray):
+        return None
+    if arr.dtype not in (np.float32, np.float64) or arr.size == 0:
+        return None
+    if mode == "auto" and arr.size < MIN_SIZE:
+        return None
+    return _module()
+
+
+def launch(pair, n_rows, size, *args):
+    """Run a (serial, parallel) kernel pair: parallel for large inputs if no other thread is."""
+    if size >= PARALLEL_SIZE and n_rows >= 2 and _PARALLEL_LOCK.acquire(blocking=False):
+        try:
+            return pair[1](*args)
+        finally:
+            _PARALLEL_LOCK.release()
+    return pair[0](*args)
+
+
+@contextlib.contextmanager
+def kernel_mode(mode):
+    """Temporarily set the mode (``"auto"``, ``"always"`` or ``"never"``)."""
+    if mode not in _MODES:
+        raise ValueError(f"`mode` must be one of {', '.join(_MODES)}; got {mode!r}")
+    old = _state["mode"]
+    _state["mode"] = mode
+    try:
+        yield
+    finally:
+        _state["mode"] = old

@@ -1,0 +1,363 @@
+"""The compiled kernels (``logitlab._kernels``) against the NumPy reference and libm.
+
+* ``exp32`` is checked for every one of the 2**32 float32 inputs against
+  libm's float64 ``exp`` rounded to float32 (the independent reference),
+  and ``exp32_shifted`` for every float32 in [-104, 0] it is used on
+  (about a minute on two cores).
+* Every kernel is compared with the NumPy reference path (``kernel_mode
+  ("never")``) on random and adversarial rows, both dtypes, serial and
+  parallel, any class axis, within the core's tolerances.
+* ``import logitlab`` does not import Numba; concurrent callers are safe.
+"""
+
+import math
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+from llvmlite import ir
+from helpers import assert_close_rel
+
+import logitlab as ll
+from logitlab import _jit
+from logitlab.losses import (
+    CategoricalCrossentropy,
+    SparseCategoricalCrossentropy,
+    categorical_crossentropy,
+    sparse_categorical_crossentropy,
+)
+from logitlab.losses._crossentropy import sparse_ce_logits_inplace
+
+K = pytest.importorskip("logitlab._kernels", reason="Numba is a dependency; the kernels need it")
+numba = pytest.importorskip("numba")
+from numba.extending import intrinsic  # noqa: E402
+
+TOL = {np.float32: 2e-6, np.float64: 1e-13}
+
+
+# ------------------------------------------------------------------ exp, exhaustively
+
+
+@intrinsic
+def _float_from_bits(typingctx, bits):
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(builder.trunc(args[0], ir.IntType(32)), ir.FloatType())
+
+    return numba.float32(bits), codegen
+
+
+@intrinsic
+def _bits_of(typingctx, value):
+    def codegen(context, builder, signature, args):
+        return builder.sext(builder.bitcast(args[0], ir.IntType(32)), ir.IntType(64))
+
+    return numba.int64(value), codegen
+
+
+@numba.njit(parallel=True, cache=True)
+def _bit_distances(start, stop, shifted):
+    """Worst errors of ``exp32`` (or ``exp32_shifted(x, 0)``) over float32 bit patterns.
+
+    For the inputs ``[start, stop)`` (uint32 bit patterns) returns (max
+    distance in ulp where the reference is normal or inf, max distance in
+    units of 2**-149 where it is subnormal or 0, number of NaN mismatches).
+    The reference is libm's float64 ``exp`` rounded to float32; results are
+    non-negative, so their bit patterns are ordered like their values.
+    """
+    parts = 64
+    worst = np.zeros((parts, 3), dtype=np.int64)
+    for t in numba.prange(parts):
+        lo = start + (stop - start) * t // parts
+        hi = start + (stop - start) * (t + 1) // parts
+        normal = 0
+        small = 0
+        nan = 0
+        for b in range(lo, hi):
+            x = _float_from_bits(b)
+            got = K.exp32_shifted(x, np.float32(0.0)) if shifted else K.exp32(x)
+            if x < np.float32(-110.0):
+                ref = np.float32(0.0)
+            elif x > np.float32(90.0):
+                ref = np.float32(np.inf)
+            else:
+                ref = np.float32(math.exp(np.float64(x)))  # NaN stays NaN
+            if got != got or ref != ref:
+                if not (got != got and ref != ref):
+                    nan += 1
+                continue
+            d = abs(_bits_of(got) - _bits_of(ref))
+            if _bits_of(ref) < 0x00800000:
+                small = max(small, d)
+            else:
+                normal = max(normal, d)
+        worst[t, 0] = normal
+        worst[t, 1] = small
+        worst[t, 2] = nan
+    return worst[:, 0].max(), worst[:, 1].max(), worst[:, 2].sum()
+
+
+def _over_chunks(start, stop, shifted, chunk=1 << 28):
+    worst = None
+    for a in range(start, stop, chunk):
+        got = _bit_distances(a, min(a + chunk, stop), shifted)
+        worst = got if worst is None else (max(worst[0], got[0]), max(worst[1], got[1]),
+                                           worst[2] + got[2])
+    return worst
+
+
+def test_exp32_every_float32_input():
+    """All 2**32 inputs: within 3 ulp of libm (3.6e-7 relative, the core promises 2e-6),
+    subnormal results within 2 units of 2**-149, inf, 0 and NaN exactly where libm's are."""
+    ulp, sub, nan = _over_chunks(0, 1 << 32, False)
+    assert nan == 0
+    assert ulp <= 3, f"exp32 is {ulp} ulp from libm somewhere"
+    assert sub <= 2, f"exp32 is {sub} units of 2**-149 off on a subnormal result"
+
+
+def test_exp32_overflow_edge_and_specials():
+    edge = np.float32(88.72283)  # the largest float32 whose exp is finite
+    after = np.nextafter(edge, np.float32(np.inf))
+    assert np.isfinite(K.exp32(edge)) and K.exp32(after) == np.inf
+    assert K.exp32(np.float32(np.inf)) == np.inf and K.exp32(np.float32(-np.inf)) == 0.0
+    assert K.exp32(np.float32(0.0)) == 1.0 and K.exp32(np.float32(-0.0)) == 1.0
+    smallest = np.float32(-103.27893)  # exp rounds to the smallest subnormal
+    assert K.exp32(smallest) == np.float32(np.exp(np.float64(smallest)))
+
+
+def test_exp32_shifted_every_input_it_gets():
+    """The kernels' exp, for d = x - m in [-104, 0]: every float32 there."""
+    start = int(np.array(np.float32(-0.0)).view(np.uint32))  # -0 up to ...
+    stop = int(np.array(np.float32(-104.0)).view(np.uint32)) + 1  # ... -104 (ordered by bits)
+    ulp, sub, nan = _over_chunks(start, stop, True)
+    assert ulp <= 3 and sub <= 2 and nan == 0, (ulp, sub, nan)
+
+
+def test_exp32_shifted_uses_the_exact_difference():
+    # exp(d + err) with the TwoSum error term: matches exp of the exact sum
+    rng = np.random.default_rng(0)
+    d = -rng.uniform(0, 100, 20000).astype(np.float32)
+    err = (rng.uniform(-1, 1, 20000) * np.abs(d) * 2.0**-24).astype(np.float32)
+    got = np.array([K.exp32_shifted(a, b) for a, b in zip(d, err)], dtype=np.float64)
+    exact = np.exp(d.astype(np.float64) + err.astype(np.float64))
+    normal = exact > np.finfo(np.float32).tiny
+    assert np.max(np.abs(got - exact)[normal] / exact[normal]) < 2.5e-7
+
+
+def test_exp64_against_libm():
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.uniform(-745, 709.7, 200000), rng.normal(0, 1, 100000),
+                        [-745.2, -745.13, -708.4, -708.39, 0.0, -0.0, 709.78, 709.79,
+                         -np.inf, np.inf]])
+    got = np.array([K.exp64(v) for v in x])
+    with np.errstate(over="ignore", invalid="ignore"):
+        ref = np.exp(x)
+        rel = np.abs(got - ref) / ref
+    normal = ref >= np.finfo(np.float64).tiny
+    finite = np.isfinite(ref)
+    assert np.max(rel[normal & finite]) < 4e-16  # within 2 ulp
+    assert np.all(got[~finite] == ref[~finite])
+    sub = ~normal
+    assert np.all(np.abs(got[sub] - ref[sub]) <= 2 * 5e-324)
+    assert np.isnan(K.exp64(np.nan))
+
+
+# ------------------------------------------------------------------ kernels vs reference
+
+
+def _adversarial(rng, dtype, n_classes):
+    """Rows of logits that break naive code, padded to ``n_classes`` columns."""
+    big = 1e4 if dtype == np.float32 else 1e300
+    rows = [rng.normal(0, s, size=n_classes) for s in (0.1, 3.0, 30.0, 300.0)]
+    shift = np.full(n_classes, -60.0)
+    shift[1 % n_classes] = 0.0
+    rows += [shift, np.full(n_classes, big), np.full(n_classes, -big)]
+    spread = np.linspace(-big, big, n_classes)
+    rows += [spread, rng.uniform(-8, 8, n_classes) + big / 3]
+    tie = rng.normal(0, 1, n_classes)
+    tie[[0, -1]] = 5.0
+    rows += [tie, np.where(np.arange(n_classes) % 3 == 0, -np.inf, rng.normal(0, 5, n_classes))]
+    with_inf = rng.normal(0, 1, n_classes)
+    with_inf[2 % n_classes] = np.inf
+    with_nan = rng.normal(0, 1, n_classes)
+    with_nan[1 % n_classes] = np.nan
+    rows += [with_inf, with_nan, np.full(n_classes, -np.inf)]
+    rows += list(rng.normal(0, 4, size=(20, n_classes)))
+    return np.array(rows).astype(dtype)
+
+
+def _both(fn):
+    with _jit.kernel_mode("never"):
+        ref = fn()
+    with _jit.kernel_mode("always"):
+        got = fn()
+    return got, ref
+
+
+def _assert_same(got, ref, dtype, scale=None):
+    got = np.asarray(got)
+    ref = np.asarray(ref)
+    assert got.dtype == ref.dtype and got.shape == ref.shape
+    assert np.array_equal(np.isnan(got), np.isnan(ref))
+    keep = ~np.isnan(ref)
+    # relative error, absolute below the smallest normal (or ``scale`` for gradients,
+    # whose entries p - t may cancel: absolute to the row's scale)
+    atol = np.finfo(dtype).tiny if scale is None else TOL[dtype] * scale
+    assert_close_rel(got[keep], ref[keep], TOL[dtype], atol_near_zero=atol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_classes", [1, 3, 127, 300])
+def test_softmax_family_kernels_match_reference(dtype, n_classes, rng):
+    x = _adversarial(rng, dtype, n_classes)
+    for fn in (ll.softmax, ll.log_softmax, ll.logsumexp):
+        got, ref = _both(lambda: fn(x))  # noqa: B023
+        _assert_same(got, ref, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernels_any_axis_and_layout(dtype, rng):
+    x = rng.normal(0, 5, size=(7, 40, 9)).astype(dtype)
+    for axis in (0, 1, -1):
+        for fn in (ll.softmax, ll.log_softmax):
+            got, ref = _both(lambda: fn(x[:, ::2], axis=axis))  # noqa: B023
+            _assert_same(got, ref, dtype)
+        got, ref = _both(lambda: ll.logsumexp(x, axis=axis, keepdims=True))  # noqa: B023
+        _assert_same(got, ref, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_parallel_and_serial_kernels_agree_bit_for_bit(dtype, rng):
+    x = rng.normal(0, 4, size=(600, 300)).astype(dtype)  # above PARALLEL_SIZE
+    assert x.size >= _jit.PARALLEL_SIZE
+    y = rng.integers(0, 300, size=600)
+    for pair, args in [
+        (K.softmax_rows, lambda: (x, np.empty_like(x), np.zeros(600, bool))),
+        (K.log_softmax_rows, lambda: (x, np.empty_like(x), np.zeros(600, bool))),
+        (K.sparse_ce_rows, lambda: (x, y, np.ones(600), 1 / 600, np.empty_like(x),
+                                    np.empty(600), np.zeros(600, bool))),
+    ]:
+        a, b = args(), args()
+        pair[0](*a)
+        pair[1](*b)
+        for u, v in zip(a[1:], b[1:]):
+            assert np.array_equal(u, v)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_sparse_ce_kernel_matches_reference(dtype, reduction, rng):
+    x = _adversarial(rng, dtype, 50)
+    n = len(x)
+    y = rng.integers(0, 50, size=n)
+    y[[1, 6]] = -100
+    cw = rng.uniform(0.2, 3.0, size=50)
+    sw = rng.uniform(0, 2, size=n)
+    cases = [
+        dict(),
+        dict(ignore_index=-100),
+        dict(ignore_index=-100, class_weight=cw),
+        dict(ignore_index=-100, class_weight=cw, sample_weight=sw),
+    ]
+    for kw in cases:
+        yy = y if "ignore_index" in kw else np.abs(y) % 50
+        sample_weight = kw.pop("sample_weight", None)
+        loss = SparseCategoricalCrossentropy(from_logits=True, reduction=reduction, **kw)
+        (gv, gg), (rv, rg) = _both(lambda: loss.value_and_grad(yy, x, sample_weight=sample_weight))  # noqa: B023
+        _assert_same(gv, rv, dtype)
+        _assert_same(gg, rg, dtype, scale=np.nanmax(np.abs(rg[np.isfinite(rg)]), initial=1.0))
+        value, ref_value = _both(lambda: sparse_categorical_crossentropy(  # noqa: B023
+            yy, x, from_logits=True, reduction=reduction, **kw))  # noqa: B023
+        _assert_same(value, ref_value, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_categorical_ce_kernel_matches_reference(dtype, rng):
+    x = _adversarial(rng, dtype, 40)
+    t = rng.dirichlet(np.ones(40), size=len(x))
+    t[3] = np.eye(40)[7]
+    t[4] = 0.0  # an all-zero target row
+    for reduction in ("mean", "sum", "none"):
+        loss = CategoricalCrossentropy(from_logits=True, reduction=reduction)
+        (gv, gg), (rv, rg) = _both(lambda: loss.value_and_grad(t, x))  # noqa: B023
+        _assert_same(gv, rv, dtype)
+        _assert_same(gg, rg, dtype, scale=np.nanmax(np.abs(rg[np.isfinite(rg)]), initial=1.0))
+    got, ref = _both(lambda: categorical_crossentropy(t.T, x.T, from_logits=True, axis=0))
+    _assert_same(got, ref, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lean_inplace_path_matches_reference(dtype, rng):
+    z = rng.normal(0, 3, size=(300, 20)).astype(dtype)
+    y = rng.integers(0, 20, size=300)
+    sw = rng.uniform(0.5, 1.5, size=300)
+    with _jit.kernel_mode("never"):
+        value, grad = SparseCategoricalCrossentropy(from_logits=True, reduction="sum") \
+            .value_and_grad(y, z, sample_weight=sw)
+    work = z.copy()
+    with _jit.kernel_mode("always"):
+        total = sparse_ce_logits_inplace(work, y, sample_weight=sw, scale=0.5)
+    assert_close_rel(total, float(value), TOL[dtype])
+    _assert_same(work, 0.5 * grad, dtype, scale=1.0)
+    bad = z.copy()
+    bad[4, 2] = np.inf
+    with _jit.kernel_mode("always"):
+        assert math.isnan(sparse_ce_logits_inplace(bad, y))
+
+
+def test_confident_rows_keep_log1p_accuracy():
+    # log_softmax of the winner is -r, tiny: recomputed without the maximal term
+    for dtype in (np.float32, np.float64):
+        x = np.zeros((4, 200), dtype=dtype) - 40.0
+        x[:, 3] = 0.0
+        with _jit.kernel_mode("always"):
+            got = ll.log_softmax(x)[:, 3]
+            loss = sparse_categorical_crossentropy(np.full(4, 3), x, from_logits=True,
+                                                   reduction="none")
+        exact = -199 * math.exp(-40.0)  # log(1/(1 + 199 e^-40)) to 1e-35
+        assert_close_rel(got, np.full(4, exact), TOL[dtype], atol_near_zero=1e-40)
+        assert_close_rel(loss, np.full(4, -exact), TOL[dtype], atol_near_zero=1e-40)
+
+
+# ------------------------------------------------------------------ plumbing
+
+
+def test_import_does_not_load_numba():
+    code = ("import sys, numpy as np, logitlab as ll; ll.softmax(np.ones((4, 3)));"
+            "assert 'numba' not in sys.modules, 'numba imported'; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr
+
+
+def test_bad_kernel_mode_is_named():
+    out = subprocess.run([sys.executable, "-c", "import logitlab"], capture_output=True,
+                         text=True, env={"LOGITLAB_KERNELS": "fast", "PATH": ""})
+    assert out.returncode != 0 and "LOGITLAB_KERNELS" in out.stderr and "'fast'" in out.stderr
+    with pytest.raises(ValueError, match="`mode`"):
+        with _jit.kernel_mode("sometimes"):
+            pass
+
+
+def test_threads_calling_at_once_get_the_right_results(rng):
+    x = rng.normal(0, 3, size=(400, 500)).astype(np.float32)
+    with _jit.kernel_mode("never"):
+        ref = ll.softmax(x)
+    results = [None] * 6
+    errors = []
+
+    def work(i):
+        try:
+            for _ in range(5):
+                results[i] = ll.softmax(x)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    for r in results:
+        _assert_same(r, ref, np.float32)
