@@ -19,7 +19,7 @@ import threading
 
 import numpy as np
 
-__all__ = ["MIN_SIZE", "PARALLEL_SIZE", "kernel_mode", "kernels_for", "launch"]
+__all__ = ["MIN_SIZE", "PARALLEL_SIZE", "forced", "kernel_mode", "kernels_for", "launch"]
 
 MIN_SIZE = 4096
 PARALLEL_SIZE = 1 << 16
@@ -58,6 +58,11 @@ def kernels_for(arr):
     if mode == "auto" and arr.size < MIN_SIZE:
         return None
     return _module()
+
+
+def forced():
+    """True when the kernels are used for every size (``always``)."""
+    return _state["mode"] == "always"
 
 
 def launch(pair, n_rows, size, *args):

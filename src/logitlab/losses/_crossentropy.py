@@ -519,7 +519,11 @@ def sparse_ce_logits_inplace(z, y, sample_weight=None, scale=1.0, parallel_above
     with every option is :func:`sparse_ce_value_and_grad`.
     """
     n = len(z)
-    kernels = _jit.kernels_for(z) if z.ndim == 2 and z.flags.c_contiguous else None
+    # float32 batches of PARALLEL_SIZE and more: the kernel. Below, and in float64 (the
+    # estimators' L-BFGS objectives, where the matrix products dominate), NumPy is about
+    # as fast, and a fit that never loads Numba saves the half second its first use costs.
+    big = (z.size >= _jit.PARALLEL_SIZE and z.dtype == np.float32) or _jit.forced()
+    kernels = _jit.kernels_for(z) if big and z.ndim == 2 and z.flags.c_contiguous else None
     if kernels is not None:
         w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         loss = np.empty(n)
