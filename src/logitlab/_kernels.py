@@ -16,8 +16,9 @@ result once. Per row:
 3. the output: ``e_j / (1 + r)``, ``(x_j - m) - log1p(r)``, or the
    cross-entropy gradient written over the row.
 
-A row whose maximum is not finite, or that holds a NaN, is not computed:
-its flag in ``bad`` is set and the caller gives it the reference's limits.
+A row whose maximum is not finite, or that holds a NaN, has a sum that is
+not finite (``inf - inf`` or NaN reaches it): its output is left unfinished,
+its flag in ``bad`` is set, and the caller gives it the reference's limits.
 
 Exactness. The exponential is our own, straight-line arithmetic that LLVM
 vectorises (libm's ``exp`` is a call and does not): Cody-Waite reduction
@@ -390,9 +391,6 @@ def _softmax_rows(x, out, bad):
     for i in prange(x.shape[0]):
         row = x[i]
         m = _row_max(row)
-        if not _finite(m):
-            bad[i] = True
-            continue
         s = _exp_sum(row, m, out[i], True)
         if not _finite(s):
             bad[i] = True
@@ -404,9 +402,6 @@ def _log_softmax_rows(x, out, bad):
     for i in prange(x.shape[0]):
         row = x[i]
         m = _row_max(row)
-        if not _finite(m):
-            bad[i] = True
-            continue
         r = _row_r(row, m, out[i], True)
         if not _finite(r):
             bad[i] = True
@@ -418,9 +413,6 @@ def _logsumexp_rows(x, out, bad):
     for i in prange(x.shape[0]):
         row = x[i]
         m = _row_max(row)
-        if not _finite(m):
-            bad[i] = True
-            continue
         r = _row_r(row, m, row, False)
         if not _finite(r):
             bad[i] = True
@@ -438,9 +430,6 @@ def _sparse_ce_rows(x, labels, weight, scale, grad, loss, bad):
         g = grad[i]
         w = weight[i]
         m = _row_max(row)
-        if not _finite(m):
-            bad[i] = True
-            continue
         y = labels[i]
         d_y = np.float64(row[y]) - np.float64(m) if w != 0.0 else 0.0
         r = _row_r(row, m, g, True)
@@ -461,9 +450,6 @@ def _categorical_ce_rows(x, t, scale, grad, loss, bad):
         ti = t[i]
         g = grad[i]
         m = _row_max(row)
-        if not _finite(m):
-            bad[i] = True
-            continue
         big_t, td = _target_sums(row, ti, m)  # before g (which may be x) is written
         r = _row_r(row, m, g, True)
         if not _finite(r):
