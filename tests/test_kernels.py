@@ -57,9 +57,10 @@ def _bits_of(typingctx, value):
 
 
 @numba.njit(parallel=True, cache=True)
-def _bit_distances(start, stop, shifted):
-    """Worst errors of ``exp32`` (or ``exp32_shifted(x, 0)``) over float32 bit patterns.
+def _bit_distances(start, stop, which):
+    """Worst errors of ``exp32`` (``which`` 0), ``exp32_shifted(x, 0)`` (1) or ``exp32_fast`` (2).
 
+    Over float32 bit patterns.
     For the inputs ``[start, stop)`` (uint32 bit patterns) returns (max
     distance in ulp where the reference is normal or inf, max distance in
     units of 2**-149 where it is subnormal or 0, number of NaN mismatches).
@@ -76,7 +77,12 @@ def _bit_distances(start, stop, shifted):
         nan = 0
         for b in range(lo, hi):
             x = _float_from_bits(b)
-            got = K.exp32_shifted(x, np.float32(0.0)) if shifted else K.exp32(x)
+            if which == 1:
+                got = K.exp32_shifted(x, np.float32(0.0))
+            elif which == 2:
+                got = K.exp32_fast(x)
+            else:
+                got = K.exp32(x)
             if x < np.float32(-110.0):
                 ref = np.float32(0.0)
             elif x > np.float32(90.0):
@@ -98,10 +104,10 @@ def _bit_distances(start, stop, shifted):
     return worst[:, 0].max(), worst[:, 1].max(), worst[:, 2].sum()
 
 
-def _over_chunks(start, stop, shifted, chunk=1 << 28):
+def _over_chunks(start, stop, which, chunk=1 << 28):
     worst = None
     for a in range(start, stop, chunk):
-        got = _bit_distances(a, min(a + chunk, stop), shifted)
+        got = _bit_distances(a, min(a + chunk, stop), which)
         worst = got if worst is None else (max(worst[0], got[0]), max(worst[1], got[1]),
                                            worst[2] + got[2])
     return worst
@@ -110,7 +116,7 @@ def _over_chunks(start, stop, shifted, chunk=1 << 28):
 def test_exp32_every_float32_input():
     """All 2**32 inputs: within 3 ulp of libm (3.6e-7 relative, the core promises 2e-6),
     subnormal results within 2 units of 2**-149, inf, 0 and NaN exactly where libm's are."""
-    ulp, sub, nan = _over_chunks(0, 1 << 32, False)
+    ulp, sub, nan = _over_chunks(0, 1 << 32, 0)
     assert nan == 0
     assert ulp <= 3, f"exp32 is {ulp} ulp from libm somewhere"
     assert sub <= 2, f"exp32 is {sub} units of 2**-149 off on a subnormal result"
@@ -130,8 +136,16 @@ def test_exp32_shifted_every_input_it_gets():
     """The kernels' exp, for d = x - m in [-104, 0]: every float32 there."""
     start = int(np.array(np.float32(-0.0)).view(np.uint32))  # -0 up to ...
     stop = int(np.array(np.float32(-104.0)).view(np.uint32)) + 1  # ... -104 (ordered by bits)
-    ulp, sub, nan = _over_chunks(start, stop, True)
+    ulp, sub, nan = _over_chunks(start, stop, 1)
     assert ulp <= 3 and sub <= 2 and nan == 0, (ulp, sub, nan)
+
+
+def test_exp32_fast_every_input_it_gets():
+    """The exp for sums, one-constant reduction: every float32 in [-104, 0]."""
+    start = int(np.array(np.float32(-0.0)).view(np.uint32))
+    stop = int(np.array(np.float32(-104.0)).view(np.uint32)) + 1
+    ulp, sub, nan = _over_chunks(start, stop, 2)
+    assert ulp <= 5 and sub <= 3 and nan == 0, (ulp, sub, nan)
 
 
 def test_exp32_shifted_uses_the_exact_difference():
@@ -161,6 +175,21 @@ def test_exp64_against_libm():
     sub = ~normal
     assert np.all(np.abs(got[sub] - ref[sub]) <= 2 * 5e-324)
     assert np.isnan(K.exp64(np.nan))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_max_every_length_and_position(dtype):
+    # the vector part covers 16 (float32) or 8 (float64) entries a step, the rest is scalar
+    rng = np.random.default_rng(3)
+    for n in range(1, 41):
+        for at in range(n):
+            x = rng.normal(0, 1, n).astype(dtype) - 10
+            x[at] = 3.0
+            assert K._row_max(x) == 3.0, (n, at)
+    assert K._row_max(np.full(33, -np.inf, dtype)) == -np.inf
+    x = np.full(33, -1.0, dtype)
+    x[[5, 31]] = np.nan  # passed over here; the row's sum catches it
+    assert K._row_max(x) == -1.0
 
 
 # ------------------------------------------------------------------ kernels vs reference
@@ -236,7 +265,7 @@ def test_parallel_and_serial_kernels_agree_bit_for_bit(dtype, rng):
         (K.softmax_rows, lambda: (x, np.empty_like(x), np.zeros(600, bool))),
         (K.log_softmax_rows, lambda: (x, np.empty_like(x), np.zeros(600, bool))),
         (K.sparse_ce_rows, lambda: (x, y, np.ones(600), 1 / 600, np.empty_like(x),
-                                    np.empty(600), np.zeros(600, bool))),
+                                    np.empty(600), np.zeros(600, bool), True)),
     ]:
         a, b = args(), args()
         pair[0](*a)
@@ -320,6 +349,31 @@ def test_confident_rows_keep_log1p_accuracy():
         assert_close_rel(loss, np.full(4, -exact), TOL[dtype], atol_near_zero=1e-40)
 
 
+def test_confident_rows_with_rounded_differences_are_refined():
+    # r from the fast exps carries x - m's rounding, |x - m| 2**-24 relative: here 3.8e-6
+    # (just under half an ulp of 80), every term rounded the same way. Such rows are
+    # summed again from exact exponentials.
+    m = np.float32(2.0**-18 * (1 - 2.0**-8))
+    x = np.full((4, 300), -80.0, dtype=np.float32)
+    assert abs(float(x[0, 0] - m) - (-80.0 - float(m))) > 3.7e-6  # the rounding
+    x[2:] += np.random.default_rng(5).uniform(62, 74, size=(2, 300)).astype(np.float32)
+    x[:, 7] = m
+    y = np.full(4, 7)
+    others = np.delete(x, 7, axis=1).astype(np.float64) - float(m)
+    r = np.sum(np.exp(others), axis=1)  # float64: exact to 1e-15
+    with _jit.kernel_mode("always"):
+        lsm = ll.log_softmax(x)[:, 7]
+        lse = ll.logsumexp(x, axis=1)
+        loss = sparse_categorical_crossentropy(y, x, from_logits=True, reduction="none")
+        lean = sparse_ce_logits_inplace(x.copy(), y)
+    tiny = {"atol_near_zero": 1e-40}  # the losses are 1e-31: relative, not absolute
+    assert_close_rel(-lsm, np.log1p(r), TOL[np.float32], **tiny)
+    assert_close_rel(lse, float(m) + np.log1p(r), TOL[np.float32], **tiny)
+    assert_close_rel(loss, np.log1p(r), TOL[np.float32], **tiny)
+    # the in-place training path cannot re-read the row: |x - m| 2**-24 + 1e-6 at most
+    assert_close_rel(lean, np.sum(np.log1p(r)), 80 * 2.0**-24 + 1e-6, **tiny)
+
+
 # ------------------------------------------------------------------ plumbing
 
 
@@ -361,3 +415,8 @@ def test_threads_calling_at_once_get_the_right_results(rng):
     assert not errors
     for r in results:
         _assert_same(r, ref, np.float32)
+
+
+def test_warm_compiles_every_kernel():
+    # what `make` runs after installing: every driver, serial and parallel, both dtypes
+    assert _jit.warm() == 20

@@ -5,14 +5,13 @@ decides when); ``import logitlab`` does not load it. Every kernel works on a
 C-contiguous ``(n, C)`` float32 or float64 array, row by row, and writes its
 result once. Per row:
 
-1. ``m = max_j x_j`` (the row is read from memory here; later passes hit the
-   cache);
+1. ``m = max_j x_j`` (a vector loop in LLVM IR; the row is read from
+   memory here, later passes hit the cache);
 2. ``e_j = exp(x_j - m)`` and ``S = sum_j e_j`` in one loop;
    ``r = S - 1`` is the sum *without* the maximal term (exactly 1), which is
-   what ``log1p`` needs. When ``r < 2**-10`` that subtraction would lose
-   relative accuracy, so ``r`` is summed again with the maximal entries left
-   out (the NumPy reference's way), at the cost of one more pass on such
-   rows only;
+   what ``log1p`` needs. On very confident rows that subtraction, or the
+   fast exponentials' rounding, could cost ``r`` its relative accuracy, so
+   ``r`` is summed again there (see ``_row_r``);
 3. the output: ``e_j / (1 + r)``, ``(x_j - m) - log1p(r)``, or the
    cross-entropy gradient written over the row.
 
@@ -25,12 +24,14 @@ vectorises (libm's ``exp`` is a call and does not): Cody-Waite reduction
 ``x = k ln2 + r`` with a two-part ``ln2``, a polynomial on ``|r| <= ln2/2``
 and ``2^k`` assembled from exponent bits. ``tests/test_kernels.py`` checks
 it against libm for every float32 input. float32 rows are computed in
-float32 arithmetic, but ``x - m`` is split into its rounded value and its
-exact rounding error (TwoSum), which enters the reduced argument, sums are
-accumulated in float64, and log-domain outputs are formed in float64, so the
-results stay within the reference's 2e-6 (the reference computes float32 in
-float64). float64 rows follow the reference's arithmetic; only ``exp``
-differs, by an ulp or two.
+float32 arithmetic. For softmax, whose every output is promised to 2e-6,
+``x - m`` is split into its rounded value and its exact rounding error
+(TwoSum), which enters the reduced argument; where only the sum needs that
+accuracy (log_softmax, logsumexp, the losses), a cheaper exp takes ``x - m``
+rounded (``exp32_fast``). Sums are accumulated in float64 and log-domain
+outputs formed in float64, so the results stay within the reference's 2e-6
+(the reference computes float32 in float64). float64 rows follow the
+reference's arithmetic; only ``exp`` differs, by an ulp or two.
 
 Floating-point flags. The loops that sum are compiled with ``reassoc`` so
 LLVM can vectorise them; Numba adds a function's flags only to instructions
@@ -41,11 +42,13 @@ keeps its order when inlined.
 
 from __future__ import annotations
 
+import math
 import types as types_module
 
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
+from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
 _EXACT = {"contract"}  # FMA contraction only: evaluation order is kept
@@ -184,6 +187,38 @@ def _shifted_exp32(x, m):
     return exp32_shifted(_F(-104.0) if small else d, _F(0.0) if small else err)
 
 
+@njit(cache=True, fastmath=_EXACT)
+def exp32_fast(d):
+    """``exp(d)`` for ``-104 <= d <= 0``, for sums: one-constant reduction, no error term.
+
+    ``r = d - k ln2_f32`` with float32's ``ln2`` (off by 1.9e-9), so the
+    result carries a relative error up to ``|k| 1.9e-9`` (3e-7 at ``d =
+    -104``) besides the polynomial's: within 5 ulp over the whole range
+    (tested on every input). One FMA fewer than :func:`exp32_shifted`.
+    """
+    t = d * _LOG2E32 + _F(_MAGIC32)
+    kf = t - _F(_MAGIC32)
+    r = d - kf * _LN2_HI32
+    c2, c3, c4, c5 = _P32_SHIFTED
+    r2 = r * r
+    q = (c5 * r + c4) * r2 + (c3 * r + c2)
+    p = q * r2 + (r * _ONE_SHIFTED + _ONE_SHIFTED)
+    return _scale32_biased(p, t)
+
+
+@njit(cache=True, fastmath=_EXACT)
+def _fast_exp32(x, m):
+    """``exp(x - m)`` with ``x - m`` rounded: a relative error up to ``|x - m| 2**-24``.
+
+    That error grows with ``|x - m|``, so it never matters in a sum (its
+    share of the sum is below ``2**-24 max_d |d| e^d = 2e-8``), only in an
+    entry's own value; the kernels use this where only the sum needs
+    relative accuracy. The clamp lets a NaN through (the sum flags the row).
+    """
+    d = x - m
+    return exp32_fast(_F(-104.0) if d < _F(-104.0) else d)
+
+
 # ---------------------------------------------------------------- exp, float64
 
 _MAGIC64 = 6755399441055744.0  # 1.5 * 2**52
@@ -243,6 +278,17 @@ def _shifted_exp_impl(x, m):
     return lambda x, m: _shifted_exp64(x, m)
 
 
+def _fast_exp(x, m):
+    """Dispatch on the dtype when compiled: the exp for sums (float64: the same exp)."""
+
+
+@overload(_fast_exp)
+def _fast_exp_impl(x, m):
+    if x == types.float32:
+        return lambda x, m: _fast_exp32(x, m)
+    return lambda x, m: _shifted_exp64(x, m)
+
+
 def _like(a, v):
     """``v`` cast to the dtype of the array ``a``."""
 
@@ -253,59 +299,105 @@ def _like_impl(a, v):
     return lambda a, v: dt(v)
 
 
-@njit(cache=True, fastmath=_SUMS)
+@intrinsic
+def _max_head(typingctx, arr):
+    """Max of a contiguous row's first ``n - n % (64 // itemsize)`` entries (-inf if none).
+
+    Written as vector IR (two 256-bit accumulators, ``x > acc ? x : acc``,
+    which x86's ``maxps`` computes exactly): LLVM does not vectorise a
+    floating-point max reduction from Numba's loops, and the scalar loop
+    costs as much as a third of the kernel. A NaN is passed over here; the
+    sum that follows catches it.
+    """
+    dt = arr.dtype
+    lanes = 8 if dt == types.float32 else 4
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        n = builder.extract_value(ary.shape, 0)
+        intp = n.type
+        fty = context.get_value_type(dt)
+        vty = ir.VectorType(fty, lanes)
+        ninf = ir.Constant(vty, [ir.Constant(fty, float("-inf"))] * lanes)
+        accs = [cgutils.alloca_once_value(builder, ninf) for _ in range(2)]
+        blocks = builder.sdiv(n, ir.Constant(intp, 2 * lanes))
+        with cgutils.for_range(builder, blocks) as loop:
+            base = builder.mul(loop.index, ir.Constant(intp, 2 * lanes))
+            for k, acc in enumerate(accs):
+                at = builder.gep(ary.data, [builder.add(base, ir.Constant(intp, k * lanes))])
+                v = builder.load(builder.bitcast(at, vty.as_pointer()), align=dt.bitwidth // 8)
+                cur = builder.load(acc)
+                builder.store(builder.select(builder.fcmp_ordered(">", v, cur), v, cur), acc)
+        a, b = (builder.load(acc) for acc in accs)
+        v = builder.select(builder.fcmp_ordered(">", a, b), a, b)
+        m = builder.extract_element(v, ir.Constant(ir.IntType(32), 0))
+        for k in range(1, lanes):
+            e = builder.extract_element(v, ir.Constant(ir.IntType(32), k))
+            m = builder.select(builder.fcmp_ordered(">", e, m), e, m)
+        return m
+
+    return dt(arr), codegen
+
+
+@njit(cache=True)
 def _row_max(x):
-    m = x[0]
-    for j in range(1, x.shape[0]):
+    m = _max_head(x)
+    n = x.shape[0]
+    step = 64 // x.itemsize  # what _max_head covers
+    for j in range(n - n % step, n):
         v = x[j]
         m = v if v > m else m
     return m
 
 
-_BLOCK = 128  # partial sums of 128 terms in the row's dtype, added in float64
+_BLOCK = 128
 
 
 @njit(cache=True, fastmath=_SUMS)
-def _exp_sum_blocks(xb, m, ob, store):
-    s = 0.0
-    for b in range(xb.shape[0]):
-        x = xb[b]
-        o = ob[b]
-        acc = _like(xb, 0.0)
-        for j in range(_BLOCK):
-            e = _shifted_exp(x[j], m)
-            if store:
-                o[j] = e
-            acc += e
-        s += np.float64(acc)
-    return s
-
-
-@njit(cache=True, fastmath=_SUMS)
-def _exp_sum(x, m, out, store):
+def _exp_sum(x, m, out, store, exact):
     """``sum_j exp(x_j - m)`` in float64; with ``store``, ``out_j = exp(x_j - m)``.
 
-    The sum runs in blocks of 128 terms in the row's dtype (LLVM vectorises
-    it in 8 float32 lanes, so each lane adds 16 terms: relative error below
-    1e-6 for float32), and the blocks' sums are added in float64.
+    ``exact`` (a literal) picks the exp whose every value is accurate
+    (``_shifted_exp``, for softmax's outputs), else the one that is
+    accurate in a sum (``_fast_exp``). The fast terms are added in float64
+    (LLVM vectorises it, 4 lanes), so that ``S - 1`` keeps ``r``'s relative
+    accuracy down to very confident rows. The exact ones, whose sum only
+    needs to be accurate relative to itself, run in blocks of 128 terms in
+    the row's dtype (8 float32 lanes of 16 terms: relative error below
+    1e-6) added in float64, 0.1 ns a term cheaper. (Blocks by index:
+    slicing and reshaping the row cost 130 ns a row.)
     """
     n = x.shape[0]
-    nb = n // _BLOCK
-    k = nb * _BLOCK
+    if not exact:
+        s = 0.0
+        for j in range(n):
+            e = _fast_exp(x[j], m)
+            if store:
+                out[j] = e
+            s += np.float64(e)
+        return s
+    k = n - n % _BLOCK
     s = 0.0
-    if nb > 0:
-        s = _exp_sum_blocks(x[:k].reshape(nb, _BLOCK), m, out[:k].reshape(nb, _BLOCK), store)
+    for b in range(0, k, _BLOCK):
+        acc = _like(x, 0.0)
+        for j in range(b, b + _BLOCK):
+            e = _shifted_exp(x[j], m)
+            if store:
+                out[j] = e
+            acc += e
+        s += np.float64(acc)
+    acc = _like(x, 0.0)
     for j in range(k, n):
         e = _shifted_exp(x[j], m)
         if store:
             out[j] = e
-        s += np.float64(e)
-    return s
+        acc += e
+    return s + np.float64(acc)
 
 
 @njit(cache=True, fastmath=_SUMS)
 def _exp_sum_below_max(x, m):
-    """``sum_{x_j < m} exp(x_j - m) + (ties - 1)``: ``r`` without the maximal term."""
+    """``sum_{x_j < m} exp(x_j - m) + (ties - 1)``: ``r`` without the maximal term, every term exact."""
     acc = 0.0
     ties = 0.0
     for j in range(x.shape[0]):
@@ -316,20 +408,64 @@ def _exp_sum_below_max(x, m):
     return acc + (ties - 1.0)
 
 
-@njit(cache=True, fastmath=_SUMS)
-def _sum_below_one(e):
-    """The same from stored ``e_j = exp(x_j - m)``: the maximal entries are those equal to 1.
+@intrinsic
+def _octaves_below_one(typingctx, e):
+    """``127 - biased exponent of e``, as float32: for ``0 <= e < 1``, ``|ln e| <= that * ln 2``."""
 
-    (An entry within 2**-25 of the maximum also rounds to 1 and counts as a
-    tie; ``r`` is then about 1 and its error 3e-8.)
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        bits = builder.lshr(builder.bitcast(args[0], i32), ir.Constant(i32, 23))
+        return builder.sitofp(builder.sub(ir.Constant(i32, 127), bits), ir.FloatType())
+
+    return types.float32(types.float32), codegen
+
+
+def _log_weight(e):
+    """An upper bound on ``e |ln e|`` over ``ln 2`` for ``0 <= e < 1`` (float32); 0 for float64."""
+
+
+@overload(_log_weight)
+def _log_weight_impl(e):
+    if e == types.float32:
+        return lambda e: e * _octaves_below_one(e)
+    return lambda e: 0.0
+
+
+@njit(cache=True, fastmath=_SUMS)
+def _sum_below_max(x, m, e, stored):
+    """``(r, w)``: ``r = sum_{x_j < m} e_j + (ties - 1)`` without the maximal term, ``w`` its weight.
+
+    From the stored ``e_j = exp(x_j - m)`` if ``stored`` (a literal; ``x``
+    is not read, and the maximal entries are those equal to 1; an entry
+    within 2**-25 of the maximum also rounds to 1 and counts as a tie, an
+    error of 3e-8 on an ``r`` of about 1), else from fast exponentials
+    recomputed from ``x``. ``w >= sum_j e_j |x_j - m|`` (from the exponent
+    bits of float32 ``e_j``; 0 for float64, whose rounding is the
+    reference's) bounds the fast exponentials' error: ``r`` is off by at
+    most ``w 2**-24`` from the rounding of ``x - m``.
     """
+    n = e.shape[0] if stored else x.shape[0]
     acc = 0.0
     ties = 0.0
-    for j in range(e.shape[0]):
-        below = e[j] < 1.0
-        acc += np.float64(e[j]) if below else 0.0
+    w = 0.0
+    for j in range(n):
+        v = e[j] if stored else _fast_exp(x[j], m)
+        below = v < 1.0 if stored else x[j] < m
+        acc += np.float64(v) if below else 0.0
         ties += 0.0 if below else 1.0
-    return acc + (ties - 1.0)
+        w += np.float64(_log_weight(v)) if below else 0.0
+    return acc + (ties - 1.0), w * 0.6931471805599453
+
+
+def _recount_below(x):
+    """Below which ``r = S - 1`` is summed again without the maximal term (see ``_row_r``)."""
+
+
+@overload(_recount_below)
+def _recount_below_impl(x):
+    if x.dtype == types.float32:
+        return lambda x: _CONFIDENT * x.shape[0]
+    return lambda x: 1.0
 
 
 @njit(cache=True)
@@ -337,18 +473,34 @@ def _finite(v):
     return v - v == 0.0  # False for inf and NaN
 
 
+# float32: r from fast exponentials is off by up to w 2**-24 (see _sum_below_max; S is not:
+# the rounding's share of S is below 2e-8). With D = 15, w <= D r + C D e**-D, at most
+# 16 r (an error of 9.5e-7 r) unless r < 15 C e**-15. Only rows below that, very
+# confident ones, are summed again without the maximal term, and a third time from exact
+# exponentials if their w is above 8 r (4.8e-7 r). S - 1, summed in float64, keeps r's
+# relative accuracy above that (its error is C 2e-16).
+_CONFIDENT = 15.0 * math.exp(-15.0)
+_REFINE = 8.0
+
+
 @njit(cache=True)
-def _row_r(x, m, out, store):
+def _row_r(x, m, out, store, refine):
     """``r = sum_{j != j*} exp(x_j - m)`` in float64 (NaN for a row holding a NaN).
 
-    ``r = S - 1`` is accurate to a few parts in 1e7 of ``S``; ``log1p(r)``
-    needs ``r`` to that relative accuracy, so when ``r < 1`` it is summed
-    again without the maximal term: from the stored exponentials with
-    ``store``, by recomputing them otherwise.
+    ``r = S - 1`` from fast exponentials summed in float64. ``log1p(r)``
+    needs ``r`` to its own relative accuracy, so below ``_recount_below``
+    (float32: ``15 C e**-15``; float64, whose terms are rounded as in the
+    reference: 1) ``r`` is summed again without the maximal term: from the
+    stored exponentials with ``store``, by recomputing them otherwise; and,
+    with ``refine``, a third time from exact exponentials if the fast ones'
+    error could exceed ``4.8e-7 r`` (``refine`` is off when ``out`` is
+    ``x``: the row is gone).
     """
-    r = _exp_sum(x, m, out, store) - 1.0
-    if r < 1.0:
-        r = _sum_below_one(out) if store else _exp_sum_below_max(x, m)
+    r = _exp_sum(x, m, out, store, False) - 1.0
+    if r < _recount_below(x):
+        r, w = _sum_below_max(x, m, out, True) if store else _sum_below_max(x, m, x, False)
+        if refine and w > _REFINE * r:
+            r = _exp_sum_below_max(x, m)
     return r
 
 
@@ -391,7 +543,7 @@ def _softmax_rows(x, out, bad):
     for i in prange(x.shape[0]):
         row = x[i]
         m = _row_max(row)
-        s = _exp_sum(row, m, out[i], True)
+        s = _exp_sum(row, m, out[i], True, True)
         if not _finite(s):
             bad[i] = True
             continue
@@ -402,7 +554,7 @@ def _log_softmax_rows(x, out, bad):
     for i in prange(x.shape[0]):
         row = x[i]
         m = _row_max(row)
-        r = _row_r(row, m, out[i], True)
+        r = _row_r(row, m, out[i], True, True)
         if not _finite(r):
             bad[i] = True
             continue
@@ -413,17 +565,18 @@ def _logsumexp_rows(x, out, bad):
     for i in prange(x.shape[0]):
         row = x[i]
         m = _row_max(row)
-        r = _row_r(row, m, row, False)
+        r = _row_r(row, m, row, False, True)
         if not _finite(r):
             bad[i] = True
             continue
         out[i] = np.float64(m) + np.log1p(r)
 
 
-def _sparse_ce_rows(x, labels, weight, scale, grad, loss, bad):
+def _sparse_ce_rows(x, labels, weight, scale, grad, loss, bad, refine):
     """loss_i = w_i (lse_i - x_iy); grad_i = scale w_i (softmax(x_i) - onehot(y_i)).
 
-    ``w`` is 0 on ignored rows, whose label is not read. ``grad`` may be ``x``.
+    ``w`` is 0 on ignored rows, whose label is not read. ``grad`` may be
+    ``x``; then ``refine`` must be False (see :func:`_row_r`).
     """
     for i in prange(x.shape[0]):
         row = x[i]
@@ -432,7 +585,7 @@ def _sparse_ce_rows(x, labels, weight, scale, grad, loss, bad):
         m = _row_max(row)
         y = labels[i]
         d_y = np.float64(row[y]) - np.float64(m) if w != 0.0 else 0.0
-        r = _row_r(row, m, g, True)
+        r = _row_r(row, m, g, True, refine)
         if not _finite(r):
             bad[i] = True
             continue
@@ -451,7 +604,7 @@ def _categorical_ce_rows(x, t, scale, grad, loss, bad):
         g = grad[i]
         m = _row_max(row)
         big_t, td = _target_sums(row, ti, m)  # before g (which may be x) is written
-        r = _row_r(row, m, g, True)
+        r = _row_r(row, m, g, True, True)
         if not _finite(r):
             bad[i] = True
             continue

@@ -236,7 +236,7 @@ def _sparse_ce_kernel(found, y_true, ignore_index, class_weight, reduction, samp
     loss = np.empty(len(rows), dtype=np.float64)
     bad = np.zeros(len(rows), dtype=bool)
     _jit.launch(kernels.sparse_ce_rows, len(rows), rows.size, rows, safe_y, row_w, scale, grad,
-                loss, bad)
+                loss, bad, True)
     if bad.any():  # rows with a non-finite maximum or a NaN: the reference's limits
         sub = rows[bad]
         ref_loss, ref_grad = sparse_ce_value_and_grad(  # `where` keeps it on the reference
@@ -529,7 +529,7 @@ def sparse_ce_logits_inplace(z, y, sample_weight=None, scale=1.0, parallel_above
         loss = np.empty(n)
         bad = np.zeros(n, dtype=bool)
         _jit.launch(kernels.sparse_ce_rows, n, z.size, z, np.asarray(y, dtype=np.intp), w,
-                    float(scale), z, loss, bad)
+                    float(scale), z, loss, bad, False)  # in place: no exact refinement
         # non-finite logits break the caller's contract: report NaN (the caller stops)
         return float("nan") if bad.any() else float(np.sum(loss))
     if z.size < parallel_above or n < 2:
