@@ -13,12 +13,18 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# After installing, compile the Numba kernels into their disk cache (about 25 s), so
+# that no later process pays the compilation on its first call.
+WARM   := $(BIN)/python -c "from logitlab._jit import warm; warm()"
+
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
+	$(WARM)
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(WARM)
 	touch $@
 
 demo: $(VENV)/.installed
