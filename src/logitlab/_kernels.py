@@ -162,6 +162,16 @@ def exp32(x):
 
 
 @njit(cache=True, fastmath=_EXACT)
+def _shifted_poly32(r, t):
+    """``exp(r) 2**k`` for the shifted kernels: ``2**-64``-scaled polynomial, one factor ``2**(k + 64)``."""
+    c2, c3, c4, c5 = _P32_SHIFTED
+    r2 = r * r
+    q = (c5 * r + c4) * r2 + (c3 * r + c2)
+    p = q * r2 + (r * _ONE_SHIFTED + _ONE_SHIFTED)
+    return _scale32_biased(p, t)
+
+
+@njit(cache=True, fastmath=_EXACT)
 def exp32_shifted(d, err):
     """``exp(d + err)`` for ``-104 <= d <= 0`` (a kernel's ``x - m``), one multiply cheaper.
 
@@ -169,11 +179,7 @@ def exp32_shifted(d, err):
     scaled by ``2**-64`` (exact), which the range of ``d`` keeps normal.
     """
     t, r = _reduce32(d, err)
-    c2, c3, c4, c5 = _P32_SHIFTED
-    r2 = r * r
-    q = (c5 * r + c4) * r2 + (c3 * r + c2)
-    p = q * r2 + (r * _ONE_SHIFTED + _ONE_SHIFTED)
-    return _scale32_biased(p, t)
+    return _shifted_poly32(r, t)
 
 
 @njit(cache=True, fastmath=_EXACT)
@@ -199,11 +205,7 @@ def exp32_fast(d):
     t = d * _LOG2E32 + _F(_MAGIC32)
     kf = t - _F(_MAGIC32)
     r = d - kf * _LN2_HI32
-    c2, c3, c4, c5 = _P32_SHIFTED
-    r2 = r * r
-    q = (c5 * r + c4) * r2 + (c3 * r + c2)
-    p = q * r2 + (r * _ONE_SHIFTED + _ONE_SHIFTED)
-    return _scale32_biased(p, t)
+    return _shifted_poly32(r, t)
 
 
 @njit(cache=True, fastmath=_EXACT)
@@ -267,26 +269,25 @@ def _shifted_exp64(x, m):
 # ---------------------------------------------------------------- row passes
 
 
-def _shifted_exp(x, m):
-    """Dispatch on the dtype when compiled."""
+def _by_dtype(f32, f64):
+    """A function of ``(x, m)`` that compiles to ``f32`` for float32 ``x``, else ``f64``."""
+
+    def dispatch(x, m):
+        pass
+
+    @overload(dispatch)
+    def _impl(x, m):
+        if x == types.float32:
+            return lambda x, m: f32(x, m)
+        return lambda x, m: f64(x, m)
+
+    return dispatch
 
 
-@overload(_shifted_exp)
-def _shifted_exp_impl(x, m):
-    if x == types.float32:
-        return lambda x, m: _shifted_exp32(x, m)
-    return lambda x, m: _shifted_exp64(x, m)
-
-
-def _fast_exp(x, m):
-    """Dispatch on the dtype when compiled: the exp for sums (float64: the same exp)."""
-
-
-@overload(_fast_exp)
-def _fast_exp_impl(x, m):
-    if x == types.float32:
-        return lambda x, m: _fast_exp32(x, m)
-    return lambda x, m: _shifted_exp64(x, m)
+# exp(x - m) whose every value is accurate (float32: TwoSum), and the one for sums
+# (float32: x - m rounded, see _fast_exp32); float64 has one exp for both
+_shifted_exp = _by_dtype(_shifted_exp32, _shifted_exp64)
+_fast_exp = _by_dtype(_fast_exp32, _shifted_exp64)
 
 
 def _like(a, v):

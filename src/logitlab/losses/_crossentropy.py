@@ -214,6 +214,24 @@ def _kernel_reduce(loss, grad, reduction, denominator, shape, ax, dtype):
     return value, grad
 
 
+def _launch_ce(pair, rows, scale, kernel_args, reference):
+    """Run a CE kernel pair over ``rows``: per-row losses and the gradient.
+
+    ``kernel_args(grad, loss, bad)`` gives the kernel's arguments;
+    ``reference(bad)`` the reference's unreduced ``(loss, grad)`` for the rows
+    the kernel left (a non-finite maximum or a NaN), which take its limits.
+    """
+    grad = np.empty_like(rows)
+    loss = np.empty(len(rows), dtype=np.float64)
+    bad = np.zeros(len(rows), dtype=bool)
+    _jit.launch(pair, len(rows), rows.size, *kernel_args(grad, loss, bad))
+    if bad.any():
+        loss[bad], ref_grad = reference(bad)  # `where` keeps it on the reference
+        with np.errstate(over="ignore", invalid="ignore"):
+            grad[bad] = ref_grad * scale
+    return loss, grad
+
+
 def _sparse_ce_kernel(found, y_true, ignore_index, class_weight, reduction, sample_weight,
                       need_grad):
     """Sparse CE from logits through the fused kernel (same semantics as the reference)."""
@@ -232,20 +250,13 @@ def _sparse_ce_kernel(found, y_true, ignore_index, class_weight, reduction, samp
         scale = 1.0 / denominator if denominator > 0 else 0.0
     else:
         scale = 1.0
-    grad = np.empty_like(rows)
-    loss = np.empty(len(rows), dtype=np.float64)
-    bad = np.zeros(len(rows), dtype=bool)
-    _jit.launch(kernels.sparse_ce_rows, len(rows), rows.size, rows, safe_y, row_w, scale, grad,
-                loss, bad, True)
-    if bad.any():  # rows with a non-finite maximum or a NaN: the reference's limits
-        sub = rows[bad]
-        ref_loss, ref_grad = sparse_ce_value_and_grad(  # `where` keeps it on the reference
-            y[bad], sub, from_logits=True, ignore_index=ignore_index, where=_everywhere(sub),
-            class_weight=class_weight, reduction="none",
-            sample_weight=None if sw is None else sw.reshape(-1)[bad])
-        loss[bad] = ref_loss
-        with np.errstate(over="ignore", invalid="ignore"):
-            grad[bad] = ref_grad * scale
+    loss, grad = _launch_ce(
+        kernels.sparse_ce_rows, rows, scale,
+        lambda grad, loss, bad: (rows, safe_y, row_w, scale, grad, loss, bad, True),
+        lambda bad: sparse_ce_value_and_grad(
+            y[bad], rows[bad], from_logits=True, ignore_index=ignore_index,
+            where=_everywhere(rows[bad]), class_weight=class_weight, reduction="none",
+            sample_weight=None if sw is None else sw.reshape(-1)[bad]))
     return _kernel_reduce(loss, grad if need_grad else None, reduction, denominator, shape, ax,
                           rows.dtype)
 
@@ -341,19 +352,12 @@ def _categorical_ce_kernel(found, y_true, y_pred_shape, reduction, need_grad):
     t = t.reshape(rows.shape)
     denominator = float(len(rows))  # PyTorch: probability targets average over rows
     scale = 1.0 / denominator if reduction == "mean" and denominator > 0 else 1.0
-    grad = np.empty_like(rows)
-    loss = np.empty(len(rows), dtype=np.float64)
-    bad = np.zeros(len(rows), dtype=bool)
-    _jit.launch(kernels.categorical_ce_rows, len(rows), rows.size, rows, t, scale, grad, loss,
-                bad)
-    if bad.any():
-        sub = rows[bad]
-        ref_loss, ref_grad = categorical_ce_value_and_grad(t[bad], sub, from_logits=True,
-                                                           where=_everywhere(sub),
-                                                           reduction="none")
-        loss[bad] = ref_loss
-        with np.errstate(over="ignore", invalid="ignore"):
-            grad[bad] = ref_grad * scale
+    loss, grad = _launch_ce(
+        kernels.categorical_ce_rows, rows, scale,
+        lambda grad, loss, bad: (rows, t, scale, grad, loss, bad),
+        lambda bad: categorical_ce_value_and_grad(
+            t[bad], rows[bad], from_logits=True, where=_everywhere(rows[bad]),
+            reduction="none"))
     return _kernel_reduce(loss, grad if need_grad else None, reduction, denominator, shape, ax,
                           rows.dtype)
 
