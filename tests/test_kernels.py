@@ -148,12 +148,20 @@ def test_exp32_fast_every_input_it_gets():
     assert ulp <= 5 and sub <= 3 and nan == 0, (ulp, sub, nan)
 
 
+@numba.njit(cache=True)
+def _exp32_shifted_many(d, err):
+    out = np.empty_like(d)
+    for j in range(d.shape[0]):
+        out[j] = K.exp32_shifted(d[j], err[j])  # an intrinsic: callable from compiled code only
+    return out
+
+
 def test_exp32_shifted_uses_the_exact_difference():
     # exp(d + err) with the TwoSum error term: matches exp of the exact sum
     rng = np.random.default_rng(0)
     d = -rng.uniform(0, 100, 20000).astype(np.float32)
     err = (rng.uniform(-1, 1, 20000) * np.abs(d) * 2.0**-24).astype(np.float32)
-    got = np.array([K.exp32_shifted(a, b) for a, b in zip(d, err)], dtype=np.float64)
+    got = _exp32_shifted_many(d, err).astype(np.float64)
     exact = np.exp(d.astype(np.float64) + err.astype(np.float64))
     normal = exact > np.finfo(np.float32).tiny
     assert np.max(np.abs(got - exact)[normal] / exact[normal]) < 2.5e-7
@@ -190,6 +198,87 @@ def test_row_max_every_length_and_position(dtype):
     x = np.full(33, -1.0, dtype)
     x[[5, 31]] = np.nan  # passed over here; the row's sum catches it
     assert K._row_max(x) == -1.0
+
+
+@numba.njit(cache=True)
+def _first_equal(x, v):
+    return K._first_equal_head(x, v)
+
+
+@numba.njit(cache=True)
+def _head_store(x, m, out, skip):
+    return K._exp_sum_head_store(x, m, out, skip)
+
+
+@numba.njit(cache=True)
+def _exp32_fast_clamped(d):
+    out = np.empty_like(d)
+    for j in range(d.shape[0]):
+        out[j] = K.exp32_fast(max(d[j], np.float32(-104.0)))
+    return out
+
+
+def test_first_equal_every_length_and_position():
+    # vector IR over the first n - n % 8 entries; the caller scans the rest
+    rng = np.random.default_rng(4)
+    for n in range(1, 41):
+        covered = n - n % 8
+        for at in range(n):
+            x = rng.normal(0, 1, n).astype(np.float32) - 10
+            x[at] = 3.0
+            assert _first_equal(x, np.float32(3.0)) == min(at, covered), (n, at)
+    x = np.full(24, 3.0, np.float32)
+    x[:9] = np.nan  # never equal; the first of the ties after them
+    assert _first_equal(x, np.float32(3.0)) == 9
+
+
+def test_exp_sum_head_lanes_compute_exp32_fast():
+    """The 8-lane loop runs exp32_fast's IR: the same bits on a sample of every binade in [-104, 0]."""
+    start = int(np.array(np.float32(-0.0)).view(np.uint32))
+    stop = int(np.array(np.float32(-104.0)).view(np.uint32)) + 1
+    d = np.arange(start, stop, 251, dtype=np.uint32).view(np.float32)
+    d = np.concatenate([d, np.float32([-104.0, -104.00001, -150.0, -np.inf])])
+    d = d[: len(d) - len(d) % 8]
+    out = np.empty_like(d)
+    _head_store(d, np.float32(0.0), out, len(d))
+    np.testing.assert_array_equal(out, _exp32_fast_clamped(d))
+
+
+def _rows_with_a_maximum(rng, n):
+    """Rows of length ``n`` with a unique maximum at several places: ordinary, confident, near ties."""
+    for at in sorted({0, n // 2, n - 1, max(n - n % 8 - 1, 0)}):
+        for spread, lift in ((3.0, 1.0), (1.0, 30.0), (0.01, 0.0)):
+            x = rng.normal(0, spread, n).astype(np.float32)
+            x[at] = x.max() + np.float32(lift)
+            yield at, x, np.float32(K._row_max(x))  # float32: Numba returns a Python float
+
+
+@pytest.mark.parametrize("n", [8, 9, 63, 64, 65, 72, 127, 1000, 4099])
+def test_exp_sum_head_leaves_out_exactly_the_maximal_term(n):
+    """The 8-lane sum over the first n - n % 8 entries without ``skip``: within 1e-6 of itself,
+    however small (the maximal term, exactly 1, never enters a sum)."""
+    rng = np.random.default_rng(n)
+    covered = n - n % 8
+    out = np.empty(n, np.float32)
+    for at, x, m in _rows_with_a_maximum(rng, n):
+        got = _head_store(x, m, out, at)
+        d = x[:covered].astype(np.float64) - np.float64(m)
+        ref = np.exp(np.delete(d, at) if at < covered else d).sum()
+        assert abs(got - ref) <= 1e-6 * ref, (at, got, ref)
+        assert at >= covered or out[at] == 1.0
+
+
+@pytest.mark.parametrize("n", [K._HEAD_FROM, 1000, 4099])
+def test_fast_r_of_long_rows_is_accurate_relative_to_itself(n):
+    rng = np.random.default_rng(n)
+    out = np.empty(n, np.float32)
+    for at, x, m in _rows_with_a_maximum(rng, n):
+        r = K._fast_r32(x, m, out, True)
+        ref = np.exp(np.delete(x.astype(np.float64) - np.float64(m), at)).sum()
+        assert abs(r - ref) <= 1e-6 * ref, (at, r, ref)
+    x = np.full(n, 2.0, np.float32)  # all tied: every other entry counts 1
+    assert K._fast_r32(x, np.float32(2.0), out, False) == n - 1
+    assert np.isnan(K._fast_r32(np.full(n, -np.inf, np.float32), np.float32(-np.inf), out, True))
 
 
 # ------------------------------------------------------------------ kernels vs reference

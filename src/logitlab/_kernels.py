@@ -7,11 +7,14 @@ result once. Per row:
 
 1. ``m = max_j x_j`` (a vector loop in LLVM IR; the row is read from
    memory here, later passes hit the cache);
-2. ``e_j = exp(x_j - m)`` and ``S = sum_j e_j`` in one loop;
-   ``r = S - 1`` is the sum *without* the maximal term (exactly 1), which is
-   what ``log1p`` needs. On very confident rows that subtraction, or the
-   fast exponentials' rounding, could cost ``r`` its relative accuracy, so
-   ``r`` is summed again there (see ``_row_r``);
+2. ``e_j = exp(x_j - m)`` and their sum in one loop. ``log1p`` needs
+   ``r``, the sum *without* the maximal term (exactly 1): float32 rows of
+   256 entries and more sum it directly, eight lanes at a time in an LLVM
+   function of our own (``_exp_sum_head``), leaving out the first maximal
+   entry (``_first_equal_head`` finds it); shorter rows and float64 rows
+   take ``r = S - 1``. On very confident rows that subtraction, or the fast
+   exponentials' rounding, could cost ``r`` its relative accuracy, so ``r``
+   is summed again there (see ``_row_r``);
 3. the output: ``e_j / (1 + r)``, ``(x_j - m) - log1p(r)``, or the
    cross-entropy gradient written over the row.
 
@@ -28,9 +31,10 @@ float32 arithmetic. For softmax, whose every output is promised to 2e-6,
 ``x - m`` is split into its rounded value and its exact rounding error
 (TwoSum), which enters the reduced argument; where only the sum needs that
 accuracy (log_softmax, logsumexp, the losses), a cheaper exp takes ``x - m``
-rounded (``exp32_fast``). Sums are accumulated in float64 and log-domain
-outputs formed in float64, so the results stay within the reference's 2e-6
-(the reference computes float32 in float64). float64 rows follow the
+rounded (``exp32_fast``). Sums are accumulated in float64, or in blocks of
+at most 16 float32 terms per lane added in float64, and log-domain outputs
+formed in float64, so the results stay within the reference's 2e-6 (the
+reference computes float32 in float64). float64 rows follow the
 reference's arithmetic; only ``exp`` differs, by an ulp or two.
 
 Floating-point flags. The loops that sum are compiled with ``reassoc`` so
@@ -57,14 +61,13 @@ _SUMS = {"reassoc", "contract"}  # for reductions: LLVM may reorder the sum
 # ---------------------------------------------------------------- 2**k from bits
 
 
-def _pow2_intrinsic(float_t, llvm_float, int_bits, mantissa_bits, magic, bias, halves):
+def _pow2_intrinsic(float_t, llvm_float, int_bits, mantissa_bits, magic):
     """An intrinsic computing ``p * 2**k`` where ``k`` is read from ``t``.
 
     ``t = y + magic`` (``magic = 1.5 * 2**mantissa_bits``) holds the integer
-    ``k`` in its low bits. With ``halves``, ``2**k`` is applied as two exact
-    factors ``2**(k//2)`` and ``2**(k - k//2)``, so that results below the
-    normal range are rounded once and results above it overflow to inf;
-    otherwise as one factor ``2**(k + bias)`` (``p`` carries ``2**-bias``).
+    ``k`` in its low bits. ``2**k`` is applied as two exact factors
+    ``2**(k//2)`` and ``2**(k - k//2)``, so that results below the normal
+    range are rounded once and results above it overflow to inf.
     """
     int_t = ir.IntType(int_bits)
     magic_bits = int(np.array(magic, dtype=float_t).view(f"i{int_bits // 8}"))
@@ -76,22 +79,16 @@ def _pow2_intrinsic(float_t, llvm_float, int_bits, mantissa_bits, magic, bias, h
             p, t = args
             shift = ir.Constant(int_t, mantissa_bits)
             bits = builder.bitcast(t, int_t)
-            if halves:
-                u = builder.sub(bits, ir.Constant(int_t, magic_bits - 2 * exp_bias))
-                u1 = builder.ashr(u, ir.Constant(int_t, 1))
-                u2 = builder.sub(u, u1)
-                s1 = builder.bitcast(builder.shl(u1, shift), llvm_float)
-                s2 = builder.bitcast(builder.shl(u2, shift), llvm_float)
-                a = builder.fmul(p, s1)
-                b = builder.fmul(a, s2)
-                a.flags.append("contract")
-                b.flags.append("contract")
-                return b
-            u = builder.add(bits, ir.Constant(int_t, exp_bias + bias - magic_bits))
-            s = builder.bitcast(builder.shl(u, shift), llvm_float)
-            out = builder.fmul(p, s)
-            out.flags.append("contract")
-            return out
+            u = builder.sub(bits, ir.Constant(int_t, magic_bits - 2 * exp_bias))
+            u1 = builder.ashr(u, ir.Constant(int_t, 1))
+            u2 = builder.sub(u, u1)
+            s1 = builder.bitcast(builder.shl(u1, shift), llvm_float)
+            s2 = builder.bitcast(builder.shl(u2, shift), llvm_float)
+            a = builder.fmul(p, s1)
+            b = builder.fmul(a, s2)
+            a.flags.append("contract")
+            b.flags.append("contract")
+            return b
 
         nb_float = types.float32 if float_t == np.float32 else types.float64
         return nb_float(nb_float, nb_float), codegen
@@ -130,8 +127,7 @@ _P32 = tuple(_F(c) for c in _C32)
 _P32_SHIFTED = tuple(_F(c * 2.0**-_BIAS32) for c in _C32)
 _ONE_SHIFTED = _F(2.0**-_BIAS32)
 
-_scale32_halves = _pow2_intrinsic(np.float32, ir.FloatType(), 32, 23, _MAGIC32, 0, True)
-_scale32_biased = _pow2_intrinsic(np.float32, ir.FloatType(), 32, 23, _MAGIC32, _BIAS32, False)
+_scale32_halves = _pow2_intrinsic(np.float32, ir.FloatType(), 32, 23, _MAGIC32)
 
 
 @njit(cache=True, fastmath=_EXACT)
@@ -162,27 +158,6 @@ def exp32(x):
 
 
 @njit(cache=True, fastmath=_EXACT)
-def _shifted_poly32(r, t):
-    """``exp(r) 2**k`` for the shifted kernels: ``2**-64``-scaled polynomial, one factor ``2**(k + 64)``."""
-    c2, c3, c4, c5 = _P32_SHIFTED
-    r2 = r * r
-    q = (c5 * r + c4) * r2 + (c3 * r + c2)
-    p = q * r2 + (r * _ONE_SHIFTED + _ONE_SHIFTED)
-    return _scale32_biased(p, t)
-
-
-@njit(cache=True, fastmath=_EXACT)
-def exp32_shifted(d, err):
-    """``exp(d + err)`` for ``-104 <= d <= 0`` (a kernel's ``x - m``), one multiply cheaper.
-
-    ``2**k`` is applied as a single factor ``2**(k + 64)`` on a polynomial
-    scaled by ``2**-64`` (exact), which the range of ``d`` keeps normal.
-    """
-    t, r = _reduce32(d, err)
-    return _shifted_poly32(r, t)
-
-
-@njit(cache=True, fastmath=_EXACT)
 def _shifted_exp32(x, m):
     """``exp(x - m)`` for ``x <= m``, with ``x - m`` split exactly (TwoSum)."""
     d = x - m
@@ -193,19 +168,87 @@ def _shifted_exp32(x, m):
     return exp32_shifted(_F(-104.0) if small else d, _F(0.0) if small else err)
 
 
-@njit(cache=True, fastmath=_EXACT)
-def exp32_fast(d):
+def _splat(ty, value):
+    """The constant ``value`` of the scalar or vector IR type ``ty``."""
+    if isinstance(ty, ir.VectorType):
+        return ir.Constant(ty, [ir.Constant(ty.element, value)] * ty.count)
+    return ir.Constant(ty, value)
+
+
+def _emit_exp32_shifted(builder, d, err=None):
+    """IR for ``exp(d + err)``, ``-104 <= d <= 0``, on a float or a vector of floats.
+
+    ``x = k ln2 + r`` with ``2**k`` applied as one factor ``2**(k + 64)`` on
+    a polynomial scaled by ``2**-64`` (exact), which the range of ``d`` keeps
+    normal. With ``err`` (the exact rounding error of ``d``, from
+    ``_shifted_exp32``'s TwoSum) the reduction uses a two-part ``ln2``; without, one
+    constant: ``r = d - k ln2_f32`` with float32's ``ln2`` (off by 1.9e-9),
+    an error of up to ``|k| 1.9e-9`` (3e-7 at ``d = -104``), and one FMA
+    fewer. Every step is an IEEE operation or an explicit ``llvm.fma`` (no
+    fast-math flags), so a vector lane computes exactly what the scalar
+    intrinsics compute: the exhaustive tests of those are tests of the lanes.
+    """
+    fty = d.type
+    vector = isinstance(fty, ir.VectorType)
+    ity = ir.VectorType(ir.IntType(32), fty.count) if vector else ir.IntType(32)
+
+    def c(v):
+        return _splat(fty, float(_F(v)))
+
+    suffix = f"v{fty.count}f32" if vector else "f32"
+    llvm_fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(fty, [fty] * 3),
+                                              f"llvm.fma.{suffix}")
+
+    def fma(a, b, addend):
+        return builder.call(llvm_fma, [a, b, addend])
+
+    t = fma(d, c(_LOG2E32), c(_MAGIC32))  # k in the low bits of t
+    kf = builder.fsub(t, c(_MAGIC32))
+    r = fma(kf, c(-_LN2_HI32), d)  # exact for |k| <= 2**8
+    if err is not None:
+        r = builder.fadd(fma(kf, c(-_LN2_LO32), r), err)
+    c2, c3, c4, c5 = _P32_SHIFTED
+    r2 = builder.fmul(r, r)
+    q = fma(fma(c(c5), r, c(c4)), r2, fma(c(c3), r, c(c2)))
+    p = fma(q, r2, fma(r, c(_ONE_SHIFTED), c(_ONE_SHIFTED)))  # exp(r) 2**-64
+    magic_bits = int(np.array(_MAGIC32, dtype=np.float32).view(np.int32))
+    u = builder.add(builder.bitcast(t, ity), _splat(ity, 127 + _BIAS32 - magic_bits))
+    return builder.fmul(p, builder.bitcast(builder.shl(u, _splat(ity, 23)), fty))  # p 2**(k + 64)
+
+
+@intrinsic
+def exp32_shifted(typingctx, d, err):
+    """``exp(d + err)`` for ``-104 <= d <= 0`` (a kernel's ``x - m`` and its rounding error).
+
+    One multiply cheaper than :func:`exp32`: see ``_emit_exp32_shifted``.
+    """
+    if d != types.float32 or err != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return _emit_exp32_shifted(builder, args[0], args[1])
+
+    return types.float32(types.float32, types.float32), codegen
+
+
+@intrinsic
+def exp32_fast(typingctx, d):
     """``exp(d)`` for ``-104 <= d <= 0``, for sums: one-constant reduction, no error term.
 
     ``r = d - k ln2_f32`` with float32's ``ln2`` (off by 1.9e-9), so the
     result carries a relative error up to ``|k| 1.9e-9`` (3e-7 at ``d =
     -104``) besides the polynomial's: within 5 ulp over the whole range
     (tested on every input). One FMA fewer than :func:`exp32_shifted`.
+    The same IR (``_emit_exp32_shifted``) runs 8 lanes at a time in
+    ``_exp_sum_head``.
     """
-    t = d * _LOG2E32 + _F(_MAGIC32)
-    kf = t - _F(_MAGIC32)
-    r = d - kf * _LN2_HI32
-    return _shifted_poly32(r, t)
+    if d != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return _emit_exp32_shifted(builder, args[0])
+
+    return types.float32(types.float32), codegen
 
 
 @njit(cache=True, fastmath=_EXACT)
@@ -228,7 +271,7 @@ _LOG2E64 = 1.4426950408889634
 _LN2_HI64 = 6.93147180369123816490e-01  # fdlibm: 32 significant bits, k * ln2_hi exact
 _LN2_LO64 = 1.90821492927058770002e-10
 _P64 = tuple(1.0 / float(np.prod(np.arange(1, i + 1), dtype=np.float64)) for i in range(14))
-_scale64_halves = _pow2_intrinsic(np.float64, ir.DoubleType(), 64, 52, _MAGIC64, 0, True)
+_scale64_halves = _pow2_intrinsic(np.float64, ir.DoubleType(), 64, 52, _MAGIC64)
 
 
 @njit(cache=True, fastmath=_EXACT)
@@ -351,6 +394,177 @@ def _row_max(x):
     return m
 
 
+@intrinsic
+def _first_equal_head(typingctx, arr, value):
+    """The first ``j`` with ``arr[j] == value`` among the first ``n - n % 8`` entries, else ``n - n % 8``.
+
+    Vector IR, eight float32 at a time, stopping at the first vector that
+    holds ``value`` (the row is in cache after the maximum).
+    """
+    if arr.dtype != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        n = builder.extract_value(ary.shape, 0)
+        intp = n.type
+        vty = ir.VectorType(ir.FloatType(), 8)
+        target = _broadcast(builder, args[1], 8)
+        nvec = builder.sdiv(n, ir.Constant(intp, 8))
+        covered = builder.mul(nvec, ir.Constant(intp, 8))
+        entry = builder.basic_block
+        head = builder.append_basic_block("first.head")
+        body = builder.append_basic_block("first.body")
+        step = builder.append_basic_block("first.step")
+        found = builder.append_basic_block("first.found")
+        done = builder.append_basic_block("first.done")
+        builder.branch(head)
+        builder.position_at_end(head)
+        v = builder.phi(intp)
+        v.add_incoming(ir.Constant(intp, 0), entry)
+        builder.cbranch(builder.icmp_signed("<", v, nvec), body, done)
+        builder.position_at_end(body)
+        at = builder.gep(ary.data, [builder.mul(v, ir.Constant(intp, 8))])
+        xv = builder.load(builder.bitcast(at, vty.as_pointer()), align=4)
+        hits = builder.bitcast(builder.fcmp_ordered("==", xv, target), ir.IntType(8))
+        builder.cbranch(builder.icmp_unsigned("!=", hits, ir.Constant(ir.IntType(8), 0)), found, step)
+        builder.position_at_end(step)
+        v.add_incoming(builder.add(v, ir.Constant(intp, 1)), step)
+        builder.branch(head)
+        builder.position_at_end(found)
+        lane = builder.zext(builder.cttz(hits, ir.Constant(ir.IntType(1), 1)), intp)
+        at_hit = builder.add(builder.mul(v, ir.Constant(intp, 8)), lane)
+        builder.branch(done)
+        builder.position_at_end(done)
+        j = builder.phi(intp)
+        j.add_incoming(covered, head)
+        j.add_incoming(at_hit, found)
+        return j
+
+    return types.intp(arr, value), codegen
+
+
+def _broadcast(builder, value, lanes):
+    """A vector of ``lanes`` copies of the scalar IR ``value``."""
+    vty = ir.VectorType(value.type, lanes)
+    one = builder.insert_element(ir.Constant(vty, ir.Undefined), value, ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(one, ir.Constant(vty, ir.Undefined),
+                                  ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes))
+
+
+_HEAD_FROM = 256  # rows shorter than this are summed by _exp_sum
+_HEAD_BLOCK = 8  # vectors of 8 float32 summed in float32 before adding to the float64 total
+
+
+def _head_function(module, intp, store):
+    """The LLVM function behind ``_exp_sum_head``: ``double(float* x, float* out, n, float m, skip)``.
+
+    A function of its own, never inlined: inside a kernel's driver the loop
+    competes for registers with the driver's values, and LLVM reloads its
+    ten constants on every vector (a third more instructions). Raw pointers,
+    so the call counts no references.
+    """
+    name = f"logitlab_exp_sum_head_{'store' if store else 'sum'}"
+    if name in module.globals:
+        return module.globals[name]
+    fptr = ir.FloatType().as_pointer()
+    fn = ir.Function(module, ir.FunctionType(ir.DoubleType(), [fptr, fptr, intp, ir.FloatType(), intp]),
+                     name)
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    builder = ir.IRBuilder(fn.append_basic_block("entry"))
+    x, out, n, m, skip = fn.args
+    fvec = ir.VectorType(ir.FloatType(), 8)
+    dvec = ir.VectorType(ir.DoubleType(), 8)
+    msplat = _broadcast(builder, m, 8)
+    floor = _splat(fvec, -104.0)
+    zero = _splat(fvec, 0.0)
+    vskip = builder.sdiv(skip, ir.Constant(intp, 8))
+    skip_lanes = builder.icmp_signed(  # all but the lane of ``skip`` in its vector
+        "!=", ir.Constant(ir.VectorType(intp, 8), list(range(8))),
+        _broadcast(builder, builder.srem(skip, ir.Constant(intp, 8)), 8))
+    nvec = builder.sdiv(n, ir.Constant(intp, 8))
+    total = cgutils.alloca_once_value(builder, _splat(dvec, 0.0))
+    acc = cgutils.alloca_once_value(builder, zero)
+
+    def one_vector(v):
+        at = builder.mul(v, ir.Constant(intp, 8))
+        xv = builder.load(builder.bitcast(builder.gep(x, [at]), fvec.as_pointer()), align=4)
+        d = builder.fsub(xv, msplat)
+        e = _emit_exp32_shifted(builder, builder.select(builder.fcmp_ordered("<", d, floor), floor, d))
+        if store:
+            builder.store(e, builder.bitcast(builder.gep(out, [at]), fvec.as_pointer()), align=4)
+        builder.store(builder.fadd(builder.load(acc), e), acc)
+
+    def flush(lanes=None):
+        block = builder.load(acc)
+        if lanes is not None:  # the block is the vector holding ``skip``: drop that lane
+            block = builder.select(lanes, block, zero)
+        builder.store(builder.fadd(builder.load(total), builder.fpext(block, dvec)), total)
+        builder.store(zero, acc)
+
+    last_in_block = ir.Constant(intp, _HEAD_BLOCK - 1)
+    one = ir.Constant(intp, 1)
+    with cgutils.for_range(builder, nvec) as loop:
+        v = loop.index
+        one_vector(v)
+        # a block ends every _HEAD_BLOCK vectors, and around the vector holding ``skip``
+        after_skip = builder.sub(vskip, v)
+        at_end = builder.or_(
+            builder.icmp_signed("==", builder.and_(v, last_in_block), last_in_block),
+            builder.icmp_signed("==", after_skip, builder.and_(after_skip, one)))
+        with builder.if_then(at_end):
+            with builder.if_else(builder.icmp_signed("==", v, vskip)) as (holds_skip, other):
+                with holds_skip:
+                    flush(skip_lanes)
+                with other:
+                    flush()
+    flush()
+    t = builder.load(total)
+    s = builder.extract_element(t, ir.Constant(ir.IntType(32), 0))
+    for k in range(1, 8):
+        s = builder.fadd(s, builder.extract_element(t, ir.Constant(ir.IntType(32), k)))
+    builder.ret(s)
+    return fn
+
+
+def _exp_sum_head_intrinsic(store):
+    """An intrinsic ``(x, m, out, skip) -> sum`` over the first ``n - n % 8`` entries of a float32 row.
+
+    ``sum_{j != skip} exp32_fast(max(x_j - m, -104))``, eight lanes at a
+    time (``_emit_exp32_shifted``, so each lane computes what the scalar
+    ``exp32_fast`` computes). Each lane adds at most ``_HEAD_BLOCK = 8``
+    terms in float32 (a relative error below ``7 2**-24 = 4.2e-7``) before
+    the block goes into a float64 total. The vector holding ``skip`` (the
+    row's first maximal entry, whose term is exactly 1) is a block of its
+    own with that lane dropped: the 1 never enters a sum, so the result
+    keeps its relative accuracy however small it is, which ``S - 1`` would
+    not. With ``store``, ``out_j = exp(x_j - m)`` for every ``j`` (``out``
+    may be ``x``: each vector is read before it is written). A NaN passes
+    the clamp and reaches the sum.
+    """
+
+    @intrinsic
+    def head(typingctx, x, m, out, skip):
+        if x.dtype != types.float32:
+            return None
+
+        def codegen(context, builder, signature, args):
+            xa = context.make_array(signature.args[0])(context, builder, args[0])
+            oa = context.make_array(signature.args[2])(context, builder, args[2])
+            n = builder.extract_value(xa.shape, 0)
+            fn = _head_function(builder.module, n.type, store)
+            return builder.call(fn, [xa.data, oa.data, n, args[1], args[3]])
+
+        return types.float64(x, m, out, skip), codegen
+
+    return head
+
+
+_exp_sum_head_store = _exp_sum_head_intrinsic(True)
+_exp_sum_head = _exp_sum_head_intrinsic(False)
+
+
 _BLOCK = 128
 
 
@@ -360,8 +574,9 @@ def _exp_sum(x, m, out, store, exact):
 
     ``exact`` (a literal) picks the exp whose every value is accurate
     (``_shifted_exp``, for softmax's outputs), else the one that is
-    accurate in a sum (``_fast_exp``). The fast terms are added in float64
-    (LLVM vectorises it, 4 lanes), so that ``S - 1`` keeps ``r``'s relative
+    accurate in a sum (``_fast_exp``; float64 rows and float32 rows shorter
+    than ``_HEAD_FROM``). The fast terms are added in float64 (LLVM
+    vectorises it, 4 lanes), so that ``S - 1`` keeps ``r``'s relative
     accuracy down to very confident rows. The exact ones, whose sum only
     needs to be accurate relative to itself, run in blocks of 128 terms in
     the row's dtype (8 float32 lanes of 16 terms: relative error below
@@ -394,6 +609,48 @@ def _exp_sum(x, m, out, store, exact):
             out[j] = e
         acc += e
     return s + np.float64(acc)
+
+
+@njit(cache=True, fastmath=_EXACT, inline="always")  # a call would count references to x, out
+def _fast_r32(x, m, out, store):
+    """``r = sum_{j != j*} exp(x_j - m)`` for a float32 row, ``j*`` its first maximal entry.
+
+    Fast exponentials (``exp32_fast``) summed by ``_exp_sum_head`` and a
+    scalar tail; with ``store``, ``out_j = exp(x_j - m)`` for every ``j``.
+    NaN when ``m`` is not finite (the row is flagged).
+    """
+    n = x.shape[0]
+    if n < _HEAD_FROM:  # short rows: the set-up costs more than the lanes save
+        return _exp_sum(x, m, out, store, False) - 1.0
+    if not _finite(m):
+        return np.nan
+    k = n - n % 8
+    skip = _first_equal_head(x, m)
+    if skip == k:
+        skip = n  # no maximal entry: a NaN row, whose sum is NaN
+        for j in range(k, n):
+            if x[j] == m:
+                skip = j
+                break
+    s = _exp_sum_head_store(x, m, out, skip) if store else _exp_sum_head(x, m, out, skip)
+    for j in range(k, n):
+        e = _fast_exp32(x[j], m)
+        if store:
+            out[j] = e
+        if j != skip:
+            s += np.float64(e)
+    return s
+
+
+def _fast_r(x, m, out, store):
+    """``r = S - 1``, the sum of fast exponentials without the maximal term."""
+
+
+@overload(_fast_r, inline="always")
+def _fast_r_impl(x, m, out, store):
+    if x.dtype == types.float32:
+        return lambda x, m, out, store: _fast_r32(x, m, out, store)
+    return lambda x, m, out, store: _exp_sum(x, m, out, store, False) - 1.0
 
 
 @njit(cache=True, fastmath=_SUMS)
@@ -478,18 +735,20 @@ def _finite(v):
 # the rounding's share of S is below 2e-8). With D = 15, w <= D r + C D e**-D, at most
 # 16 r (an error of 9.5e-7 r) unless r < 15 C e**-15. Only rows below that, very
 # confident ones, are summed again without the maximal term, and a third time from exact
-# exponentials if their w is above 8 r (4.8e-7 r). S - 1, summed in float64, keeps r's
-# relative accuracy above that (its error is C 2e-16).
+# exponentials if their w is above 8 r (4.8e-7 r). Above it, r keeps its relative
+# accuracy: S - 1 summed in float64 is off by C 2e-16, and the eight-lane sum of long
+# rows by 7 2**-24 r = 4.2e-7 r; with the exponentials' 5 ulp (3e-7), at most 1.7e-6 r.
 _CONFIDENT = 15.0 * math.exp(-15.0)
 _REFINE = 8.0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")  # a call would count references to its arrays
 def _row_r(x, m, out, store, refine):
     """``r = sum_{j != j*} exp(x_j - m)`` in float64 (NaN for a row holding a NaN).
 
-    ``r = S - 1`` from fast exponentials summed in float64. ``log1p(r)``
-    needs ``r`` to its own relative accuracy, so below ``_recount_below``
+    ``r`` from fast exponentials (``_fast_r``: without the maximal term for
+    long float32 rows, ``S - 1`` in float64 otherwise). ``log1p(r)`` needs
+    ``r`` to its own relative accuracy, so below ``_recount_below``
     (float32: ``15 C e**-15``; float64, whose terms are rounded as in the
     reference: 1) ``r`` is summed again without the maximal term: from the
     stored exponentials with ``store``, by recomputing them otherwise; and,
@@ -497,7 +756,7 @@ def _row_r(x, m, out, store, refine):
     error could exceed ``4.8e-7 r`` (``refine`` is off when ``out`` is
     ``x``: the row is gone).
     """
-    r = _exp_sum(x, m, out, store, False) - 1.0
+    r = _fast_r(x, m, out, store)
     if r < _recount_below(x):
         r, w = _sum_below_max(x, m, out, True) if store else _sum_below_max(x, m, x, False)
         if refine and w > _REFINE * r:
