@@ -207,7 +207,12 @@ def _first_equal(x, v):
 
 @numba.njit(cache=True)
 def _head_store(x, m, out, skip):
-    return K._exp_sum_head_store(x, m, out, skip)
+    return K._exp_sum_head_store(x, m, out, skip, K._next_row(x.reshape(1, -1), 0))  # prefetches x
+
+
+@numba.njit(cache=True)
+def _fast_r32(x, m, out, store):
+    return K._fast_r32(x, m, out, store, K._next_row(x.reshape(1, -1), 0))
 
 
 @numba.njit(cache=True)
@@ -273,12 +278,12 @@ def test_fast_r_of_long_rows_is_accurate_relative_to_itself(n):
     rng = np.random.default_rng(n)
     out = np.empty(n, np.float32)
     for at, x, m in _rows_with_a_maximum(rng, n):
-        r = K._fast_r32(x, m, out, True)
+        r = _fast_r32(x, m, out, True)
         ref = np.exp(np.delete(x.astype(np.float64) - np.float64(m), at)).sum()
         assert abs(r - ref) <= 1e-6 * ref, (at, r, ref)
     x = np.full(n, 2.0, np.float32)  # all tied: every other entry counts 1
-    assert K._fast_r32(x, np.float32(2.0), out, False) == n - 1
-    assert np.isnan(K._fast_r32(np.full(n, -np.inf, np.float32), np.float32(-np.inf), out, True))
+    assert _fast_r32(x, np.float32(2.0), out, False) == n - 1
+    assert np.isnan(_fast_r32(np.full(n, -np.inf, np.float32), np.float32(-np.inf), out, True))
 
 
 # ------------------------------------------------------------------ kernels vs reference
