@@ -331,7 +331,7 @@ def _assert_same(got, ref, dtype, scale=None):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("n_classes", [1, 3, 127, 300])
+@pytest.mark.parametrize("n_classes", [1, 3, 10, 16, 17, 127, 300])
 def test_softmax_family_kernels_match_reference(dtype, n_classes, rng):
     x = _adversarial(rng, dtype, n_classes)
     for fn in (ll.softmax, ll.log_softmax, ll.logsumexp):
