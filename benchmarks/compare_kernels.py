@@ -1,0 +1,82 @@
+"""The kernels of this checkout against those of an earlier git revision, in one process.
+
+    python benchmarks/compare_kernels.py REV [CxN ...]
+
+Loads ``src/logitlab/_kernels.py`` as of ``REV`` (``git show``) beside the
+current one and times both on the same float32 arrays, alternating, serial
+and parallel: the sparse CE kernel and the softmax kernel, on buffers that
+are reused (the kernels alone, no validation or allocation). Prints ns per
+element (best of 7 alternations of best-of-9) and the speed-up. Timings on a
+shared machine move by 10-15 % from run to run; alternating in one process
+keeps the ratio steadier than two separate runs. Sizes default to
+1000x8192, 32768x256 and 10x65536 (classes x rows).
+"""
+
+import importlib.util
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from logitlab import _kernels as new
+
+
+def load_revision(rev):
+    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:src/logitlab/_kernels.py"],
+                            check=True, capture_output=True, text=True).stdout
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="kernels_"))
+    path = folder / "kernels_at_revision.py"  # Numba caches it beside itself, keyed by this path
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location("kernels_at_revision", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def best(fn, repeats=9):
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def main():
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    old = load_revision(sys.argv[1])
+    sizes = [tuple(int(v) for v in a.split("x")) for a in sys.argv[2:]] or [
+        (1000, 8192), (32768, 256), (10, 65536)]
+    rng = np.random.default_rng(0)
+    print("| classes x rows | kernel | threads | before ns/elem | now ns/elem | speed-up |")
+    print("|---|---|---|---|---|---|")
+    for c, n in sizes:
+        z = rng.normal(0, 3, (n, c)).astype(np.float32)
+        y = rng.integers(0, c, n)
+        g, per, bad, w = np.empty_like(z), np.empty(n), np.zeros(n, bool), np.ones(n)
+        kernels = {  # name: (kernel pair's attribute, its arguments)
+            "CE": ("sparse_ce_rows", (z, y, w, 1.0 / n, g, per, bad, True)),
+            "softmax": ("softmax_rows", (z, g, bad)),
+        }
+        for name, (attribute, args) in kernels.items():
+            for p, threads in ((0, "1"), (1, "all")):
+                before, now = getattr(old, attribute)[p], getattr(new, attribute)[p]
+                before(*args)
+                now(*args)
+                was, got = [], []
+                for _ in range(7):
+                    was.append(best(lambda f=before, a=args: f(*a)))
+                    got.append(best(lambda f=now, a=args: f(*a)))
+                a, b = min(was) / z.size * 1e9, min(got) / z.size * 1e9
+                print(f"| {c}x{n} | {name} | {threads} | {a:.3f} | {b:.3f} | {a / b:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
