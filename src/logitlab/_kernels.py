@@ -374,20 +374,23 @@ def _max_head(typingctx, arr):
                 builder.store(builder.select(builder.fcmp_ordered(">", v, cur), v, cur), acc)
         a, b = (builder.load(acc) for acc in accs)
         v = builder.select(builder.fcmp_ordered(">", a, b), a, b)
-        m = builder.extract_element(v, ir.Constant(ir.IntType(32), 0))
-        for k in range(1, lanes):
-            e = builder.extract_element(v, ir.Constant(ir.IntType(32), k))
-            m = builder.select(builder.fcmp_ordered(">", e, m), e, m)
-        return m
+        width = lanes
+        while width > 1:  # halve the vector log2(lanes) times: a short chain
+            width //= 2
+            upper = builder.shuffle_vector(
+                v, ir.Constant(vty, ir.Undefined),
+                ir.Constant(ir.VectorType(ir.IntType(32), lanes), [(width + k) % lanes for k in range(lanes)]))
+            v = builder.select(builder.fcmp_ordered(">", upper, v), upper, v)
+        return builder.extract_element(v, ir.Constant(ir.IntType(32), 0))
 
     return dt(arr), codegen
 
 
 @njit(cache=True, inline="always")
 def _row_max(x):
-    m = _max_head(x)
     n = x.shape[0]
     step = 64 // x.itemsize  # what _max_head covers
+    m = _max_head(x) if n >= step else _like(x, -np.inf)  # short rows: no vector set-up
     for j in range(n - n % step, n):
         v = x[j]
         m = v if v > m else m
