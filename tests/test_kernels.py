@@ -219,7 +219,7 @@ def _fast_r32(x, m, out, store):
 def _exp32_fast_clamped(d):
     out = np.empty_like(d)
     for j in range(d.shape[0]):
-        out[j] = K.exp32_fast(max(d[j], np.float32(-104.0)))
+        out[j] = K._fast_exp32(d[j], np.float32(0.0))  # exp32_fast of max(d, -104)
     return out
 
 

@@ -362,7 +362,7 @@ def _max_head(typingctx, arr):
         intp = n.type
         fty = context.get_value_type(dt)
         vty = ir.VectorType(fty, lanes)
-        ninf = ir.Constant(vty, [ir.Constant(fty, float("-inf"))] * lanes)
+        ninf = _splat(vty, float("-inf"))
         accs = [cgutils.alloca_once_value(builder, ninf) for _ in range(2)]
         blocks = builder.sdiv(n, ir.Constant(intp, 2 * lanes))
         with cgutils.for_range(builder, blocks) as loop:
@@ -552,17 +552,16 @@ def _head_function(module, intp, store):
         builder.store(zero, acc)
 
     last_in_block = ir.Constant(intp, _HEAD_BLOCK - 1)
-    one = ir.Constant(intp, 1)
     with cgutils.for_range(builder, nvec) as loop:
         v = loop.index
         one_vector(v)
         # a block ends every _HEAD_BLOCK vectors, and around the vector holding ``skip``
-        after_skip = builder.sub(vskip, v)
-        at_end = builder.or_(
-            builder.icmp_signed("==", builder.and_(v, last_in_block), last_in_block),
-            builder.icmp_signed("==", after_skip, builder.and_(after_skip, one)))
+        holds = builder.icmp_signed("==", v, vskip)
+        before = builder.icmp_signed("==", builder.add(v, ir.Constant(intp, 1)), vskip)
+        at_end = builder.or_(builder.icmp_signed("==", builder.and_(v, last_in_block), last_in_block),
+                             builder.or_(holds, before))
         with builder.if_then(at_end):
-            with builder.if_else(builder.icmp_signed("==", v, vskip)) as (holds_skip, other):
+            with builder.if_else(holds) as (holds_skip, other):
                 with holds_skip:
                     flush(skip_lanes)
                 with other:
@@ -622,8 +621,8 @@ def _data(typingctx, arr):
     """An array's data pointer: what a call passes instead of a row view.
 
     A view passed to a function that is not inlined costs two atomic
-    reference counts (about 20 ns a row, twice the arithmetic of a 10-class
-    softmax row); a pointer costs none.
+    reference counts (about 16 ns a row, a fifth of a 10-class softmax
+    row); a pointer costs none.
     """
 
     def codegen(context, builder, signature, args):
