@@ -19,11 +19,19 @@ def median_time(fn, repeats=5, warmup=1):
     return float(np.median(times))
 
 
-def copy_bandwidth(n_bytes=512 << 20, repeats=5):
-    """Measured memory bandwidth of a large copy, in GB/s (read + write counted)."""
+def copy_bandwidth(n_bytes=512 << 20, repeats=5, fresh=False):
+    """Measured memory bandwidth of a large copy, in GB/s (read + write counted).
+
+    Into one reused array; with ``fresh``, into a new array each time, whose
+    pages the OS zeroes on their first touch (what a function returning a
+    fresh result pays).
+    """
     src = np.ones(n_bytes // 4, dtype=np.float32)
     dst = np.empty_like(src)
-    t = median_time(lambda: np.copyto(dst, src), repeats)
+    if fresh:
+        t = median_time(lambda: np.copyto(np.empty_like(src), src), repeats)
+    else:
+        t = median_time(lambda: np.copyto(dst, src), repeats)
     return 2 * src.nbytes / t / 1e9
 
 

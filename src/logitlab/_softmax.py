@@ -22,7 +22,14 @@ from __future__ import annotations
 import numpy as np
 
 from . import _jit
-from ._validation import as_float_array, check_axis, check_where, compute_dtype
+from ._validation import (
+    as_float_array,
+    check_axis,
+    check_out,
+    check_where,
+    compute_dtype,
+    deliver,
+)
 
 __all__ = ["logsumexp", "softmax", "log_softmax", "sigmoid", "log_sigmoid", "sparsemax"]
 
@@ -56,6 +63,14 @@ def _kernel_rows(x, axis, where, name="x"):
     return kernels, z.reshape(-1, z.shape[-1]), z.shape, ax
 
 
+def _rows_buffer(out, rows, ax):
+    """Where a kernel writes its ``rows``-shaped result: ``out`` itself when its
+    memory has that layout (class axis last, C-contiguous), else a fresh array."""
+    if out is not None and ax == out.ndim - 1 and out.flags.c_contiguous:
+        return out.reshape(rows.shape)
+    return np.empty_like(rows)
+
+
 def _patch_kernel_rows(bad, rows, out, reference):
     """Rows the kernel left (a non-finite maximum, a NaN) get the reference's limits."""
     if bad.any():
@@ -63,20 +78,30 @@ def _patch_kernel_rows(bad, rows, out, reference):
             out[bad] = reference(rows[bad].astype(compute_dtype(rows.dtype)))
 
 
-def _rows_call(kind, x, axis, where):
+def _rows_call(kind, x, axis, where, out):
     """softmax / log_softmax through a kernel, or None when the reference serves the call."""
     found = _kernel_rows(x, axis, where)
     if found is None:
         return None
     kernels, rows, shape, ax = found
-    out = np.empty_like(rows)
+    check_out(out, x.shape, x.dtype, {"x": x})
+    result = _rows_buffer(out, rows, ax)
     bad = np.zeros(len(rows), dtype=bool)
     pair = kernels.softmax_rows if kind == "softmax" else kernels.log_softmax_rows
-    _jit.launch(pair, len(rows), rows.size, rows, out, bad)
+    _jit.launch(pair, len(rows), rows.size, rows, result, bad)
     log = kind == "log_softmax"
-    _patch_kernel_rows(bad, rows, out,
+    _patch_kernel_rows(bad, rows, result,
                        lambda z: softmax_parts(z, log=log, prob=not log)[0 if log else 1])
-    return np.moveaxis(out.reshape(shape), -1, ax)
+    return deliver(np.moveaxis(result.reshape(shape), -1, ax), out)
+
+
+def _reference_call(kind, x, axis, where, out):
+    """softmax / log_softmax by the NumPy reference."""
+    z, ax, out_dtype = _prepare(x, axis, where)
+    check_out(out, np.shape(x), out_dtype, {"x": x, "where": where})
+    log = kind == "log_softmax"
+    parts = softmax_parts(z, log=log, prob=not log)
+    return deliver(_finish(parts[0 if log else 1], ax, out_dtype), out)
 
 
 def _finish(out, axis, out_dtype):
@@ -238,7 +263,7 @@ def logsumexp(x, axis=-1, *, keepdims=False, where=None):
         return lse.astype(out_dtype, copy=False)[()]
 
 
-def softmax(x, axis=-1, *, where=None):
+def softmax(x, axis=-1, *, where=None, out=None):
     r"""Softmax: turn logits into probabilities that sum to one along ``axis``.
 
     Parameters
@@ -249,11 +274,17 @@ def softmax(x, axis=-1, *, where=None):
         The class axis.
     where : array-like of bool, broadcastable to ``x.shape``, optional
         Entries that take part; the others get probability 0.
+    out : ndarray, optional
+        Where to write the result: an array of ``x``'s shape and result
+        dtype, not overlapping ``x``. Reusing one saves the fresh
+        allocation, whose first touch (the OS zeroing new pages) costs as
+        much as the computation on large arrays.
 
     Returns
     -------
     proba : ndarray of the shape of ``x``
-        In ``x``'s floating dtype (float64 for integer input).
+        In ``x``'s floating dtype (float64 for integer input); ``out`` if
+        given.
 
     Notes
     -----
@@ -282,14 +313,11 @@ def softmax(x, axis=-1, *, where=None):
     >>> softmax([1.0, 2.0, 3.0], where=[True, True, False])
     array([0.26894142, 0.73105858, 0.        ])
     """
-    fast = _rows_call("softmax", x, axis, where)
-    if fast is not None:
-        return fast
-    z, ax, out_dtype = _prepare(x, axis, where)
-    return _finish(softmax_parts(z, log=False)[1], ax, out_dtype)
+    fast = _rows_call("softmax", x, axis, where, out)
+    return fast if fast is not None else _reference_call("softmax", x, axis, where, out)
 
 
-def log_softmax(x, axis=-1, *, where=None):
+def log_softmax(x, axis=-1, *, where=None, out=None):
     r"""Logarithm of the softmax, computed from the logits without a log of 0.
 
     Parameters
@@ -300,11 +328,13 @@ def log_softmax(x, axis=-1, *, where=None):
         The class axis.
     where : array-like of bool, broadcastable to ``x.shape``, optional
         Entries that take part; the others get ``-inf``.
+    out : ndarray, optional
+        Where to write the result, as in :func:`softmax`.
 
     Returns
     -------
     ndarray of the shape of ``x``
-        Log-probabilities, in ``x``'s floating dtype.
+        Log-probabilities, in ``x``'s floating dtype; ``out`` if given.
 
     Notes
     -----
@@ -329,11 +359,8 @@ def log_softmax(x, axis=-1, *, where=None):
     >>> np.log(np.exp([0.0, 800.0]) / np.exp([0.0, 800.0]).sum())  # doctest: +SKIP
     array([-inf,  nan])
     """
-    fast = _rows_call("log_softmax", x, axis, where)
-    if fast is not None:
-        return fast
-    z, ax, out_dtype = _prepare(x, axis, where)
-    return _finish(softmax_parts(z, prob=False)[0], ax, out_dtype)
+    fast = _rows_call("log_softmax", x, axis, where, out)
+    return fast if fast is not None else _reference_call("log_softmax", x, axis, where, out)
 
 
 def sigmoid(x):

@@ -18,8 +18,10 @@ __all__ = [
     "check_choice",
     "check_integer_labels",
     "check_number",
+    "check_out",
     "check_same_shape",
     "check_where",
+    "deliver",
     "describe",
 ]
 
@@ -118,6 +120,39 @@ def check_where(where, shape, name: str = "where"):
         raise ValueError(
             f"`{name}` of shape {mask.shape} does not broadcast to the input's shape {shape}"
         ) from None
+
+
+def check_out(out, shape, dtype, inputs, name: str = "out"):
+    """Validate a caller's output buffer; ``None`` (a fresh result) passes.
+
+    ``out`` must be a writeable ndarray of exactly ``shape`` and ``dtype``
+    (no casting: a buffer is reused as it is, as with NumPy's ``out=``),
+    sharing no memory with the arrays in ``inputs`` (a dict of name to value),
+    which the kernels still read while they write ``out``.
+    """
+    if out is None:
+        return None
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"`{name}` must be a NumPy array or None; got {describe(out)}")
+    if out.shape != tuple(shape):
+        raise ValueError(f"`{name}` must have shape {tuple(shape)}; got shape {out.shape}")
+    if out.dtype != dtype:
+        raise TypeError(f"`{name}` must have dtype {np.dtype(dtype)}; got dtype {out.dtype}")
+    if not out.flags.writeable:
+        raise ValueError(f"`{name}` must be writeable; got a read-only array")
+    for input_name, value in inputs.items():
+        if isinstance(value, np.ndarray) and np.may_share_memory(out, value):
+            raise ValueError(f"`{name}` must not share memory with `{input_name}`")
+    return out
+
+
+def deliver(result, out):
+    """``result``, or ``out`` holding it (nothing is copied when ``result`` is ``out``'s memory)."""
+    if out is None:
+        return result
+    if not np.may_share_memory(result, out):
+        np.copyto(out, result)
+    return out
 
 
 def check_same_shape(a, b, name_a: str = "y_true", name_b: str = "y_pred"):

@@ -26,13 +26,15 @@ import warnings
 import numpy as np
 
 from .. import _jit
-from .._softmax import _kernel_rows, expit, log_expit, softmax_parts
+from .._softmax import _kernel_rows, _rows_buffer, expit, log_expit, softmax_parts
 from .._validation import (
     as_float_array,
     check_axis,
     check_integer_labels,
     check_number,
+    check_out,
     check_where,
+    deliver,
 )
 
 #: Keras's ``backend.epsilon()``: the clip applied to probabilities.
@@ -162,7 +164,7 @@ def _probability_grad(g_c, cache):
     return (g_q - np.sum(g_q * q, axis=-1, keepdims=True)) / total
 
 
-def _reduce(loss_rows, grad, reduction, denominator, out_dtype, ax, grad_out_ndim_last=True):
+def _reduce(loss_rows, grad, reduction, denominator, out_dtype, ax, out=None):
     if reduction == "none":
         value = loss_rows
     elif reduction == "sum":
@@ -174,7 +176,7 @@ def _reduce(loss_rows, grad, reduction, denominator, out_dtype, ax, grad_out_ndi
     with np.errstate(over="ignore"):  # beyond the dtype's range is +inf, its true rounding
         value = np.asarray(value).astype(out_dtype, copy=False)[()]
         if grad is not None:
-            grad = np.moveaxis(grad, -1, ax).astype(out_dtype, copy=False)
+            grad = deliver(np.moveaxis(grad, -1, ax).astype(out_dtype, copy=False), out)
     return value, grad
 
 
@@ -199,7 +201,7 @@ def _everywhere(z):
     return np.ones(z.shape, dtype=bool)
 
 
-def _kernel_reduce(loss, grad, reduction, denominator, shape, ax, dtype):
+def _kernel_reduce(loss, grad, reduction, denominator, shape, ax, dtype, out):
     """The compiled paths' value and gradient, shaped and typed as the reference's."""
     if reduction == "none":
         value = loss.reshape(shape[:-1])
@@ -210,18 +212,17 @@ def _kernel_reduce(loss, grad, reduction, denominator, shape, ax, dtype):
     with np.errstate(over="ignore"):
         value = np.asarray(value).astype(dtype, copy=False)[()]
     if grad is not None:
-        grad = np.moveaxis(grad.reshape(shape), -1, ax)
+        grad = deliver(np.moveaxis(grad.reshape(shape), -1, ax), out)
     return value, grad
 
 
-def _launch_ce(pair, rows, scale, kernel_args, reference):
-    """Run a CE kernel pair over ``rows``: per-row losses and the gradient.
+def _launch_ce(pair, rows, scale, kernel_args, reference, grad):
+    """Run a CE kernel pair over ``rows``: per-row losses and the gradient, into ``grad``.
 
     ``kernel_args(grad, loss, bad)`` gives the kernel's arguments;
     ``reference(bad)`` the reference's unreduced ``(loss, grad)`` for the rows
     the kernel left (a non-finite maximum or a NaN), which take its limits.
     """
-    grad = np.empty_like(rows)
     loss = np.empty(len(rows), dtype=np.float64)
     bad = np.zeros(len(rows), dtype=bool)
     _jit.launch(pair, len(rows), rows.size, *kernel_args(grad, loss, bad))
@@ -233,7 +234,7 @@ def _launch_ce(pair, rows, scale, kernel_args, reference):
 
 
 def _sparse_ce_kernel(found, y_true, ignore_index, class_weight, reduction, sample_weight,
-                      need_grad):
+                      need_grad, out):
     """Sparse CE from logits through the fused kernel (same semantics as the reference)."""
     kernels, rows, shape, ax = found
     lead, n_classes = shape[:-1], shape[-1]
@@ -256,23 +257,28 @@ def _sparse_ce_kernel(found, y_true, ignore_index, class_weight, reduction, samp
         lambda bad: sparse_ce_value_and_grad(
             y[bad], rows[bad], from_logits=True, ignore_index=ignore_index,
             where=_everywhere(rows[bad]), class_weight=class_weight, reduction="none",
-            sample_weight=None if sw is None else sw.reshape(-1)[bad]))
+            sample_weight=None if sw is None else sw.reshape(-1)[bad]),
+        _rows_buffer(out, rows, ax))
     return _kernel_reduce(loss, grad if need_grad else None, reduction, denominator, shape, ax,
-                          rows.dtype)
+                          rows.dtype, out)
 
 
 def sparse_ce_value_and_grad(y_true, y_pred, *, from_logits=False, axis=-1, ignore_index=None,
                              label_smoothing=0.0, class_weight=None, reduction="mean",
-                             where=None, sample_weight=None, need_grad=True):
-    """Value (and gradient w.r.t. ``y_pred``) of the sparse categorical cross-entropy."""
+                             where=None, sample_weight=None, need_grad=True, out=None):
+    """Value (and gradient w.r.t. ``y_pred``, into ``out`` if given) of the sparse
+    categorical cross-entropy."""
     reduction = check_reduction(reduction)
     eps = check_label_smoothing(label_smoothing)
+    inputs = {"y_true": y_true, "y_pred": y_pred, "sample_weight": sample_weight}
     if from_logits and eps == 0:
         found = _kernel_rows(y_pred, axis, where, name="y_pred")
         if found is not None:
+            check_out(out, y_pred.shape, y_pred.dtype, inputs)
             return _sparse_ce_kernel(found, y_true, ignore_index, class_weight, reduction,
-                                     sample_weight, need_grad)
+                                     sample_weight, need_grad, out)
     z, ax, out_dtype = _logits_last(y_pred, axis, where)
+    check_out(out, np.shape(y_pred), out_dtype, inputs)
     n_classes = z.shape[-1]
     lead = z.shape[:-1]
     y = _sparse_labels(y_true, lead, z.shape, ignore_index)
@@ -325,7 +331,7 @@ def sparse_ce_value_and_grad(y_true, y_pred, *, from_logits=False, axis=-1, igno
             grad = _probability_grad(-t / cache[1], cache)
     if grad is not None and sw is not None:
         grad = grad * sw[..., None]
-    return _reduce(loss, grad, reduction, denominator, out_dtype, ax)
+    return _reduce(loss, grad, reduction, denominator, out_dtype, ax, out)
 
 
 def _categorical_targets(y_true, z_shape, y_pred_shape, ax, dtype):
@@ -344,7 +350,7 @@ def _categorical_targets(y_true, z_shape, y_pred_shape, ax, dtype):
     return t
 
 
-def _categorical_ce_kernel(found, y_true, y_pred_shape, reduction, need_grad):
+def _categorical_ce_kernel(found, y_true, y_pred_shape, reduction, need_grad, out):
     """Categorical CE from logits, no weights, through the fused kernel."""
     kernels, rows, shape, ax = found
     _warn_if_probabilities(rows)
@@ -357,22 +363,28 @@ def _categorical_ce_kernel(found, y_true, y_pred_shape, reduction, need_grad):
         lambda grad, loss, bad: (rows, t, scale, grad, loss, bad),
         lambda bad: categorical_ce_value_and_grad(
             t[bad], rows[bad], from_logits=True, where=_everywhere(rows[bad]),
-            reduction="none"))
+            reduction="none"),
+        _rows_buffer(out, rows, ax))
     return _kernel_reduce(loss, grad if need_grad else None, reduction, denominator, shape, ax,
-                          rows.dtype)
+                          rows.dtype, out)
 
 
 def categorical_ce_value_and_grad(y_true, y_pred, *, from_logits=False, axis=-1,
                                   label_smoothing=0.0, class_weight=None, reduction="mean",
-                                  where=None, sample_weight=None, need_grad=True):
-    """Value (and gradient w.r.t. ``y_pred``) of the categorical cross-entropy."""
+                                  where=None, sample_weight=None, need_grad=True, out=None):
+    """Value (and gradient w.r.t. ``y_pred``, into ``out`` if given) of the categorical
+    cross-entropy."""
     reduction = check_reduction(reduction)
     eps = check_label_smoothing(label_smoothing)
+    inputs = {"y_true": y_true, "y_pred": y_pred, "sample_weight": sample_weight}
     if from_logits and eps == 0 and class_weight is None and sample_weight is None:
         found = _kernel_rows(y_pred, axis, where, name="y_pred")
         if found is not None:
-            return _categorical_ce_kernel(found, y_true, np.shape(y_pred), reduction, need_grad)
+            check_out(out, y_pred.shape, y_pred.dtype, inputs)
+            return _categorical_ce_kernel(found, y_true, np.shape(y_pred), reduction, need_grad,
+                                          out)
     z, ax, out_dtype = _logits_last(y_pred, axis, where)
+    check_out(out, np.shape(y_pred), out_dtype, inputs)
     t = _categorical_targets(y_true, z.shape, np.shape(y_pred), ax, z.dtype)
     n_classes = z.shape[-1]
     lead = z.shape[:-1]
@@ -402,16 +414,20 @@ def categorical_ce_value_and_grad(y_true, y_pred, *, from_logits=False, axis=-1,
             grad = _probability_grad(-t / cache[1], cache)
         if sw is not None:
             grad = grad * sw[..., None]
-    return _reduce(loss, grad, reduction, denominator, out_dtype, ax)
+    return _reduce(loss, grad, reduction, denominator, out_dtype, ax, out)
 
 
 def binary_ce_value_and_grad(y_true, y_pred, *, from_logits=False, label_smoothing=0.0,
                              pos_weight=None, reduction="mean", sample_weight=None,
-                             need_grad=True):
-    """Value (and gradient w.r.t. ``y_pred``) of the element-wise binary cross-entropy."""
+                             need_grad=True, out=None):
+    """Value (and gradient w.r.t. ``y_pred``, into ``out`` if given) of the element-wise
+    binary cross-entropy."""
     reduction = check_reduction(reduction)
     eps = check_label_smoothing(label_smoothing)
     z, out_dtype = as_float_array(y_pred, "y_pred")
+    check_out(out, z.shape, out_dtype, {"y_true": y_true, "y_pred": y_pred,
+                                        "sample_weight": sample_weight,
+                                        "pos_weight": pos_weight})
     y, _ = as_float_array(y_true, "y_true")
     if y.shape != z.shape:
         raise ValueError(
@@ -475,7 +491,7 @@ def binary_ce_value_and_grad(y_true, y_pred, *, from_logits=False, label_smoothi
             grad = grad / loss.size
     value = np.asarray(value).astype(value_dtype, copy=False)[()]
     if grad is not None:
-        grad = grad.astype(out_dtype, copy=False)
+        grad = deliver(grad.astype(out_dtype, copy=False), out)
     return value, grad
 
 
