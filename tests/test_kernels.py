@@ -340,6 +340,32 @@ def test_softmax_family_kernels_match_reference(dtype, n_classes, rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_classes", [1, 2, 10, 15])
+def test_softmax_of_short_rows_by_blocks(dtype, n_classes, rng):
+    # rows shorter than _SHORT go 64 at a time, exponentials across rows: blocks of every
+    # kind of row, a partial last block, and the same rows unpacked (the per-row path)
+    assert n_classes < K._SHORT
+    rows = _adversarial(rng, dtype, n_classes)
+    x = np.concatenate([rng.normal(0, 4, size=(150, n_classes)).astype(dtype), rows,
+                        rng.normal(0, 4, size=(81, n_classes)).astype(dtype), rows[::-1]])
+    assert len(x) % K._SHORT_ROWS != 0
+    got, ref = _both(lambda: ll.softmax(x))
+    _assert_same(got, ref, dtype)
+    wide = np.zeros((len(x), n_classes + 3), dtype=dtype)
+    wide[:, :n_classes] = x
+    unpacked = wide[:, :n_classes]  # rows not back to back: the per-row path
+    out, bad = np.empty_like(x), np.zeros(len(x), bool)
+    K.softmax_rows[0](unpacked, out, bad)
+    block_out, block_bad = np.empty_like(x), np.zeros(len(x), bool)
+    K.softmax_rows[0](x, block_out, block_bad)
+    with np.errstate(invalid="ignore"):
+        left = ~np.isfinite(x.max(axis=1)) | np.isnan(x).any(axis=1)  # for the reference's limits
+    assert left.sum() >= 6
+    assert np.array_equal(block_bad, left) and np.array_equal(bad, left)
+    _assert_same(block_out[~bad], out[~bad], dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_kernels_any_axis_and_layout(dtype, rng):
     x = rng.normal(0, 5, size=(7, 40, 9)).astype(dtype)
     for axis in (0, 1, -1):
@@ -355,8 +381,10 @@ def test_parallel_and_serial_kernels_agree_bit_for_bit(dtype, rng):
     x = rng.normal(0, 4, size=(600, 300)).astype(dtype)  # above PARALLEL_SIZE
     assert x.size >= _jit.PARALLEL_SIZE
     y = rng.integers(0, 300, size=600)
+    short = rng.normal(0, 4, size=(7001, 10)).astype(dtype)  # rows by blocks
     for pair, args in [
         (K.softmax_rows, lambda: (x, np.empty_like(x), np.zeros(600, bool))),
+        (K.softmax_rows, lambda: (short, np.empty_like(short), np.zeros(7001, bool))),
         (K.log_softmax_rows, lambda: (x, np.empty_like(x), np.zeros(600, bool))),
         (K.sparse_ce_rows, lambda: (x, y, np.ones(600), 1 / 600, np.empty_like(x),
                                     np.empty(600), np.zeros(600, bool), True)),
