@@ -897,8 +897,8 @@ def _softmax_block(x, out, bad, lo, hi):
     """
     c = x.shape[1]
     size = (hi - lo) * c
-    xs = _data(x[lo])
-    os = _data(out[lo])
+    xs = _data(x[lo])  # the block, rows back to back
+    outs = _data(out[lo])
     shift = np.empty(size, dtype=x.dtype)
     for r in range(hi - lo):
         m = _like(x, -np.inf)
@@ -908,18 +908,18 @@ def _softmax_block(x, out, bad, lo, hi):
         for j in range(r * c, r * c + c):
             shift[j] = m
     for k in range(size):
-        os[k] = _shifted_exp(xs[k], shift[k])
+        outs[k] = _shifted_exp(xs[k], shift[k])
     for r in range(hi - lo):
         acc = _like(x, 0.0)
         for j in range(r * c, r * c + c):
-            acc += os[j]
+            acc += outs[j]
         s = np.float64(acc)
         if not _finite(s):
             bad[lo + r] = True
             continue
         f = _like(out, 1.0 / s)
         for j in range(r * c, r * c + c):
-            os[j] *= f
+            outs[j] *= f
 
 
 def _softmax_rows(x, out, bad):
