@@ -929,7 +929,7 @@ def _softmax_rows(x, out, bad):
         for b in prange((n + _SHORT_ROWS - 1) // _SHORT_ROWS):
             _softmax_block(x, out, bad, b * _SHORT_ROWS, min(n, (b + 1) * _SHORT_ROWS))
         return
-    for i in prange(x.shape[0]):
+    for i in prange(n):
         row = x[i]
         m = _row_max(row)
         s = _exp_sum(row, m, out[i], True, True, _next_row(x, i))

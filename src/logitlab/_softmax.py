@@ -277,8 +277,8 @@ def softmax(x, axis=-1, *, where=None, out=None):
     out : ndarray, optional
         Where to write the result: an array of ``x``'s shape and result
         dtype, not overlapping ``x``. Reusing one saves the fresh
-        allocation, whose first touch (the OS zeroing new pages) costs as
-        much as the computation on large arrays.
+        allocation, whose first touch (the OS zeroing new pages) costs
+        about half as much again as the computation on large arrays.
 
     Returns
     -------

@@ -225,8 +225,8 @@ class Loss:
         ``out``, an array of ``y_pred``'s shape and result dtype that does
         not overlap the inputs, receives the gradient and is returned; a
         training loop that reuses one skips a fresh allocation per step
-        (on large arrays the OS zeroing new pages costs as much as the
-        kernel).
+        (on large arrays the OS zeroing new pages costs about half as much
+        again as the kernel).
         """
         return self._fn(y_true, y_pred, sample_weight=sample_weight, need_grad=True, out=out,
                         **self.get_config_kwargs())
