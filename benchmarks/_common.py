@@ -19,6 +19,38 @@ def median_time(fn, repeats=5, warmup=1):
     return float(np.median(times))
 
 
+def median_times(fns, repeats=5, warmup=1, seed=0, block=3):
+    """Median wall time of each of ``fns`` (a dict of name to function), the functions in turn.
+
+    Rounds: in each, every function runs ``block`` calls in a row, in an
+    order shuffled anew (seeded) each round, and the first call of each
+    block is not counted; rounds go on until each function has ``repeats``
+    counted calls. In turn, so that every library sees the same phases of a
+    shared machine (whose speed moves by a third over a few seconds)
+    instead of one library the fast phase and the next the slow one. The
+    first call of a block pays for its predecessor, not for itself: a
+    peer's thread pool still spinning on both cores after its call (JAX's
+    and PyTorch's do), pages its predecessor handed back to the OS and that
+    must be zeroed again. Measured, a logitlab call after JAX's CE took 2-3x
+    its usual time, and PyTorch's softmax after NumPy's up to 10x.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in fns}
+    order = list(fns)
+    rng = np.random.default_rng(seed)
+    while len(times[order[0]]) < repeats:
+        for i in rng.permutation(len(order)):
+            name = order[i]
+            for call in range(block):
+                t = time.perf_counter()
+                fns[name]()
+                if call:
+                    times[name].append(time.perf_counter() - t)
+    return {name: float(np.median(ts)) for name, ts in times.items()}
+
+
 def copy_bandwidth(n_bytes=512 << 20, repeats=5, fresh=False):
     """Measured memory bandwidth of a large copy, in GB/s (read + write counted).
 
@@ -36,14 +68,27 @@ def copy_bandwidth(n_bytes=512 << 20, repeats=5, fresh=False):
 
 
 def machine():
+    """The CPU (with its family and model, which tell its generation, and its widest vector
+    instructions), the cores, Python and NumPy."""
     cpu = platform.processor() or platform.machine()
+    facts = {}
     try:
         with open("/proc/cpuinfo") as fh:
             for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
+                key, _, value = line.partition(":")
+                facts.setdefault(key.strip(), value.strip())
     except OSError:
+        pass
+    cpu = facts.get("model name", cpu)
+    if "cpu family" in facts:
+        flags = facts.get("flags", "").split()
+        vectors = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "SSE"
+        cpu += f" (family {facts['cpu family']}, model {facts.get('model', '?')}, {vectors})"
+    try:
+        from llvmlite import binding  # the JIT compiler's name for the host CPU, e.g. znver4
+
+        cpu += f", LLVM target {binding.get_host_cpu_name()}"
+    except ImportError:
         pass
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, NumPy {np.__version__}"
 

@@ -3,7 +3,10 @@
     python benchmarks/bench_kernels.py [--quick]
 
 Peers measured in the same run when installed: plain NumPy, PyTorch (CPU),
-JAX (jit). Every library returns a fresh result; the row "logitlab, out=
+JAX (jit), timed in turn, three calls at a time in an order shuffled anew
+each round, the first of each three not counted (``median_times``), so that
+all see the same phases of a shared machine and none pays for its
+predecessor. Every library returns a fresh result; the row "logitlab, out=
 reused" times the same public calls writing into one buffer kept across calls
 (``out=``), which saves the OS's zeroing of fresh pages. Reports elements/s,
 effective GB/s (8 bytes per element for CE: read the logits, write the
@@ -15,7 +18,7 @@ import sys
 
 import numpy as np
 
-from _common import copy_bandwidth, machine, median_time, table
+from _common import copy_bandwidth, machine, median_times, table
 
 import logitlab as ll
 from logitlab.losses import SparseCategoricalCrossentropy
@@ -95,17 +98,20 @@ def main():
         y = rng.integers(0, c, size=n)
         elements = n * c
         repeats = max(7, min(25, int(2e8 // elements)))  # medians over 0.2e9 elements, 7 calls at least
-        t_soft = median_time(lambda: ours["softmax"](z), repeats)
-        t_ce = median_time(lambda: ours["ce"](y, z), repeats)
         out = np.empty_like(z)  # one buffer for every call: what a training loop keeps
-        timed = {
-            "logitlab, out= reused": (median_time(lambda: ours["softmax"](z, out=out), repeats),
-                                      median_time(lambda: ours["ce"](y, z, out=out), repeats)),
-            "logitlab": (t_soft, t_ce),
+        calls = {
+            ("logitlab", "softmax"): lambda: ours["softmax"](z),
+            ("logitlab", "ce"): lambda: ours["ce"](y, z),
+            ("logitlab, out= reused", "softmax"): lambda: ours["softmax"](z, out=out),
+            ("logitlab, out= reused", "ce"): lambda: ours["ce"](y, z, out=out),
         }
         for name, (soft, ce) in others.items():
-            timed[name] = (median_time(lambda: soft(z), repeats),
-                           median_time(lambda: ce(z, y), repeats))
+            calls[name, "softmax"] = lambda soft=soft: soft(z)
+            calls[name, "ce"] = lambda ce=ce: ce(z, y)
+        medians = median_times(calls, repeats)  # in turn: every library sees the same phases
+        t_soft, t_ce = medians["logitlab", "softmax"], medians["logitlab", "ce"]
+        names = ["logitlab, out= reused", "logitlab", *others]
+        timed = {name: (medians[name, "softmax"], medians[name, "ce"]) for name in names}
         for name, (ts, tc) in timed.items():
             rows.append([f"{n}x{c}", name, f"{elements / ts / 1e9:.2f}",
                          f"{elements / tc / 1e9:.2f}", f"{8 * elements / tc / 1e9:.1f}",
