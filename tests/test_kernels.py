@@ -11,6 +11,7 @@
 """
 
 import math
+import os
 import subprocess
 import sys
 import threading
@@ -503,6 +504,29 @@ def test_import_does_not_load_numba():
     code = ("import sys, numpy as np, logitlab as ll; ll.softmax(np.ones((4, 3)));"
             "assert 'numba' not in sys.modules, 'numba imported'; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr
+
+
+def test_small_arrays_do_not_load_numba_but_use_it_once_loaded():
+    # the seeds' lab takes one softmax of 2000 x 4: loading Numba (0.3-0.9 s, 90 MiB)
+    # would cost more than it saves; once a large call has loaded it, the small one uses it
+    code = """if True:
+        import os, sys, numpy as np, logitlab as ll
+        from logitlab import _jit
+        small = np.random.default_rng(0).normal(size=(2000, 4))
+        assert _jit.MIN_SIZE <= small.size < _jit.LOAD_SIZE
+        before = ll.softmax(small)
+        assert 'numba' not in sys.modules, 'numba imported for a small array'
+        assert _jit.kernels_for(small) is None
+        ll.softmax(np.ones((1, _jit.LOAD_SIZE)))
+        assert 'numba' in sys.modules, 'numba not loaded for a large array'
+        assert _jit.kernels_for(small) is not None
+        after = ll.softmax(small)
+        assert np.allclose(after, before, rtol=2e-6, atol=0), 'kernel and reference disagree'
+        print('ok')
+    """
+    env = {k: v for k, v in os.environ.items() if k != "LOGITLAB_KERNELS"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr
 
 

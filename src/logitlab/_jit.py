@@ -1,10 +1,15 @@
 """When the compiled kernels (``_kernels.py``, Numba) run instead of the NumPy reference.
 
 ``import logitlab`` does not import Numba: the kernels are loaded on the
-first call that uses them, and compiled then or read from Numba's on-disk
-cache. They are used for float32 and float64 arrays of at least
-``MIN_SIZE`` elements (below that the reference is as fast and needs no
-compilation); both cores from ``PARALLEL_SIZE`` elements on.
+first call on an array of at least ``LOAD_SIZE`` elements, and compiled
+then or read from Numba's on-disk cache. Loading costs 0.3-0.9 s and
+about 90 MiB (Numba and LLVM), which a script that takes the softmax of a
+few thousand numbers once (the seeds' lab: 2000 x 4) would pay for
+microseconds; a process that has loaded them uses them for float32 and
+float64 arrays of at least ``MIN_SIZE`` elements (below that the reference
+is as fast); both cores from ``PARALLEL_SIZE`` elements on. Either path
+keeps the core's stated tolerances, so which one served a call does not
+change what it promises.
 
 ``LOGITLAB_KERNELS=never`` (or a missing Numba) keeps everything on the
 NumPy reference; ``always`` uses the kernels for every size (the tests use
@@ -19,10 +24,10 @@ import threading
 
 import numpy as np
 
-__all__ = ["MIN_SIZE", "PARALLEL_SIZE", "forced", "kernel_mode", "kernels_for", "launch", "warm"]
+__all__ = ["LOAD_SIZE", "MIN_SIZE", "PARALLEL_SIZE", "forced", "kernel_mode", "kernels_for", "launch", "warm"]
 
 MIN_SIZE = 4096
-PARALLEL_SIZE = 1 << 16
+LOAD_SIZE = PARALLEL_SIZE = 1 << 16
 _MODES = ("auto", "always", "never")
 
 _state = {"mode": os.environ.get("LOGITLAB_KERNELS", "auto").lower(), "module": None,
@@ -55,7 +60,7 @@ def kernels_for(arr):
         return None
     if arr.dtype not in (np.float32, np.float64) or arr.size == 0:
         return None
-    if mode == "auto" and arr.size < MIN_SIZE:
+    if mode == "auto" and (arr.size < MIN_SIZE or arr.size < LOAD_SIZE and _state["module"] is None):
         return None
     return _module()
 
