@@ -85,9 +85,9 @@ def machine():
         vectors = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "SSE"
         cpu += f" (family {facts['cpu family']}, model {facts.get('model', '?')}, {vectors})"
     try:
-        from llvmlite import binding  # the JIT compiler's name for the host CPU, e.g. znver4
+        from llvmlite import binding
 
-        cpu += f", LLVM target {binding.get_host_cpu_name()}"
+        cpu += f", LLVM target {binding.get_host_cpu_name()}"  # the JIT's name for it, e.g. znver4
     except ImportError:
         pass
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, NumPy {np.__version__}"

@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 from sklearn.datasets import make_blobs
 
-from _common import machine, median_time, median_times, table
+from _common import machine, median_times, table
 
 from logitlab import Sequential
 from logitlab.layers import Dense
