@@ -24,10 +24,12 @@ import threading
 
 import numpy as np
 
-__all__ = ["LOAD_SIZE", "MIN_SIZE", "PARALLEL_SIZE", "forced", "kernel_mode", "kernels_for", "launch", "warm"]
+__all__ = ["LOAD_SIZE", "MIN_SIZE", "PARALLEL_SIZE", "forced", "kernel_mode", "kernels_for",
+           "launch", "warm"]
 
-MIN_SIZE = 4096
-LOAD_SIZE = PARALLEL_SIZE = 1 << 16
+MIN_SIZE = 4096  # the smallest array the kernels serve, once loaded
+LOAD_SIZE = 1 << 16  # the smallest array that loads them
+PARALLEL_SIZE = 1 << 16  # from here on, both cores
 _MODES = ("auto", "always", "never")
 
 _state = {"mode": os.environ.get("LOGITLAB_KERNELS", "auto").lower(), "module": None,
