@@ -511,7 +511,7 @@ def test_small_arrays_do_not_load_numba_but_use_it_once_loaded():
     # the seeds' lab takes one softmax of 2000 x 4: loading Numba (0.3-0.9 s, 90 MiB)
     # would cost more than it saves; once a large call has loaded it, the small one uses it
     code = """if True:
-        import os, sys, numpy as np, logitlab as ll
+        import sys, numpy as np, logitlab as ll
         from logitlab import _jit
         small = np.random.default_rng(0).normal(size=(2000, 4))
         assert _jit.MIN_SIZE <= small.size < _jit.LOAD_SIZE

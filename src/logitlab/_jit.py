@@ -62,8 +62,10 @@ def kernels_for(arr):
         return None
     if arr.dtype not in (np.float32, np.float64) or arr.size == 0:
         return None
-    if mode == "auto" and (arr.size < MIN_SIZE or arr.size < LOAD_SIZE and _state["module"] is None):
-        return None
+    if mode == "auto":
+        loaded = _state["module"] is not None
+        if arr.size < MIN_SIZE or (arr.size < LOAD_SIZE and not loaded):
+            return None
     return _module()
 
 
