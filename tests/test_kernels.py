@@ -397,6 +397,37 @@ def test_parallel_and_serial_kernels_agree_bit_for_bit(dtype, rng):
             assert np.array_equal(u, v)
 
 
+@pytest.mark.parametrize("dtype, n_classes", [(np.float32, 1000), (np.float32, 1001), (np.float64, 500)])
+def test_softmax_streamed_rows_match_reference_and_cached_path(dtype, n_classes, rng):
+    # a result of 4 MiB or more with rows of 3 to 32 KiB is written with non-temporal
+    # stores from a scratch row: the same values as the reference, the same bits as the
+    # cached path (the same rows in pieces too small to stream), in any alignment
+    rows = _adversarial(rng, dtype, n_classes)
+    n = 1100
+    x = np.concatenate([rows, rng.normal(0, 4, size=(n - len(rows), n_classes)).astype(dtype)])
+    x[500:500 + len(rows)] = rows  # the hard rows again, in the other thread's half
+    assert K._streams(np.empty_like(x)) and not K._streams(np.empty_like(x[:100]))
+    got, ref = _both(lambda: ll.softmax(x))
+    _assert_same(got, ref, dtype)
+
+    out, bad = np.empty_like(x), np.zeros(n, bool)
+    K.softmax_rows[1](x, out, bad)
+    serial, serial_bad = np.empty_like(x), np.zeros(n, bool)
+    K.softmax_rows[0](x, serial, serial_bad)
+    cached, cached_bad = np.empty_like(x), np.zeros(n, bool)
+    for lo in range(0, n, 100):
+        K.softmax_rows[0](x[lo:lo + 100], cached[lo:lo + 100], cached_bad[lo:lo + 100])
+    assert bad.sum() == 6 and np.array_equal(bad, cached_bad) and np.array_equal(bad, serial_bad)
+    assert np.array_equal(out[~bad], cached[~bad]) and np.array_equal(out[~bad], serial[~bad])
+    assert np.array_equal(got[~bad], out[~bad])
+
+    shifted = np.empty(x.size + 1, dtype=dtype)[1:].reshape(x.shape)  # rows off the 64-byte grid
+    assert shifted.ctypes.data % 64 != 0 and shifted.flags.c_contiguous
+    with _jit.kernel_mode("always"):
+        ll.softmax(x, out=shifted)
+    assert np.array_equal(shifted, got, equal_nan=True)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_sparse_ce_kernel_matches_reference(dtype, reduction, rng):
