@@ -60,6 +60,7 @@ keeps its order when inlined.
 from __future__ import annotations
 
 import math
+import platform
 import types as types_module
 
 import numpy as np
@@ -659,6 +660,7 @@ def _data(typingctx, arr):
 _STREAM_ROW_BYTES = (3072, 32768)
 _STREAM_MIN_BYTES = 4 << 20
 _STREAM_PARTS = 16  # parts of the rows, each with its scratch row, when streaming
+_X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")  # measured there only
 
 
 @intrinsic
@@ -716,9 +718,12 @@ def _sfence(typingctx):
     """A store fence: the non-temporal stores before it reach every core before what follows."""
 
     def codegen(context, builder, signature, args):
-        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
-                                            "llvm.x86.sse.sfence")
-        builder.call(fn, [])
+        if _X86:
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), []),
+                                                "llvm.x86.sse.sfence")
+            builder.call(fn, [])
+        else:  # never reached (``_streams``), but compiled: a full fence elsewhere
+            builder.fence("seq_cst")
         return context.get_dummy_value()
 
     return types.none(), codegen
@@ -741,7 +746,7 @@ def _row_at(typingctx, arr, i):
 def _streams(out):
     """Whether a driver streams ``out`` (see ``_STREAM_ROW_BYTES``)."""
     row = out.shape[1] * out.itemsize
-    return (_STREAM_ROW_BYTES[0] <= row <= _STREAM_ROW_BYTES[1]
+    return (_X86 and _STREAM_ROW_BYTES[0] <= row <= _STREAM_ROW_BYTES[1]
             and out.shape[0] * row >= _STREAM_MIN_BYTES)
 
 
