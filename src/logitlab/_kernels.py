@@ -28,8 +28,8 @@ go through a scratch row instead (``_streams``): step 2 stores the
 exponentials there, in cache, and step 3 writes the probabilities to the result
 with non-temporal stores (``_stream_fill``), so the result's lines are not
 read from memory before they are written, nor kept in the caches in place
-of the input (1.2-1.5x on both cores at 1000 classes). Same arithmetic,
-same bits.
+of the input (the kernel 1.1-1.26x faster at 1000 classes). Same
+arithmetic, same bits.
 
 A row whose maximum is not finite, or that holds a NaN, has a sum that is
 not finite (``inf - inf`` or NaN reaches it): its output is left unfinished,
@@ -652,11 +652,12 @@ def _data(typingctx, arr):
 # scratch row that stays in the first-level cache and written out once, with
 # non-temporal stores, when the whole result is at least 4 MiB (beyond the
 # second-level caches, where a reader would fetch it from farther away anyway).
-# Measured on Zen 4 (benchmarks/compare_kernels.py): 1.2-1.5x on both cores at
-# 1000 classes, 1.05-1.1x on one; rows of 512 classes lose (partial lines at
-# both ends of each row), rows of 16384 gain nothing (the scratch row leaves L1).
-# The losses keep the cached path: the same streaming made their kernel 20-30 %
-# slower on one core and no faster on two.
+# Measured on Zen 4 at 1000 classes: the kernel 1.1-1.26x faster into a reused
+# buffer (benchmarks/compare_kernels.py), the public call 1.02-1.06x
+# (compare_public.py); rows of 512 classes lose (partial lines at both ends of
+# each row), rows of 16384 gain nothing (the scratch row leaves L1). The losses
+# keep the cached path: the same streaming made their kernel 20-30 % slower on
+# one core and no faster on two.
 _STREAM_ROW_BYTES = (3072, 32768)
 _STREAM_MIN_BYTES = 4 << 20
 _STREAM_PARTS = 16  # parts of the rows, each with its scratch row, when streaming
