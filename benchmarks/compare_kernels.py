@@ -2,8 +2,10 @@
 
     python benchmarks/compare_kernels.py REV [CxN ...]
 
-Loads ``src/logitlab/_kernels.py`` as of ``REV`` (``git show``, into a folder kept per revision so that a second run loads it from Numba's cache, as this checkout's are) beside the
-current one and times both on the same float32 arrays, alternating, serial
+Loads ``src/logitlab/_kernels.py`` as of ``REV`` (``git show``, into a folder
+kept per revision, so that a second run loads it from Numba's cache as this
+checkout's kernels are loaded: count the second run) beside the current
+one and times both on the same float32 arrays, alternating, serial
 and parallel: the sparse CE kernel and the softmax kernel, on buffers that
 are reused (the kernels alone, no validation or allocation). Prints ns per
 element (best of 7 alternations of best-of-9) and the speed-up. Timings on a

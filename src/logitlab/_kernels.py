@@ -421,19 +421,35 @@ def _emit_prefetch(builder, pointer):
                       ir.Constant(i32, 1)])
 
 
+def _emit_row_pointer(builder, ary, i):
+    """IR for a pointer to row ``i`` of the 2-d array ``ary`` (no view: a view costs two atomic counts)."""
+    stride = builder.extract_value(ary.strides, 0)
+    at = builder.gep(builder.bitcast(ary.data, ir.IntType(8).as_pointer()), [builder.mul(i, stride)])
+    return builder.bitcast(at, ary.data.type)
+
+
+@intrinsic
+def _row_at(typingctx, arr, i):
+    """A pointer to row ``i`` of a 2-d array."""
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        return _emit_row_pointer(builder, ary, args[1])
+
+    return types.CPointer(arr.dtype)(arr, i), codegen
+
+
 @intrinsic
 def _next_row(typingctx, arr, i):
-    """A pointer to row ``min(i + 1, n - 1)`` of a 2-d array (no view: a view costs two atomic counts)."""
+    """A pointer to row ``min(i + 1, n - 1)`` of a 2-d array."""
 
     def codegen(context, builder, signature, args):
         ary = context.make_array(signature.args[0])(context, builder, args[0])
         rows = builder.extract_value(ary.shape, 0)
-        stride = builder.extract_value(ary.strides, 0)
         i = args[1]
         nxt = builder.add(i, ir.Constant(i.type, 1))
         nxt = builder.select(builder.icmp_signed("<", nxt, rows), nxt, builder.sub(rows, ir.Constant(i.type, 1)))
-        at = builder.gep(builder.bitcast(ary.data, ir.IntType(8).as_pointer()), [builder.mul(nxt, stride)])
-        return builder.bitcast(at, ary.data.type)
+        return _emit_row_pointer(builder, ary, nxt)
 
     return types.CPointer(arr.dtype)(arr, i), codegen
 
@@ -645,7 +661,6 @@ def _data(typingctx, arr):
     return types.CPointer(arr.dtype)(arr), codegen
 
 
-
 # ---------------------------------------------------------------- streaming stores
 
 # Softmax rows of 3 KiB to 32 KiB (float32: 768 to 8192 classes) are computed in a
@@ -730,48 +745,12 @@ def _sfence(typingctx):
     return types.none(), codegen
 
 
-@intrinsic
-def _row_at(typingctx, arr, i):
-    """A pointer to row ``i`` of a 2-d array (no view: a view costs two atomic counts)."""
-
-    def codegen(context, builder, signature, args):
-        ary = context.make_array(signature.args[0])(context, builder, args[0])
-        stride = builder.extract_value(ary.strides, 0)
-        at = builder.gep(builder.bitcast(ary.data, ir.IntType(8).as_pointer()), [builder.mul(args[1], stride)])
-        return builder.bitcast(at, ary.data.type)
-
-    return types.CPointer(arr.dtype)(arr, i), codegen
-
-
 @njit(cache=True, inline="always")
 def _streams(out):
     """Whether a driver streams ``out`` (see ``_STREAM_ROW_BYTES``)."""
     row = out.shape[1] * out.itemsize
     return (_X86 and _STREAM_ROW_BYTES[0] <= row <= _STREAM_ROW_BYTES[1]
             and out.shape[0] * row >= _STREAM_MIN_BYTES)
-
-
-@njit(cache=True, inline="always")
-def _parts(n, stream):
-    """How a driver splits its rows: a part a row, or ``_STREAM_PARTS`` parts when streaming."""
-    return min(n, _STREAM_PARTS) if stream else n
-
-
-@njit(cache=True, inline="always")
-def _scratch(out, parts, stream):
-    """A scratch row for each part when streaming (allocated once a call), else none."""
-    return np.empty((parts if stream else 0, out.shape[1]), dtype=out.dtype)
-
-
-@njit(cache=True, inline="always")
-def _destination(out, i, scratch, p, stream):
-    """Where row ``i``'s exponentials go: part ``p``'s scratch row when streaming, else ``out[i]``.
-
-    An array over a raw pointer (``carray``): no reference counts, and one
-    type on both paths, so that one inlined copy of the row's code serves
-    both (two copies of ``_row_r`` in one driver upset Numba's IR checks).
-    """
-    return carray(_row_at(scratch, p) if stream else _row_at(out, i), out.shape[1])
 
 
 @njit(cache=True, inline="always")
@@ -1068,12 +1047,14 @@ def _softmax_rows(x, out, bad):
             _softmax_block(x, out, bad, b * _SHORT_ROWS, min(n, (b + 1) * _SHORT_ROWS))
         return
     stream = _streams(out)
-    parts = _parts(n, stream)
-    scratch = _scratch(out, parts, stream)
+    parts = min(n, _STREAM_PARTS) if stream else n  # streaming: a scratch row a part
+    scratch = np.empty((parts if stream else 0, out.shape[1]), dtype=out.dtype)
     for p in prange(parts):
         for i in range(p * n // parts, (p + 1) * n // parts):
             row = x[i]
-            o = _destination(out, i, scratch, p, stream)
+            # where the exponentials go: an array over a raw pointer (carray), no reference
+            # counts and one type for both places, so one inlined copy of the row's code
+            o = carray(_row_at(scratch, p) if stream else _row_at(out, i), out.shape[1])
             m = _row_max(row)
             s = _exp_sum(row, m, o, True, True, _next_row(x, i))
             if not _finite(s):
