@@ -202,18 +202,14 @@ def test_row_max_every_length_and_position(dtype):
 
 
 @numba.njit(cache=True)
-def _first_equal(x, v):
-    return K._first_equal_head(x, v)
-
-
-@numba.njit(cache=True)
-def _head_store(x, m, out, skip):
-    return K._exp_sum_head_store(x, m, out, skip, K._next_row(x.reshape(1, -1), 0))  # prefetches x
+def _head_store(x, m, out, ties):
+    # prefetches x, and out for writing
+    return K._exp_sum_head_store(x, m, out, ties, K._next_row(x.reshape(1, -1), 0), K._next_row(out.reshape(1, -1), 0))
 
 
 @numba.njit(cache=True)
 def _fast_r32(x, m, out, store):
-    return K._fast_r32(x, m, out, store, K._next_row(x.reshape(1, -1), 0))
+    return K._fast_r32(x, m, out, store, K._next_row(x.reshape(1, -1), 0), K._next_row(out.reshape(1, -1), 0))
 
 
 @numba.njit(cache=True)
@@ -224,54 +220,50 @@ def _exp32_fast_clamped(d):
     return out
 
 
-def test_first_equal_every_length_and_position():
-    # vector IR over the first n - n % 8 entries; the caller scans the rest
-    rng = np.random.default_rng(4)
-    for n in range(1, 41):
-        covered = n - n % 8
-        for at in range(n):
-            x = rng.normal(0, 1, n).astype(np.float32) - 10
-            x[at] = 3.0
-            assert _first_equal(x, np.float32(3.0)) == min(at, covered), (n, at)
-    x = np.full(24, 3.0, np.float32)
-    x[:9] = np.nan  # never equal; the first of the ties after them
-    assert _first_equal(x, np.float32(3.0)) == 9
-
-
 def test_exp_sum_head_lanes_compute_exp32_fast():
-    """The 8-lane loop runs exp32_fast's IR: the same bits on a sample of every binade in [-104, 0]."""
+    """The 16-lane loop runs exp32_fast's IR: the same bits on a sample of every binade in [-104, 0]."""
     start = int(np.array(np.float32(-0.0)).view(np.uint32))
     stop = int(np.array(np.float32(-104.0)).view(np.uint32)) + 1
     d = np.arange(start, stop, 251, dtype=np.uint32).view(np.float32)
     d = np.concatenate([d, np.float32([-104.0, -104.00001, -150.0, -np.inf])])
-    d = d[: len(d) - len(d) % 8]
+    d = d[: len(d) - len(d) % K._HEAD_LANES]
     out = np.empty_like(d)
-    _head_store(d, np.float32(0.0), out, len(d))
+    _head_store(d, np.float32(0.0), out, 0.0)
     np.testing.assert_array_equal(out, _exp32_fast_clamped(d))
 
 
 def _rows_with_a_maximum(rng, n):
     """Rows of length ``n`` with a unique maximum at several places: ordinary, confident, near ties."""
-    for at in sorted({0, n // 2, n - 1, max(n - n % 8 - 1, 0)}):
+    for at in sorted({0, n // 2, n - 1, max(n - n % 8 - 1, 0), max(n - n % K._HEAD_LANES - 1, 0)}):
         for spread, lift in ((3.0, 1.0), (1.0, 30.0), (0.01, 0.0)):
             x = rng.normal(0, spread, n).astype(np.float32)
             x[at] = x.max() + np.float32(lift)
             yield at, x, np.float32(K._row_max(x))  # float32: Numba returns a Python float
 
 
-@pytest.mark.parametrize("n", [8, 9, 63, 64, 65, 72, 127, 1000, 4099])
-def test_exp_sum_head_leaves_out_exactly_the_maximal_term(n):
-    """The 8-lane sum over the first n - n % 8 entries without ``skip``: within 1e-6 of itself,
-    however small (the maximal term, exactly 1, never enters a sum)."""
+@pytest.mark.parametrize("n", [8, 9, 16, 17, 63, 64, 65, 72, 80, 127, 1000, 4099])
+def test_exp_sum_head_leaves_out_exactly_the_maximal_terms(n):
+    """The 16-lane sum over the first n - n % 16 entries without the maximal ones, which it counts
+    instead: within 1e-6 of itself, however small (a maximal term, exactly 1, never enters a sum)."""
     rng = np.random.default_rng(n)
-    covered = n - n % 8
+    covered = n - n % K._HEAD_LANES
     out = np.empty(n, np.float32)
     for at, x, m in _rows_with_a_maximum(rng, n):
-        got = _head_store(x, m, out, at)
+        ties = -1.0 if at < covered else 0.0  # the caller's count: -1 + the maximal entries elsewhere
+        got = _head_store(x, m, out, ties)
         d = x[:covered].astype(np.float64) - np.float64(m)
         ref = np.exp(np.delete(d, at) if at < covered else d).sum()
         assert abs(got - ref) <= 1e-6 * ref, (at, got, ref)
         assert at >= covered or out[at] == 1.0
+        if covered >= 2:  # two more maximal entries in the head: each counts 1, exactly
+            y = x.copy()
+            y[[0, covered - 1]] = m
+            d = y[:covered].astype(np.float64) - np.float64(m)
+            ref = np.exp(d[d < 0]).sum() + np.count_nonzero(d == 0) - 1
+            got = _head_store(y, m, out, -1.0)
+            assert abs(got - ref) <= 1e-6 * ref, (at, got, ref)
+            y[covered // 2] = np.nan  # a NaN entry reaches the sum
+            assert np.isnan(_head_store(y, m, out, -1.0))
 
 
 @pytest.mark.parametrize("n", [K._HEAD_FROM, 1000, 4099])

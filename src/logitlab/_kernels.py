@@ -9,9 +9,9 @@ result once. Per row:
    memory here, later passes hit the cache);
 2. ``e_j = exp(x_j - m)`` and their sum in one loop. ``log1p`` needs
    ``r``, the sum *without* the maximal term (exactly 1): float32 rows of
-   256 entries and more sum it directly, eight lanes at a time in an LLVM
-   function of our own (``_exp_sum_head``), leaving out the first maximal
-   entry (``_first_equal_head`` finds it); shorter rows and float64 rows
+   256 entries and more sum it directly, sixteen lanes at a time in an LLVM
+   function of our own (``_exp_sum_head``), leaving out the entries equal
+   to ``m`` and counting them instead; shorter rows and float64 rows
    take ``r = S - 1``. On very confident rows that subtraction, or the fast
    exponentials' rounding, could cost ``r`` its relative accuracy, so ``r``
    is summed again there (see ``_row_r``);
@@ -253,7 +253,7 @@ def exp32_fast(typingctx, d):
     result carries a relative error up to ``|k| 1.9e-9`` (3e-7 at ``d =
     -104``) besides the polynomial's: within 5 ulp over the whole range
     (tested on every input). One FMA fewer than :func:`exp32_shifted`.
-    The same IR (``_emit_exp32_shifted``) runs 8 lanes at a time in
+    The same IR (``_emit_exp32_shifted``) runs 16 lanes at a time in
     ``_exp_sum_head``.
     """
     if d != types.float32:
@@ -411,13 +411,13 @@ def _row_max(x):
     return m
 
 
-def _emit_prefetch(builder, pointer):
+def _emit_prefetch(builder, pointer, write=False):
     """IR prefetching the cache line at ``pointer`` (for reading, into every cache level)."""
     i8p = ir.IntType(8).as_pointer()
     i32 = ir.IntType(32)
     fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
                                         "llvm.prefetch.p0i8")
-    builder.call(fn, [builder.bitcast(pointer, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3),
+    builder.call(fn, [builder.bitcast(pointer, i8p), ir.Constant(i32, int(write)), ir.Constant(i32, 3),
                       ir.Constant(i32, 1)])
 
 
@@ -467,56 +467,6 @@ def _prefetch_block(typingctx, row, start):
     return types.none(row, start), codegen
 
 
-@intrinsic
-def _first_equal_head(typingctx, arr, value):
-    """The first ``j`` with ``arr[j] == value`` among the first ``n - n % 8`` entries, else ``n - n % 8``.
-
-    Vector IR, eight float32 at a time, stopping at the first vector that
-    holds ``value`` (the row is in cache after the maximum).
-    """
-    if arr.dtype != types.float32:
-        return None
-
-    def codegen(context, builder, signature, args):
-        ary = context.make_array(signature.args[0])(context, builder, args[0])
-        n = builder.extract_value(ary.shape, 0)
-        intp = n.type
-        vty = ir.VectorType(ir.FloatType(), 8)
-        target = _broadcast(builder, args[1], 8)
-        nvec = builder.sdiv(n, ir.Constant(intp, 8))
-        covered = builder.mul(nvec, ir.Constant(intp, 8))
-        entry = builder.basic_block
-        head = builder.append_basic_block("first.head")
-        body = builder.append_basic_block("first.body")
-        step = builder.append_basic_block("first.step")
-        found = builder.append_basic_block("first.found")
-        done = builder.append_basic_block("first.done")
-        builder.branch(head)
-        builder.position_at_end(head)
-        v = builder.phi(intp)
-        v.add_incoming(ir.Constant(intp, 0), entry)
-        builder.cbranch(builder.icmp_signed("<", v, nvec), body, done)
-        builder.position_at_end(body)
-        at = builder.gep(ary.data, [builder.mul(v, ir.Constant(intp, 8))])
-        xv = builder.load(builder.bitcast(at, vty.as_pointer()), align=4)
-        hits = builder.bitcast(builder.fcmp_ordered("==", xv, target), ir.IntType(8))
-        builder.cbranch(builder.icmp_unsigned("!=", hits, ir.Constant(ir.IntType(8), 0)), found, step)
-        builder.position_at_end(step)
-        v.add_incoming(builder.add(v, ir.Constant(intp, 1)), step)
-        builder.branch(head)
-        builder.position_at_end(found)
-        lane = builder.zext(builder.cttz(hits, ir.Constant(ir.IntType(1), 1)), intp)
-        at_hit = builder.add(builder.mul(v, ir.Constant(intp, 8)), lane)
-        builder.branch(done)
-        builder.position_at_end(done)
-        j = builder.phi(intp)
-        j.add_incoming(covered, head)
-        j.add_incoming(at_hit, found)
-        return j
-
-    return types.intp(arr, value), codegen
-
-
 def _broadcast(builder, value, lanes):
     """A vector of ``lanes`` copies of the scalar IR ``value``."""
     vty = ir.VectorType(value.type, lanes)
@@ -526,104 +476,113 @@ def _broadcast(builder, value, lanes):
 
 
 _HEAD_FROM = 256  # rows shorter than this are summed by _exp_sum
-_HEAD_BLOCK = 8  # vectors of 8 float32 summed in float32 before adding to the float64 total
+_HEAD_LANES = 16  # float32 lanes of _exp_sum_head (AVX2 runs them as two 8-lane halves)
+_HEAD_BLOCK = 8  # terms each lane sums in float32 before adding its block to the float64 total
 
 
 def _head_function(module, intp, store):
-    """The LLVM function behind ``_exp_sum_head``: ``double(float* x, float* out, n, float m, skip, float* nxt)``.
+    """The LLVM function behind ``_exp_sum_head``: ``double(float* x, float* out, n, float m, double ties, float* nxt,
+    float* nxt_out)``.
 
     A function of its own, never inlined: inside a kernel's driver the loop
     competes for registers with the driver's values, and LLVM reloads its
     ten constants on every vector (a third more instructions). Raw pointers,
-    so the call counts no references. With each vector of ``x`` it
-    prefetches the same place of ``nxt`` (the next row), so that the next
-    row's first pass, which would wait on memory with the arithmetic units
-    idle, reads from cache: the row's arithmetic and the next row's memory
-    traffic overlap (16-24 % faster on arrays that do not fit in cache).
+    so the call counts no references. With each vector of ``x`` (a cache
+    line) it prefetches the same place of ``nxt`` (the next row), so that
+    the next row's first pass, which would wait on memory with the
+    arithmetic units idle, reads from cache: the row's arithmetic and the
+    next row's memory traffic overlap (16-24 % faster on arrays that do not
+    fit in cache). With ``store`` it also prefetches ``nxt_out`` for
+    writing (the next row of the output), whose lines would otherwise be
+    read from memory when first stored to, with the store queue full
+    (the sparse CE kernel 1.15-1.2x faster on one core). Blocks of ``_HEAD_BLOCK`` vectors, unrolled, then the
+    remaining vectors one at a time.
     """
     name = f"logitlab_exp_sum_head_{'store' if store else 'sum'}"
     if name in module.globals:
         return module.globals[name]
     fptr = ir.FloatType().as_pointer()
     fn = ir.Function(module, ir.FunctionType(ir.DoubleType(),
-                                             [fptr, fptr, intp, ir.FloatType(), intp, fptr]), name)
+                                             [fptr, fptr, intp, ir.FloatType(), ir.DoubleType(), fptr, fptr]),
+                     name)
     fn.linkage = "internal"
     fn.attributes.add("noinline")
     builder = ir.IRBuilder(fn.append_basic_block("entry"))
-    x, out, n, m, skip, nxt = fn.args
-    fvec = ir.VectorType(ir.FloatType(), 8)
-    dvec = ir.VectorType(ir.DoubleType(), 8)
-    msplat = _broadcast(builder, m, 8)
+    x, out, n, m, ties_before, nxt, nxt_out = fn.args
+    lanes = _HEAD_LANES
+    fvec = ir.VectorType(ir.FloatType(), lanes)
+    dvec = ir.VectorType(ir.DoubleType(), lanes)
+    ivec = ir.VectorType(ir.IntType(32), lanes)
+    msplat = _broadcast(builder, m, lanes)
     floor = _splat(fvec, -104.0)
     zero = _splat(fvec, 0.0)
-    vskip = builder.sdiv(skip, ir.Constant(intp, 8))
-    skip_lanes = builder.icmp_signed(  # all but the lane of ``skip`` in its vector
-        "!=", ir.Constant(ir.VectorType(intp, 8), list(range(8))),
-        _broadcast(builder, builder.srem(skip, ir.Constant(intp, 8)), 8))
-    nvec = builder.sdiv(n, ir.Constant(intp, 8))
+    nvec = builder.sdiv(n, ir.Constant(intp, lanes))
     total = cgutils.alloca_once_value(builder, _splat(dvec, 0.0))
-    acc = cgutils.alloca_once_value(builder, zero)
+    ties = cgutils.alloca_once_value(builder, _splat(ivec, 0))
 
-    def one_vector(v):
-        at = builder.mul(v, ir.Constant(intp, 8))
+    def one_vector(v, acc):
+        at = builder.mul(v, ir.Constant(intp, lanes))
         _emit_prefetch(builder, builder.gep(nxt, [at]))
+        if store:
+            _emit_prefetch(builder, builder.gep(nxt_out, [at]), write=True)
         xv = builder.load(builder.bitcast(builder.gep(x, [at]), fvec.as_pointer()), align=4)
         d = builder.fsub(xv, msplat)
         e = _emit_exp32_shifted(builder, builder.select(builder.fcmp_ordered("<", d, floor), floor, d))
         if store:
             builder.store(e, builder.bitcast(builder.gep(out, [at]), fvec.as_pointer()), align=4)
-        builder.store(builder.fadd(builder.load(acc), e), acc)
+        tie = builder.fcmp_ordered("==", xv, msplat)  # a maximal entry: counted, not summed
+        builder.store(builder.sub(builder.load(ties), builder.sext(tie, ivec)), ties)
+        return builder.fadd(acc, builder.select(tie, zero, e))  # a NaN entry reaches the sum
 
-    def flush(lanes=None):
-        block = builder.load(acc)
-        if lanes is not None:  # the block is the vector holding ``skip``: drop that lane
-            block = builder.select(lanes, block, zero)
-        builder.store(builder.fadd(builder.load(total), builder.fpext(block, dvec)), total)
-        builder.store(zero, acc)
+    def flush(acc):
+        builder.store(builder.fadd(builder.load(total), builder.fpext(acc, dvec)), total)
 
-    last_in_block = ir.Constant(intp, _HEAD_BLOCK - 1)
-    with cgutils.for_range(builder, nvec) as loop:
-        v = loop.index
-        one_vector(v)
-        # a block ends every _HEAD_BLOCK vectors, and around the vector holding ``skip``
-        holds = builder.icmp_signed("==", v, vskip)
-        before = builder.icmp_signed("==", builder.add(v, ir.Constant(intp, 1)), vskip)
-        at_end = builder.or_(builder.icmp_signed("==", builder.and_(v, last_in_block), last_in_block),
-                             builder.or_(holds, before))
-        with builder.if_then(at_end):
-            with builder.if_else(holds) as (holds_skip, other):
-                with holds_skip:
-                    flush(skip_lanes)
-                with other:
-                    flush()
-    flush()
+    blocks = builder.sdiv(nvec, ir.Constant(intp, _HEAD_BLOCK))
+    with cgutils.for_range(builder, blocks) as loop:
+        base = builder.mul(loop.index, ir.Constant(intp, _HEAD_BLOCK))
+        acc = zero
+        for k in range(_HEAD_BLOCK):
+            acc = one_vector(builder.add(base, ir.Constant(intp, k)), acc)
+        flush(acc)
+    done = builder.mul(blocks, ir.Constant(intp, _HEAD_BLOCK))
+    rest = cgutils.alloca_once_value(builder, zero)
+    with cgutils.for_range(builder, builder.sub(nvec, done)) as loop:
+        builder.store(one_vector(builder.add(done, loop.index), builder.load(rest)), rest)
+    flush(builder.load(rest))
     t = builder.load(total)
     s = builder.extract_element(t, ir.Constant(ir.IntType(32), 0))
-    for k in range(1, 8):
+    for k in range(1, lanes):
         s = builder.fadd(s, builder.extract_element(t, ir.Constant(ir.IntType(32), k)))
-    builder.ret(s)
+    tv = builder.load(ties)
+    count = builder.extract_element(tv, ir.Constant(ir.IntType(32), 0))
+    for k in range(1, lanes):
+        count = builder.add(count, builder.extract_element(tv, ir.Constant(ir.IntType(32), k)))
+    # the ties enter once, as an exact integer: with one maximal entry r is the sum alone
+    builder.ret(builder.fadd(s, builder.fadd(builder.sitofp(count, ir.DoubleType()), ties_before)))
     return fn
 
 
 def _exp_sum_head_intrinsic(store):
-    """An intrinsic ``(x, m, out, skip, nxt) -> sum`` over the first ``n - n % 8`` entries of a float32 row.
+    """An intrinsic ``(x, m, out, ties, nxt, nxt_out) -> r`` over the first ``n - n % 16`` entries of a float32 row.
 
-    ``sum_{j != skip} exp32_fast(max(x_j - m, -104))``, eight lanes at a
-    time (``_emit_exp32_shifted``, so each lane computes what the scalar
-    ``exp32_fast`` computes). Each lane adds at most ``_HEAD_BLOCK = 8``
-    terms in float32 (a relative error below ``7 2**-24 = 4.2e-7``) before
-    the block goes into a float64 total. The vector holding ``skip`` (the
-    row's first maximal entry, whose term is exactly 1) is a block of its
-    own with that lane dropped: the 1 never enters a sum, so the result
-    keeps its relative accuracy however small it is, which ``S - 1`` would
-    not. With ``store``, ``out_j = exp(x_j - m)`` for every ``j`` (``out``
-    may be ``x``: each vector is read before it is written). A NaN passes
-    the clamp and reaches the sum. ``nxt`` (a pointer to as many entries as
-    ``x`` has, from ``_next_row``) is prefetched.
+    ``r = sum_{x_j != m} exp32_fast(max(x_j - m, -104)) + (ties + t)``,
+    ``t`` the entries equal to ``m`` (whose terms are exactly 1): with
+    ``ties = -1 + `` the maximal entries elsewhere in the row, ``r`` is the
+    sum without the first maximal term, and the 1 never enters a sum, so
+    ``r`` keeps its relative accuracy however small it is, which ``S - 1``
+    would not. ``_HEAD_LANES`` (16) lanes at a time (``_emit_exp32_shifted``,
+    so each lane computes what the scalar ``exp32_fast`` computes). Each
+    lane adds at most ``_HEAD_BLOCK = 8`` terms in float32 (a relative
+    error below ``7 2**-24 = 4.2e-7``) before the block goes into a float64
+    total. With ``store``, ``out_j = exp(x_j - m)`` for every ``j`` (``out``
+    may be ``x``: each vector is read before it is written). A NaN entry
+    reaches the sum. ``nxt`` (a pointer to as many entries as ``x`` has,
+    from ``_next_row``) is prefetched, and with ``store`` ``nxt_out`` for
+    writing.
     """
 
     @intrinsic
-    def head(typingctx, x, m, out, skip, nxt):
+    def head(typingctx, x, m, out, ties, nxt, nxt_out):
         if x.dtype != types.float32:
             return None
 
@@ -632,9 +591,9 @@ def _exp_sum_head_intrinsic(store):
             oa = context.make_array(signature.args[2])(context, builder, args[2])
             n = builder.extract_value(xa.shape, 0)
             fn = _head_function(builder.module, n.type, store)
-            return builder.call(fn, [xa.data, oa.data, n, args[1], args[3], args[4]])
+            return builder.call(fn, [xa.data, oa.data, n, args[1], args[3], args[4], args[5]])
 
-        return types.float64(x, m, out, skip, nxt), codegen
+        return types.float64(x, m, out, types.float64, nxt, nxt_out), codegen
 
     return head
 
@@ -805,7 +764,7 @@ def _exp_sum_at(x, n, m, out, store, exact, nxt):
 
 
 @njit(cache=True, fastmath=_EXACT, inline="always")  # a call would count references to x, out
-def _fast_r32(x, m, out, store, nxt):
+def _fast_r32(x, m, out, store, nxt, nxt_out):
     """``r = sum_{j != j*} exp(x_j - m)`` for a float32 row, ``j*`` its first maximal entry.
 
     Fast exponentials (``exp32_fast``) summed by ``_exp_sum_head`` and a
@@ -817,33 +776,34 @@ def _fast_r32(x, m, out, store, nxt):
         return _exp_sum(x, m, out, store, False, nxt) - 1.0
     if not _finite(m):
         return np.nan
-    k = n - n % 8
-    skip = _first_equal_head(x, m)
-    if skip == k:
-        skip = n  # no maximal entry: a NaN row, whose sum is NaN
-        for j in range(k, n):
-            if x[j] == m:
-                skip = j
-                break
-    s = _exp_sum_head_store(x, m, out, skip, nxt) if store else _exp_sum_head(x, m, out, skip, nxt)
-    for j in range(k, n):
-        e = _fast_exp32(x[j], m)
+    ties = -1.0  # the maximal entries, but one, count 1 each
+    tail = 0.0
+    for j in range(n - n % _HEAD_LANES, n):  # what _exp_sum_head leaves
+        v = x[j]  # before out[j] (which may be x[j]) is written
+        e = _fast_exp32(v, m)
         if store:
             out[j] = e
-        if j != skip:
-            s += np.float64(e)
+        if v == m:
+            ties += 1.0
+        else:
+            tail += np.float64(e)
+    if store:
+        head = _exp_sum_head_store(x, m, out, ties, nxt, nxt_out)
+    else:
+        head = _exp_sum_head(x, m, out, ties, nxt, nxt_out)
+    s = head + tail
     return s
 
 
-def _fast_r(x, m, out, store, nxt):
+def _fast_r(x, m, out, store, nxt, nxt_out):
     """``r = S - 1``, the sum of fast exponentials without the maximal term."""
 
 
 @overload(_fast_r, inline="always")
-def _fast_r_impl(x, m, out, store, nxt):
+def _fast_r_impl(x, m, out, store, nxt, nxt_out):
     if x.dtype == types.float32:
-        return lambda x, m, out, store, nxt: _fast_r32(x, m, out, store, nxt)
-    return lambda x, m, out, store, nxt: _exp_sum(x, m, out, store, False, nxt) - 1.0
+        return lambda x, m, out, store, nxt, nxt_out: _fast_r32(x, m, out, store, nxt, nxt_out)
+    return lambda x, m, out, store, nxt, nxt_out: _exp_sum(x, m, out, store, False, nxt) - 1.0
 
 
 @njit(cache=True, fastmath=_SUMS)
@@ -936,7 +896,7 @@ _REFINE = 8.0
 
 
 @njit(cache=True, inline="always")  # a call would count references to its arrays
-def _row_r(x, m, out, store, refine, nxt):
+def _row_r(x, m, out, store, refine, nxt, nxt_out):
     """``r = sum_{j != j*} exp(x_j - m)`` in float64 (NaN for a row holding a NaN).
 
     ``r`` from fast exponentials (``_fast_r``: without the maximal term for
@@ -949,7 +909,7 @@ def _row_r(x, m, out, store, refine, nxt):
     error could exceed ``4.8e-7 r`` (``refine`` is off when ``out`` is
     ``x``: the row is gone).
     """
-    r = _fast_r(x, m, out, store, nxt)
+    r = _fast_r(x, m, out, store, nxt, nxt_out)
     if r < _recount_below(x):
         r, w = _sum_below_max(x, m, out, True) if store else _sum_below_max(x, m, x, False)
         if refine and w > _REFINE * r:
@@ -1073,7 +1033,7 @@ def _log_softmax_rows(x, out, bad):
     for i in prange(x.shape[0]):
         row = x[i]
         m = _row_max(row)
-        r = _row_r(row, m, out[i], True, True, _next_row(x, i))
+        r = _row_r(row, m, out[i], True, True, _next_row(x, i), _next_row(out, i))
         if not _finite(r):
             bad[i] = True
             continue
@@ -1084,7 +1044,7 @@ def _logsumexp_rows(x, out, bad):
     for i in prange(x.shape[0]):
         row = x[i]
         m = _row_max(row)
-        r = _row_r(row, m, row, False, True, _next_row(x, i))
+        r = _row_r(row, m, row, False, True, _next_row(x, i), _row_at(x, i))
         if not _finite(r):
             bad[i] = True
             continue
@@ -1104,7 +1064,7 @@ def _sparse_ce_rows(x, labels, weight, scale, grad, loss, bad, refine):
         m = _row_max(row)
         y = labels[i]
         d_y = np.float64(row[y]) - np.float64(m) if w != 0.0 else 0.0
-        r = _row_r(row, m, g, True, refine, _next_row(x, i))
+        r = _row_r(row, m, g, True, refine, _next_row(x, i), _next_row(grad, i))
         if not _finite(r):
             bad[i] = True
             continue
@@ -1123,7 +1083,7 @@ def _categorical_ce_rows(x, t, scale, grad, loss, bad):
         g = grad[i]
         m = _row_max(row)
         big_t, td = _target_sums(row, ti, m)  # before g (which may be x) is written
-        r = _row_r(row, m, g, True, True, _next_row(x, i))
+        r = _row_r(row, m, g, True, True, _next_row(x, i), _next_row(grad, i))
         if not _finite(r):
             bad[i] = True
             continue
