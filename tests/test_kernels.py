@@ -59,7 +59,8 @@ def _bits_of(typingctx, value):
 
 @numba.njit(parallel=True, cache=True)
 def _bit_distances(start, stop, which):
-    """Worst errors of ``exp32`` (``which`` 0), ``exp32_shifted(x, 0)`` (1) or ``exp32_fast`` (2).
+    """Worst errors of ``exp32`` (``which`` 0), ``exp32_shifted(x, 0)`` (1), ``exp32_fast`` (2) or
+    ``exp32_scaled(x, 0)`` (3).
 
     Over float32 bit patterns.
     For the inputs ``[start, stop)`` (uint32 bit patterns) returns (max
@@ -82,6 +83,8 @@ def _bit_distances(start, stop, which):
                 got = K.exp32_shifted(x, np.float32(0.0))
             elif which == 2:
                 got = K.exp32_fast(x)
+            elif which == 3:
+                got = K.exp32_scaled(x, 0)
             else:
                 got = K.exp32(x)
             if x < np.float32(-110.0):
@@ -147,6 +150,41 @@ def test_exp32_fast_every_input_it_gets():
     stop = int(np.array(np.float32(-104.0)).view(np.uint32)) + 1
     ulp, sub, nan = _over_chunks(start, stop, 2)
     assert ulp <= 5 and sub <= 3 and nan == 0, (ulp, sub, nan)
+
+
+def test_exp32_scaled_every_input_it_gets_unshifted():
+    """Softmax's exp, ``exp(x) 2**-K``: with K = 0 every float32 in [-104, 1]."""
+    start = int(np.array(np.float32(-0.0)).view(np.uint32))
+    stop = int(np.array(np.float32(-104.0)).view(np.uint32)) + 1
+    ulp, sub, nan = _over_chunks(start, stop, 3)
+    assert ulp <= 3 and sub <= 2 and nan == 0, (ulp, sub, nan)
+    ulp, sub, nan = _over_chunks(0, int(np.array(np.float32(1.0)).view(np.uint32)) + 1, 3)
+    assert ulp <= 3 and sub == 0 and nan == 0, (ulp, sub, nan)
+
+
+@numba.njit(cache=True)
+def _exp32_scaled_many(x, k):
+    out = np.empty_like(x)
+    for j in range(x.shape[0]):
+        out[j] = K.exp32_scaled(x[j], k)
+    return out
+
+
+@pytest.mark.parametrize("k", [-94549, -151, -127, -64, -1, 1, 63, 127, 150, 94548])
+def test_exp32_scaled_with_any_shift(k):
+    """The shift only moves the exponent: ``exp(x) 2**-k`` for x in [k ln2 - 104, k ln2 + 1]
+    (|k| up to that of a maximum of 2**16), against libm's exp of ``x - k ln2`` in float64."""
+    rng = np.random.default_rng(abs(k))
+    c = k * math.log(2.0)
+    x = np.unique(rng.uniform(c - 104.0, c + 1.0, 200000).astype(np.float32))
+    x = x[(x >= c - 104.0) & (x <= c + 1.0)]
+    got = _exp32_scaled_many(x, k).astype(np.float64)
+    exact = np.exp(x.astype(np.float64) - c)  # x - c: rounded at 1e-16 relative, far below float32's
+    ref = exact.astype(np.float32).astype(np.float64)
+    normal = ref >= np.finfo(np.float32).tiny
+    ulps = np.abs(got - ref)[normal] / np.spacing(ref[normal].astype(np.float32)).astype(np.float64)
+    assert ulps.max() <= 3, (k, ulps.max())
+    assert np.max(np.abs(got - exact)[~normal], initial=0.0) <= 2 * 2.0**-149
 
 
 @numba.njit(cache=True)
@@ -291,6 +329,7 @@ def _adversarial(rng, dtype, n_classes):
     rows += [shift, np.full(n_classes, big), np.full(n_classes, -big)]
     spread = np.linspace(-big, big, n_classes)
     rows += [spread, rng.uniform(-8, 8, n_classes) + big / 3]
+    rows += [rng.uniform(-8, 8, n_classes) + big * 10]  # float32: beyond exp32_scaled's 2**16
     tie = rng.normal(0, 1, n_classes)
     tie[[0, -1]] = 5.0
     rows += [tie, np.where(np.arange(n_classes) % 3 == 0, -np.inf, rng.normal(0, 5, n_classes))]
@@ -348,9 +387,9 @@ def test_softmax_of_short_rows_by_blocks(dtype, n_classes, rng):
     wide[:, :n_classes] = x
     unpacked = wide[:, :n_classes]  # rows not back to back: the per-row path
     out, bad = np.empty_like(x), np.zeros(len(x), bool)
-    K.softmax_rows[0](unpacked, out, bad)
+    K.softmax_rows[0](unpacked, out, bad, False)
     block_out, block_bad = np.empty_like(x), np.zeros(len(x), bool)
-    K.softmax_rows[0](x, block_out, block_bad)
+    K.softmax_rows[0](x, block_out, block_bad, False)
     with np.errstate(invalid="ignore"):
         left = ~np.isfinite(x.max(axis=1)) | np.isnan(x).any(axis=1)  # for the reference's limits
     assert left.sum() >= 6
@@ -376,8 +415,8 @@ def test_parallel_and_serial_kernels_agree_bit_for_bit(dtype, rng):
     y = rng.integers(0, 300, size=600)
     short = rng.normal(0, 4, size=(7001, 10)).astype(dtype)  # rows by blocks
     for pair, args in [
-        (K.softmax_rows, lambda: (x, np.empty_like(x), np.zeros(600, bool))),
-        (K.softmax_rows, lambda: (short, np.empty_like(short), np.zeros(7001, bool))),
+        (K.softmax_rows, lambda: (x, np.empty_like(x), np.zeros(600, bool), True)),
+        (K.softmax_rows, lambda: (short, np.empty_like(short), np.zeros(7001, bool), True)),
         (K.log_softmax_rows, lambda: (x, np.empty_like(x), np.zeros(600, bool))),
         (K.sparse_ce_rows, lambda: (x, y, np.ones(600), 1 / 600, np.empty_like(x),
                                     np.empty(600), np.zeros(600, bool), True)),
@@ -403,12 +442,12 @@ def test_softmax_streamed_rows_match_reference_and_cached_path(dtype, n_classes,
     _assert_same(got, ref, dtype)
 
     out, bad = np.empty_like(x), np.zeros(n, bool)
-    K.softmax_rows[1](x, out, bad)
+    K.softmax_rows[1](x, out, bad, True)
     serial, serial_bad = np.empty_like(x), np.zeros(n, bool)
-    K.softmax_rows[0](x, serial, serial_bad)
+    K.softmax_rows[0](x, serial, serial_bad, False)
     cached, cached_bad = np.empty_like(x), np.zeros(n, bool)
     for lo in range(0, n, 100):
-        K.softmax_rows[0](x[lo:lo + 100], cached[lo:lo + 100], cached_bad[lo:lo + 100])
+        K.softmax_rows[0](x[lo:lo + 100], cached[lo:lo + 100], cached_bad[lo:lo + 100], False)
     assert bad.sum() == 6 and np.array_equal(bad, cached_bad) and np.array_equal(bad, serial_bad)
     assert np.array_equal(out[~bad], cached[~bad]) and np.array_equal(out[~bad], serial[~bad])
     assert np.array_equal(got[~bad], out[~bad])

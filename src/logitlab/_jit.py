@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 
 import numpy as np
@@ -74,14 +75,18 @@ def forced():
     return _state["mode"] == "always"
 
 
-def launch(pair, n_rows, size, *args):
-    """Run a (serial, parallel) kernel pair: parallel for large inputs if no other thread is."""
-    if size >= PARALLEL_SIZE and n_rows >= 2 and _PARALLEL_LOCK.acquire(blocking=False):
+def launch(pair, n_rows, size, *args, threaded=False):
+    """Run a (serial, parallel) kernel pair: parallel for large inputs if no other thread is
+    and Numba has more than one thread. With ``threaded``, the kernel's last argument says
+    which runs (True: the parallel one)."""
+    threads = sys.modules["numba"].get_num_threads  # loaded with the kernels
+    if (size >= PARALLEL_SIZE and n_rows >= 2 and threads() > 1
+            and _PARALLEL_LOCK.acquire(blocking=False)):
         try:
-            return pair[1](*args)
+            return pair[1](*args, *((True,) if threaded else ()))
         finally:
             _PARALLEL_LOCK.release()
-    return pair[0](*args)
+    return pair[0](*args, *((False,) if threaded else ()))
 
 
 @contextlib.contextmanager
@@ -108,7 +113,7 @@ def warm():
     if kernels is None:
         return 0
     calls = [  # each kernel pair, with a function making fresh arguments from x, t and y
-        (kernels.softmax_rows, lambda x, t, y: (x, np.empty_like(x), np.zeros(2, bool))),
+        (kernels.softmax_rows, lambda x, t, y: (x, np.empty_like(x), np.zeros(2, bool), True)),
         (kernels.log_softmax_rows, lambda x, t, y: (x, np.empty_like(x), np.zeros(2, bool))),
         (kernels.logsumexp_rows, lambda x, t, y: (x, np.empty(2), np.zeros(2, bool))),
         (kernels.sparse_ce_rows, lambda x, t, y: (x, y, np.ones(2), 0.5, np.empty_like(x),

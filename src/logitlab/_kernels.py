@@ -189,7 +189,7 @@ def _splat(ty, value):
     return ir.Constant(ty, value)
 
 
-def _emit_exp32_shifted(builder, d, err=None):
+def _emit_exp32_shifted(builder, d, err=None, shift=None):
     """IR for ``exp(d + err)``, ``-104 <= d <= 0``, on a float or a vector of floats.
 
     ``x = k ln2 + r`` with ``2**k`` applied as one factor ``2**(k + 64)`` on
@@ -198,9 +198,13 @@ def _emit_exp32_shifted(builder, d, err=None):
     ``_shifted_exp32``'s TwoSum) the reduction uses a two-part ``ln2``; without, one
     constant: ``r = d - k ln2_f32`` with float32's ``ln2`` (off by 1.9e-9),
     an error of up to ``|k| 1.9e-9`` (3e-7 at ``d = -104``), and one FMA
-    fewer. Every step is an IEEE operation or an explicit ``llvm.fma`` (no
-    fast-math flags), so a vector lane computes exactly what the scalar
-    intrinsics compute: the exhaustive tests of those are tests of the lanes.
+    fewer. With ``shift`` (an i32 ``K``): ``exp(d) 2**-K`` for ``-104 <= d -
+    K ln2 <= 1``, the two-part reduction and no error term: ``d`` is a logit
+    itself, exact, and ``2**-K`` takes the place of the row's maximum (see
+    ``_softmax_exps``). Every step is an IEEE operation or an explicit
+    ``llvm.fma`` (no fast-math flags), so a vector lane computes exactly
+    what the scalar intrinsics compute: the exhaustive tests of those are
+    tests of the lanes.
     """
     fty = d.type
     vector = isinstance(fty, ir.VectorType)
@@ -218,15 +222,20 @@ def _emit_exp32_shifted(builder, d, err=None):
 
     t = fma(d, c(_LOG2E32), c(_MAGIC32))  # k in the low bits of t
     kf = builder.fsub(t, c(_MAGIC32))
-    r = fma(kf, c(-_LN2_HI32), d)  # exact for |k| <= 2**8
+    r = fma(kf, c(-_LN2_HI32), d)  # exact: a multiple of 2**-25 below 0.35 in magnitude
     if err is not None:
         r = builder.fadd(fma(kf, c(-_LN2_LO32), r), err)
+    elif shift is not None:
+        r = fma(kf, c(-_LN2_LO32), r)
     c2, c3, c4, c5 = _P32_SHIFTED
     r2 = builder.fmul(r, r)
     q = fma(fma(c(c5), r, c(c4)), r2, fma(c(c3), r, c(c2)))
     p = fma(q, r2, fma(r, c(_ONE_SHIFTED), c(_ONE_SHIFTED)))  # exp(r) 2**-64
     magic_bits = int(np.array(_MAGIC32, dtype=np.float32).view(np.int32))
-    u = builder.add(builder.bitcast(t, ity), _splat(ity, 127 + _BIAS32 - magic_bits))
+    offset = ir.Constant(ir.IntType(32), 127 + _BIAS32 - magic_bits)
+    if shift is not None:  # 2**(k - K + 64): k - K in [-151, 2] keeps it normal
+        offset = builder.sub(offset, shift)
+    u = builder.add(builder.bitcast(t, ity), _broadcast(builder, offset, fty.count) if vector else offset)
     return builder.fmul(p, builder.bitcast(builder.shl(u, _splat(ity, 23)), fty))  # p 2**(k + 64)
 
 
@@ -263,6 +272,23 @@ def exp32_fast(typingctx, d):
         return _emit_exp32_shifted(builder, args[0])
 
     return types.float32(types.float32), codegen
+
+
+@intrinsic
+def exp32_scaled(typingctx, x, shift):
+    """``exp(x) 2**-shift`` for ``-104 <= x - shift ln2 <= 1``, ``|x| <= 2**16``: softmax's exponential.
+
+    ``x`` enters the reduction as it is, with no rounded difference and no
+    error term: the cheapest of the three and the most accurate.
+    """
+    if x != types.float32 or not isinstance(shift, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        k = context.cast(builder, args[1], signature.args[1], types.int32)
+        return _emit_exp32_shifted(builder, args[0], shift=k)
+
+    return types.float32(x, shift), codegen
 
 
 @njit(cache=True, fastmath=_EXACT)
@@ -480,59 +506,27 @@ _HEAD_LANES = 16  # float32 lanes of _exp_sum_head (AVX2 runs them as two 8-lane
 _HEAD_BLOCK = 8  # terms each lane sums in float32 before adding its block to the float64 total
 
 
-def _head_function(module, intp, store):
-    """The LLVM function behind ``_exp_sum_head``: ``double(float* x, float* out, n, float m, double ties, float* nxt,
-    float* nxt_out)``.
+def _emit_lane_total(builder, vec):
+    """IR for the sum of a vector's lanes, in lane order."""
+    total = builder.extract_element(vec, ir.Constant(ir.IntType(32), 0))
+    add = builder.fadd if isinstance(vec.type.element, (ir.FloatType, ir.DoubleType)) else builder.add
+    for k in range(1, vec.type.count):
+        total = add(total, builder.extract_element(vec, ir.Constant(ir.IntType(32), k)))
+    return total
 
-    A function of its own, never inlined: inside a kernel's driver the loop
-    competes for registers with the driver's values, and LLVM reloads its
-    ten constants on every vector (a third more instructions). Raw pointers,
-    so the call counts no references. With each vector of ``x`` (a cache
-    line) it prefetches the same place of ``nxt`` (the next row), so that
-    the next row's first pass, which would wait on memory with the
-    arithmetic units idle, reads from cache: the row's arithmetic and the
-    next row's memory traffic overlap (16-24 % faster on arrays that do not
-    fit in cache). With ``store`` it also prefetches ``nxt_out`` for
-    writing (the next row of the output), whose lines would otherwise be
-    read from memory when first stored to, with the store queue full
-    (the sparse CE kernel 1.15-1.2x faster on one core). Blocks of ``_HEAD_BLOCK`` vectors, unrolled, then the
-    remaining vectors one at a time.
+
+def _emit_block_sums(builder, nvec, one_vector):
+    """IR for ``sum`` over vectors ``0 .. nvec - 1`` of ``one_vector(v, acc) -> acc + terms``, a double.
+
+    In blocks of ``_HEAD_BLOCK`` vectors (unrolled), then the remaining
+    vectors one at a time: each lane adds at most ``_HEAD_BLOCK`` terms in
+    float32 before its block goes into a float64 total.
     """
-    name = f"logitlab_exp_sum_head_{'store' if store else 'sum'}"
-    if name in module.globals:
-        return module.globals[name]
-    fptr = ir.FloatType().as_pointer()
-    fn = ir.Function(module, ir.FunctionType(ir.DoubleType(),
-                                             [fptr, fptr, intp, ir.FloatType(), ir.DoubleType(), fptr, fptr]),
-                     name)
-    fn.linkage = "internal"
-    fn.attributes.add("noinline")
-    builder = ir.IRBuilder(fn.append_basic_block("entry"))
-    x, out, n, m, ties_before, nxt, nxt_out = fn.args
-    lanes = _HEAD_LANES
-    fvec = ir.VectorType(ir.FloatType(), lanes)
-    dvec = ir.VectorType(ir.DoubleType(), lanes)
-    ivec = ir.VectorType(ir.IntType(32), lanes)
-    msplat = _broadcast(builder, m, lanes)
-    floor = _splat(fvec, -104.0)
+    intp = nvec.type
+    fvec = ir.VectorType(ir.FloatType(), _HEAD_LANES)
+    dvec = ir.VectorType(ir.DoubleType(), _HEAD_LANES)
     zero = _splat(fvec, 0.0)
-    nvec = builder.sdiv(n, ir.Constant(intp, lanes))
     total = cgutils.alloca_once_value(builder, _splat(dvec, 0.0))
-    ties = cgutils.alloca_once_value(builder, _splat(ivec, 0))
-
-    def one_vector(v, acc):
-        at = builder.mul(v, ir.Constant(intp, lanes))
-        _emit_prefetch(builder, builder.gep(nxt, [at]))
-        if store:
-            _emit_prefetch(builder, builder.gep(nxt_out, [at]), write=True)
-        xv = builder.load(builder.bitcast(builder.gep(x, [at]), fvec.as_pointer()), align=4)
-        d = builder.fsub(xv, msplat)
-        e = _emit_exp32_shifted(builder, builder.select(builder.fcmp_ordered("<", d, floor), floor, d))
-        if store:
-            builder.store(e, builder.bitcast(builder.gep(out, [at]), fvec.as_pointer()), align=4)
-        tie = builder.fcmp_ordered("==", xv, msplat)  # a maximal entry: counted, not summed
-        builder.store(builder.sub(builder.load(ties), builder.sext(tie, ivec)), ties)
-        return builder.fadd(acc, builder.select(tie, zero, e))  # a NaN entry reaches the sum
 
     def flush(acc):
         builder.store(builder.fadd(builder.load(total), builder.fpext(acc, dvec)), total)
@@ -549,14 +543,62 @@ def _head_function(module, intp, store):
     with cgutils.for_range(builder, builder.sub(nvec, done)) as loop:
         builder.store(one_vector(builder.add(done, loop.index), builder.load(rest)), rest)
     flush(builder.load(rest))
-    t = builder.load(total)
-    s = builder.extract_element(t, ir.Constant(ir.IntType(32), 0))
-    for k in range(1, lanes):
-        s = builder.fadd(s, builder.extract_element(t, ir.Constant(ir.IntType(32), k)))
-    tv = builder.load(ties)
-    count = builder.extract_element(tv, ir.Constant(ir.IntType(32), 0))
-    for k in range(1, lanes):
-        count = builder.add(count, builder.extract_element(tv, ir.Constant(ir.IntType(32), k)))
+    return _emit_lane_total(builder, builder.load(total))
+
+
+def _head_function(module, intp, store):
+    """The LLVM function behind ``_exp_sum_head``: ``double(float* x, float* out, n, float m, double ties, float* nxt,
+    float* nxt_out)``.
+
+    A function of its own, never inlined: inside a kernel's driver the loop
+    competes for registers with the driver's values, and LLVM reloads its
+    ten constants on every vector (a third more instructions). Raw pointers,
+    so the call counts no references. With each vector of ``x`` (a cache
+    line) it prefetches the same place of ``nxt`` (the next row), so that
+    the next row's first pass, which would wait on memory with the
+    arithmetic units idle, reads from cache: the row's arithmetic and the
+    next row's memory traffic overlap (16-24 % faster on arrays that do not
+    fit in cache). With ``store`` it also prefetches ``nxt_out`` for
+    writing (the next row of the output), whose lines would otherwise be
+    read from memory when first stored to, with the store queue full
+    (the sparse CE kernel 1.15-1.2x faster on one core).
+    """
+    name = f"logitlab_exp_sum_head_{'store' if store else 'sum'}"
+    if name in module.globals:
+        return module.globals[name]
+    fptr = ir.FloatType().as_pointer()
+    fn = ir.Function(module, ir.FunctionType(ir.DoubleType(),
+                                             [fptr, fptr, intp, ir.FloatType(), ir.DoubleType(), fptr, fptr]),
+                     name)
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    builder = ir.IRBuilder(fn.append_basic_block("entry"))
+    x, out, n, m, ties_before, nxt, nxt_out = fn.args
+    lanes = _HEAD_LANES
+    fvec = ir.VectorType(ir.FloatType(), lanes)
+    ivec = ir.VectorType(ir.IntType(32), lanes)
+    msplat = _broadcast(builder, m, lanes)
+    floor = _splat(fvec, -104.0)
+    zero = _splat(fvec, 0.0)
+    nvec = builder.sdiv(n, ir.Constant(intp, lanes))
+    ties = cgutils.alloca_once_value(builder, _splat(ivec, 0))
+
+    def one_vector(v, acc):
+        at = builder.mul(v, ir.Constant(intp, lanes))
+        _emit_prefetch(builder, builder.gep(nxt, [at]))
+        if store:
+            _emit_prefetch(builder, builder.gep(nxt_out, [at]), write=True)
+        xv = builder.load(builder.bitcast(builder.gep(x, [at]), fvec.as_pointer()), align=4)
+        d = builder.fsub(xv, msplat)
+        e = _emit_exp32_shifted(builder, builder.select(builder.fcmp_ordered("<", d, floor), floor, d))
+        if store:
+            builder.store(e, builder.bitcast(builder.gep(out, [at]), fvec.as_pointer()), align=4)
+        tie = builder.fcmp_ordered("==", xv, msplat)  # a maximal entry: counted, not summed
+        builder.store(builder.sub(builder.load(ties), builder.sext(tie, ivec)), ties)
+        return builder.fadd(acc, builder.select(tie, zero, e))  # a NaN entry reaches the sum
+
+    s = _emit_block_sums(builder, nvec, one_vector)
+    count = _emit_lane_total(builder, builder.load(ties))
     # the ties enter once, as an exact integer: with one maximal entry r is the sum alone
     builder.ret(builder.fadd(s, builder.fadd(builder.sitofp(count, ir.DoubleType()), ties_before)))
     return fn
@@ -600,6 +642,72 @@ def _exp_sum_head_intrinsic(store):
 
 _exp_sum_head_store = _exp_sum_head_intrinsic(True)
 _exp_sum_head = _exp_sum_head_intrinsic(False)
+
+
+def _softmax_function(module, intp):
+    """The LLVM function behind ``_exp_scaled_sum``: ``double(float* x, float* out, n, float floor, i32 shift,
+    float* nxt, float* nxt_out)``.
+
+    ``out_j = exp32_scaled(max(x_j, floor), shift)`` for every ``j < n``,
+    and their sum: ``_HEAD_LANES`` lanes at a time in blocks
+    (``_emit_block_sums``), the last ``n % 16`` one at a time (the same
+    IR on scalars). Prefetches as ``_head_function`` does. A NaN entry
+    passes the clamp and reaches the sum.
+    """
+    name = "logitlab_softmax_exps"
+    if name in module.globals:
+        return module.globals[name]
+    fptr = ir.FloatType().as_pointer()
+    i32 = ir.IntType(32)
+    fn = ir.Function(module, ir.FunctionType(ir.DoubleType(), [fptr, fptr, intp, ir.FloatType(), i32, fptr, fptr]),
+                     name)
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    builder = ir.IRBuilder(fn.append_basic_block("entry"))
+    x, out, n, floor, shift, nxt, nxt_out = fn.args
+    lanes = _HEAD_LANES
+    fvec = ir.VectorType(ir.FloatType(), lanes)
+    vfloor = _broadcast(builder, floor, lanes)
+
+    def exp_at(at, ty, bound):
+        xv = builder.load(builder.bitcast(builder.gep(x, [at]), ty.as_pointer()), align=4)
+        e = _emit_exp32_shifted(builder, builder.select(builder.fcmp_ordered("<", xv, bound), bound, xv),
+                                shift=shift)
+        builder.store(e, builder.bitcast(builder.gep(out, [at]), ty.as_pointer()), align=4)
+        return e
+
+    def one_vector(v, acc):
+        at = builder.mul(v, ir.Constant(intp, lanes))
+        _emit_prefetch(builder, builder.gep(nxt, [at]))
+        _emit_prefetch(builder, builder.gep(nxt_out, [at]), write=True)
+        return builder.fadd(acc, exp_at(at, fvec, vfloor))
+
+    nvec = builder.sdiv(n, ir.Constant(intp, lanes))
+    total = _emit_block_sums(builder, nvec, one_vector)
+    tail = cgutils.alloca_once_value(builder, ir.Constant(ir.FloatType(), 0.0))
+    done = builder.mul(nvec, ir.Constant(intp, lanes))
+    with cgutils.for_range(builder, builder.sub(n, done)) as loop:
+        e = exp_at(builder.add(done, loop.index), ir.FloatType(), floor)
+        builder.store(builder.fadd(builder.load(tail), e), tail)
+    builder.ret(builder.fadd(total, builder.fpext(builder.load(tail), ir.DoubleType())))
+    return fn
+
+
+@intrinsic
+def _exp_scaled_sum(typingctx, x, out, floor, shift, nxt, nxt_out):
+    """``sum_j out_j``, ``out_j = exp32_scaled(max(x_j, floor), shift)``, for a float32 row (see ``_softmax_exps``)."""
+    if x.dtype != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        xa = context.make_array(signature.args[0])(context, builder, args[0])
+        oa = context.make_array(signature.args[1])(context, builder, args[1])
+        n = builder.extract_value(xa.shape, 0)
+        fn = _softmax_function(builder.module, n.type)
+        k = context.cast(builder, args[3], signature.args[3], types.int32)
+        return builder.call(fn, [xa.data, oa.data, n, args[2], k, args[4], args[5]])
+
+    return types.float64(x, out, types.float32, shift, nxt, nxt_out), codegen
 
 
 _BLOCK = 128
@@ -706,7 +814,7 @@ def _sfence(typingctx):
 
 @njit(cache=True, inline="always")
 def _streams(out):
-    """Whether a driver streams ``out`` (see ``_STREAM_ROW_BYTES``)."""
+    """Whether a threaded driver streams ``out`` (see ``_STREAM_ROW_BYTES``)."""
     row = out.shape[1] * out.itemsize
     return (_X86 and _STREAM_ROW_BYTES[0] <= row <= _STREAM_ROW_BYTES[1]
             and out.shape[0] * row >= _STREAM_MIN_BYTES)
@@ -999,14 +1107,50 @@ def _softmax_block(x, out, bad, lo, hi):
             outs[j] *= f
 
 
-def _softmax_rows(x, out, bad):
+# rows whose maximum is at most this in magnitude take exp32_scaled: beyond, float32's log2(e)
+# (off by 1.3e-8) could put r past the polynomial's interval by enough to matter
+_SCALED_MAX = 2.0**16
+
+
+def _softmax_exps(x, m, out, nxt, nxt_out):
+    """``out_j = exp(x_j - c)`` for a row and their sum in float64, ``c`` near its maximum ``m``."""
+
+
+@overload(_softmax_exps, inline="always")
+def _softmax_exps_impl(x, m, out, nxt, nxt_out):
+    """float32: ``c = K ln2``, ``K = floor(m log2 e)``, and ``exp(x_j - c)`` computed as ``exp(x_j) 2**-K``
+    (``exp32_scaled``): no rounded difference ``x_j - m`` to correct (TwoSum,
+    four operations an entry), the same accuracy (the softmax is the same
+    for any ``c``; ``exp(m - c)`` is in [1, 2), so the sum is at least 1 and
+    an entry whose probability is normal has a normal exponential).
+    Entries below ``c - 104`` (whose exponential is 0) are clamped there.
+    Rows shorter than ``_HEAD_FROM`` (whose scalar tail costs more than
+    TwoSum saves), and rows whose maximum is not finite or beyond ``_SCALED_MAX``, take
+    ``_exp_sum``'s TwoSum path (which flags them if need be); float64 rows
+    always do.
+    """
+    if x.dtype == types.float32:
+        def impl(x, m, out, nxt, nxt_out):
+            if x.shape[0] >= _HEAD_FROM and -_SCALED_MAX <= m <= _SCALED_MAX:
+                k = math.floor(np.float64(m) * 1.4426950408889634)
+                floor = np.float32(k * 0.6931471805599453 - 104.0)
+                return _exp_scaled_sum(x, out, floor, np.int32(k), nxt, nxt_out)
+            return _exp_sum(x, m, out, True, True, nxt)
+        return impl
+    return lambda x, m, out, nxt, nxt_out: _exp_sum(x, m, out, True, True, nxt)
+
+
+def _softmax_rows(x, out, bad, threaded):
+    """Softmax of each row of ``x`` into ``out``; ``threaded`` (the caller's: the parallel driver is
+    running on more than one thread) allows streaming. A run-time value, so that both drivers
+    compile the same code and add in the same order."""
     n = x.shape[0]
     packed = x.strides[0] == x.shape[1] * x.itemsize and out.strides[0] == out.shape[1] * out.itemsize
     if x.shape[1] < _SHORT and packed:
         for b in prange((n + _SHORT_ROWS - 1) // _SHORT_ROWS):
             _softmax_block(x, out, bad, b * _SHORT_ROWS, min(n, (b + 1) * _SHORT_ROWS))
         return
-    stream = _streams(out)
+    stream = threaded and _streams(out)
     parts = min(n, _STREAM_PARTS) if stream else n  # streaming: a scratch row a part
     scratch = np.empty((parts if stream else 0, out.shape[1]), dtype=out.dtype)
     for p in prange(parts):
@@ -1016,7 +1160,7 @@ def _softmax_rows(x, out, bad):
             # counts and one type for both places, so one inlined copy of the row's code
             o = carray(_row_at(scratch, p) if stream else _row_at(out, i), out.shape[1])
             m = _row_max(row)
-            s = _exp_sum(row, m, o, True, True, _next_row(x, i))
+            s = _softmax_exps(row, m, o, _next_row(x, i), _data(o) if stream else _next_row(out, i))
             if not _finite(s):
                 bad[i] = True
                 continue
@@ -1094,8 +1238,8 @@ def _categorical_ce_rows(x, t, scale, grad, loss, bad):
 def _compile(fn):
     """(serial, parallel) versions of one driver.
 
-    The parallel one is a copy under its own name: Numba's on-disk cache is
-    keyed by the function's name, not by ``parallel``.
+    The parallel one is a copy under its own name (Numba's on-disk cache is
+    keyed by the function's name, not by ``parallel``).
     """
     twin = types_module.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_parallel")
     twin.__qualname__ = twin.__name__

@@ -87,8 +87,10 @@ def _rows_call(kind, x, axis, where, out):
     check_out(out, x.shape, x.dtype, {"x": x})
     result = _rows_buffer(out, rows, ax)
     bad = np.zeros(len(rows), dtype=bool)
-    pair = kernels.softmax_rows if kind == "softmax" else kernels.log_softmax_rows
-    _jit.launch(pair, len(rows), rows.size, rows, result, bad)
+    if kind == "softmax":
+        _jit.launch(kernels.softmax_rows, len(rows), rows.size, rows, result, bad, threaded=True)
+    else:
+        _jit.launch(kernels.log_softmax_rows, len(rows), rows.size, rows, result, bad)
     log = kind == "log_softmax"
     _patch_kernel_rows(bad, rows, result,
                        lambda z: softmax_parts(z, log=log, prob=not log)[0 if log else 1])
