@@ -24,8 +24,8 @@ block run as one vectorised loop across rows, where a row of ten entries
 alone would run them one by one (1.7x faster at 10 classes).
 
 Softmax rows of 768 to 8192 float32 entries, in a result of 4 MiB or more,
-go through a scratch row instead (``_streams``): step 2 stores the
-exponentials there, in cache, and step 3 writes the probabilities to the result
+on more than one thread, go through a scratch row instead (``_streams``):
+step 2 stores the exponentials there, in cache, and step 3 writes the probabilities to the result
 with non-temporal stores (``_stream_fill``), so the result's lines are not
 read from memory before they are written, nor kept in the caches in place
 of the input (the kernel 1.1-1.26x faster at 1000 classes). Same
@@ -41,8 +41,12 @@ vectorises (libm's ``exp`` is a call and does not): Cody-Waite reduction
 and ``2^k`` assembled from exponent bits. ``tests/test_kernels.py`` checks
 it against libm for every float32 input. float32 rows are computed in
 float32 arithmetic. For softmax, whose every output is promised to 2e-6,
-``x - m`` is split into its rounded value and its exact rounding error
-(TwoSum), which enters the reduced argument; where only the sum needs that
+the rounding of ``x - m`` would cost too much (up to ``|x - m| 2**-24``);
+rows of 256 entries and more whose maximum is below ``2**16`` in magnitude
+compute ``exp(x_j - K ln2)`` as ``exp(x_j) 2**-K``, ``K = floor(m log2 e)``
+(``exp32_scaled``: the logit itself enters the reduction, nothing to
+round), the others split ``x - m`` into its rounded value and its exact
+rounding error (TwoSum), which enters the reduced argument; where only the sum needs that
 accuracy (log_softmax, logsumexp, the losses), a cheaper exp takes ``x - m``
 rounded (``exp32_fast``). Sums are accumulated in float64, or in blocks of
 at most 16 float32 terms per lane added in float64, and log-domain outputs
@@ -737,9 +741,12 @@ def _data(typingctx, arr):
 # Measured on Zen 4 at 1000 classes: the kernel 1.1-1.26x faster into a reused
 # buffer (benchmarks/compare_kernels.py), the public call 1.02-1.06x
 # (compare_public.py); rows of 512 classes lose (partial lines at both ends of
-# each row), rows of 16384 gain nothing (the scratch row leaves L1). The losses
-# keep the cached path: the same streaming made their kernel 20-30 % slower on
-# one core and no faster on two.
+# each row), rows of 16384 gain nothing (the scratch row leaves L1). Since
+# softmax's exponential is cheaper (exp32_scaled), streaming pays on two
+# threads only (0.197 against 0.211 ns an element at 8192 x 1000) and costs on
+# one (0.575 against 0.462): only the parallel driver streams (its
+# ``threaded`` flag). The losses keep the cached path: the same streaming made
+# their kernel 20-30 % slower on one core and no faster on two.
 _STREAM_ROW_BYTES = (3072, 32768)
 _STREAM_MIN_BYTES = 4 << 20
 _STREAM_PARTS = 16  # parts of the rows, each with its scratch row, when streaming
