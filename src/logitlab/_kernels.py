@@ -550,6 +550,28 @@ def _emit_block_sums(builder, nvec, one_vector):
     return _emit_lane_total(builder, builder.load(total))
 
 
+def _row_function(module, name, intp, scalars):
+    """``(fn, builder)``: a new internal, never inlined LLVM function ``double name(float* x, float* out,
+    intp n, *scalars, float* nxt, float* nxt_out)`` and a builder at its entry; ``(fn, None)`` if the
+    module has it already."""
+    if name in module.globals:
+        return module.globals[name], None
+    fptr = ir.FloatType().as_pointer()
+    fn = ir.Function(module, ir.FunctionType(ir.DoubleType(), [fptr, fptr, intp, *scalars, fptr, fptr]), name)
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    return fn, ir.IRBuilder(fn.append_basic_block("entry"))
+
+
+def _emit_row_call(context, builder, signature, args, x_at, out_at, make, rest):
+    """IR calling ``make(module, intp)`` (a ``_row_function``) on the rows ``args[x_at]`` and
+    ``args[out_at]``: their data pointers, ``x``'s length, then ``rest`` in order."""
+    xa = context.make_array(signature.args[x_at])(context, builder, args[x_at])
+    oa = context.make_array(signature.args[out_at])(context, builder, args[out_at])
+    n = builder.extract_value(xa.shape, 0)
+    return builder.call(make(builder.module, n.type), [xa.data, oa.data, n, *rest])
+
+
 def _head_function(module, intp, store):
     """The LLVM function behind ``_exp_sum_head``: ``double(float* x, float* out, n, float m, double ties, float* nxt,
     float* nxt_out)``.
@@ -567,16 +589,10 @@ def _head_function(module, intp, store):
     read from memory when first stored to, with the store queue full
     (the sparse CE kernel 1.15-1.2x faster on one core).
     """
-    name = f"logitlab_exp_sum_head_{'store' if store else 'sum'}"
-    if name in module.globals:
-        return module.globals[name]
-    fptr = ir.FloatType().as_pointer()
-    fn = ir.Function(module, ir.FunctionType(ir.DoubleType(),
-                                             [fptr, fptr, intp, ir.FloatType(), ir.DoubleType(), fptr, fptr]),
-                     name)
-    fn.linkage = "internal"
-    fn.attributes.add("noinline")
-    builder = ir.IRBuilder(fn.append_basic_block("entry"))
+    fn, builder = _row_function(module, f"logitlab_exp_sum_head_{'store' if store else 'sum'}",
+                                intp, [ir.FloatType(), ir.DoubleType()])
+    if builder is None:
+        return fn
     x, out, n, m, ties_before, nxt, nxt_out = fn.args
     lanes = _HEAD_LANES
     fvec = ir.VectorType(ir.FloatType(), lanes)
@@ -633,11 +649,9 @@ def _exp_sum_head_intrinsic(store):
             return None
 
         def codegen(context, builder, signature, args):
-            xa = context.make_array(signature.args[0])(context, builder, args[0])
-            oa = context.make_array(signature.args[2])(context, builder, args[2])
-            n = builder.extract_value(xa.shape, 0)
-            fn = _head_function(builder.module, n.type, store)
-            return builder.call(fn, [xa.data, oa.data, n, args[1], args[3], args[4], args[5]])
+            return _emit_row_call(context, builder, signature, args, 0, 2,
+                                  lambda module, intp: _head_function(module, intp, store),
+                                  [args[1], args[3], args[4], args[5]])
 
         return types.float64(x, m, out, types.float64, nxt, nxt_out), codegen
 
@@ -658,16 +672,9 @@ def _softmax_function(module, intp):
     IR on scalars). Prefetches as ``_head_function`` does. A NaN entry
     passes the clamp and reaches the sum.
     """
-    name = "logitlab_softmax_exps"
-    if name in module.globals:
-        return module.globals[name]
-    fptr = ir.FloatType().as_pointer()
-    i32 = ir.IntType(32)
-    fn = ir.Function(module, ir.FunctionType(ir.DoubleType(), [fptr, fptr, intp, ir.FloatType(), i32, fptr, fptr]),
-                     name)
-    fn.linkage = "internal"
-    fn.attributes.add("noinline")
-    builder = ir.IRBuilder(fn.append_basic_block("entry"))
+    fn, builder = _row_function(module, "logitlab_softmax_exps", intp, [ir.FloatType(), ir.IntType(32)])
+    if builder is None:
+        return fn
     x, out, n, floor, shift, nxt, nxt_out = fn.args
     lanes = _HEAD_LANES
     fvec = ir.VectorType(ir.FloatType(), lanes)
@@ -704,12 +711,9 @@ def _exp_scaled_sum(typingctx, x, out, floor, shift, nxt, nxt_out):
         return None
 
     def codegen(context, builder, signature, args):
-        xa = context.make_array(signature.args[0])(context, builder, args[0])
-        oa = context.make_array(signature.args[1])(context, builder, args[1])
-        n = builder.extract_value(xa.shape, 0)
-        fn = _softmax_function(builder.module, n.type)
         k = context.cast(builder, args[3], signature.args[3], types.int32)
-        return builder.call(fn, [xa.data, oa.data, n, args[2], k, args[4], args[5]])
+        return _emit_row_call(context, builder, signature, args, 0, 1, _softmax_function,
+                              [args[2], k, args[4], args[5]])
 
     return types.float64(x, out, types.float32, shift, nxt, nxt_out), codegen
 
