@@ -26,3 +26,22 @@ def _one_blas_thread():
 
     with threadpool_limits(limits=1, user_api="blas"):
         yield
+
+
+def _drop_stale_compiled_tests():
+    """The tests' own compiled helpers (``njit(cache=True)``) inline the kernels' intrinsics,
+    but Numba's cache is keyed by the test file alone: after a change to the kernels it
+    would load the helpers compiled against the old ones. Drop them when the kernels are newer."""
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parent
+    kernels = root.parent / "src" / "logitlab" / "_kernels.py"
+    if not kernels.exists():
+        return
+    newest = kernels.stat().st_mtime
+    for path in (root / "__pycache__").glob("*.nb[ic]"):
+        if path.stat().st_mtime < newest:
+            path.unlink(missing_ok=True)
+
+
+_drop_stale_compiled_tests()
