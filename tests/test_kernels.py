@@ -258,16 +258,52 @@ def _exp32_fast_clamped(d):
     return out
 
 
-def test_exp_sum_head_lanes_compute_exp32_fast():
-    """The 16-lane loop runs exp32_fast's IR: the same bits on a sample of every binade in [-104, 0]."""
-    start = int(np.array(np.float32(-0.0)).view(np.uint32))
-    stop = int(np.array(np.float32(-104.0)).view(np.uint32)) + 1
-    d = np.arange(start, stop, 251, dtype=np.uint32).view(np.float32)
-    d = np.concatenate([d, np.float32([-104.0, -104.00001, -150.0, -np.inf])])
-    d = d[: len(d) - len(d) % K._HEAD_LANES]
-    out = np.empty_like(d)
-    _head_store(d, np.float32(0.0), out, 0.0)
-    np.testing.assert_array_equal(out, _exp32_fast_clamped(d))
+@numba.njit(cache=True)
+def _exp32_scaled_each(x, k):
+    out = np.empty_like(x)
+    for j in range(x.shape[0]):
+        out[j] = K.exp32_scaled(x[j], k)
+    return out
+
+
+@numba.njit(cache=True)
+def _softmax_lanes(x, floor, k, out):
+    return K._exp_scaled_sum(x, out, floor, k, K._next_row(x.reshape(1, -1), 0),
+                             K._next_row(out.reshape(1, -1), 0))
+
+
+def _float32_range(low, high, chunk=1 << 22):
+    """Every float32 in [low, high] (low <= -0.0 <= high), in chunks, a multiple of 16 long but the last."""
+    for lo, hi in ((-0.0, low), (0.0, high)):
+        start = int(np.array(np.float32(lo)).view(np.uint32))
+        stop = int(np.array(np.float32(hi)).view(np.uint32)) + 1
+        for a in range(start, stop, chunk):
+            yield np.arange(a, min(a + chunk, stop), dtype=np.uint32).view(np.float32)
+
+
+def test_16_lane_loops_compute_the_scalar_exponentials_on_every_input():
+    """The 16-lane loops (with AVX-512's vscalefps where the machine has it, else the scalar IR)
+    give the scalar intrinsics' bits on every input they take, which the exhaustive tests above
+    check against libm: exp32_fast of max(d, -104) for d in [-104, 0], the CE loop's, and
+    exp32_scaled(x, 0) for x in [-104, 1], softmax's."""
+    def same_bits(got, ref):
+        if not np.array_equal(got.view(np.uint32), ref.view(np.uint32)):
+            np.testing.assert_array_equal(got, ref)  # names the first mismatch
+            raise AssertionError("the lanes differ from the scalar code in a zero's sign")
+
+    for d in _float32_range(-104.0, 0.0):
+        d = d[: len(d) - len(d) % K._HEAD_LANES]  # what the loop covers (the caller does the rest)
+        out = np.empty_like(d)
+        _head_store(d, np.float32(0.0), out, 0.0)
+        same_bits(out, _exp32_fast_clamped(d))
+    for x in _float32_range(-104.0, 1.0):
+        out = np.empty_like(x)
+        _softmax_lanes(x, np.float32(-104.0), np.int32(0), out)
+        same_bits(out, _exp32_scaled_each(x, np.int32(0)))
+    special = np.float32([-104.00001, -150.0, -1e30, -np.inf, np.nan] + [-1.0] * 11)
+    out = np.empty_like(special)
+    _head_store(special, np.float32(0.0), out, 0.0)
+    np.testing.assert_array_equal(out, _exp32_fast_clamped(special))
 
 
 def _rows_with_a_maximum(rng, n):
@@ -419,7 +455,7 @@ def test_parallel_and_serial_kernels_agree_bit_for_bit(dtype, rng):
         (K.softmax_rows, lambda: (short, np.empty_like(short), np.zeros(7001, bool), True)),
         (K.log_softmax_rows, lambda: (x, np.empty_like(x), np.zeros(600, bool))),
         (K.sparse_ce_rows, lambda: (x, y, np.ones(600), 1 / 600, np.empty_like(x),
-                                    np.empty(600), np.zeros(600, bool), True)),
+                                    np.empty(600), np.zeros(600, bool), True, True)),
     ]:
         a, b = args(), args()
         pair[0](*a)

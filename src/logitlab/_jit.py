@@ -117,7 +117,7 @@ def warm():
         (kernels.log_softmax_rows, lambda x, t, y: (x, np.empty_like(x), np.zeros(2, bool))),
         (kernels.logsumexp_rows, lambda x, t, y: (x, np.empty(2), np.zeros(2, bool))),
         (kernels.sparse_ce_rows, lambda x, t, y: (x, y, np.ones(2), 0.5, np.empty_like(x),
-                                                  np.empty(2), np.zeros(2, bool), True)),
+                                                  np.empty(2), np.zeros(2, bool), True, True)),
         (kernels.categorical_ce_rows, lambda x, t, y: (x, t, 0.5, np.empty_like(x), np.empty(2),
                                                        np.zeros(2, bool))),
     ]

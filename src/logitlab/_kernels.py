@@ -193,7 +193,7 @@ def _splat(ty, value):
     return ir.Constant(ty, value)
 
 
-def _emit_exp32_shifted(builder, d, err=None, shift=None):
+def _emit_exp32_shifted(builder, d, err=None, shift=None, scalef=False):
     """IR for ``exp(d + err)``, ``-104 <= d <= 0``, on a float or a vector of floats.
 
     ``x = k ln2 + r`` with ``2**k`` applied as one factor ``2**(k + 64)`` on
@@ -208,7 +208,10 @@ def _emit_exp32_shifted(builder, d, err=None, shift=None):
     ``_softmax_exps``). Every step is an IEEE operation or an explicit
     ``llvm.fma`` (no fast-math flags), so a vector lane computes exactly
     what the scalar intrinsics compute: the exhaustive tests of those are
-    tests of the lanes.
+    tests of the lanes. With ``scalef`` (16 lanes, where ``_scalef``) the
+    polynomial is not scaled and ``vscalefps`` applies ``2**k``: the same
+    bits, four fewer instructions of the floating-point pipes (tested on
+    every input).
     """
     fty = d.type
     vector = isinstance(fty, ir.VectorType)
@@ -231,6 +234,14 @@ def _emit_exp32_shifted(builder, d, err=None, shift=None):
         r = builder.fadd(fma(kf, c(-_LN2_LO32), r), err)
     elif shift is not None:
         r = fma(kf, c(-_LN2_LO32), r)
+    if scalef:  # the same arithmetic unscaled, and 2**k applied by vscalefps: the same bits
+        c2, c3, c4, c5 = _P32
+        r2 = builder.fmul(r, r)
+        q = fma(fma(c(c5), r, c(c4)), r2, fma(c(c3), r, c(c2)))
+        p = fma(q, r2, builder.fadd(r, c(1.0)))  # exp(r)
+        if shift is not None:
+            kf = builder.fsub(kf, builder.sitofp(_broadcast(builder, shift, fty.count), fty))
+        return _emit_scalef(builder, p, kf)
     c2, c3, c4, c5 = _P32_SHIFTED
     r2 = builder.fmul(r, r)
     q = fma(fma(c(c5), r, c(c4)), r2, fma(c(c3), r, c(c2)))
@@ -241,6 +252,30 @@ def _emit_exp32_shifted(builder, d, err=None, shift=None):
         offset = builder.sub(offset, shift)
     u = builder.add(builder.bitcast(t, ity), _broadcast(builder, offset, fty.count) if vector else offset)
     return builder.fmul(p, builder.bitcast(builder.shl(u, _splat(ity, 23)), fty))  # p 2**(k + 64)
+
+
+def _scalef(context):
+    """Whether code for ``context`` applies ``2**k`` with AVX-512's ``vscalefps`` (``_emit_scalef``):
+    where the JIT's target has AVX-512F (its features key Numba's cache, so code
+    compiled with it is loaded on such machines only)."""
+    return "+avx512f" in context.codegen().magic_tuple()[2].split(",")
+
+
+def _emit_scalef(builder, p, k):
+    """IR for ``p 2**k`` on 16 float32 lanes (``k`` holding integers), rounded once: ``vscalefps``.
+
+    What ``_emit_exp32_shifted`` otherwise computes as ``(p 2**-64) 2**(k +
+    64)``, the factor built from exponent bits: the same product rounded
+    once, so the same bits (a test checks every input), in one instruction
+    instead of three. Vectors only: LLVM does not vectorise a loop over the
+    scalar instruction, where it does the scalar arithmetic.
+    """
+    fty = p.type
+    i32 = ir.IntType(32)
+    fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(fty, [fty, fty, fty, ir.IntType(16), i32]),
+                                        "llvm.x86.avx512.mask.scalef.ps.512")
+    rounding = ir.Constant(i32, 4)  # the current rounding mode
+    return builder.call(fn, [p, k, _splat(fty, 0.0), ir.Constant(ir.IntType(16), -1), rounding])
 
 
 @intrinsic
@@ -572,7 +607,7 @@ def _emit_row_call(context, builder, signature, args, x_at, out_at, make, rest):
     return builder.call(make(builder.module, n.type), [xa.data, oa.data, n, *rest])
 
 
-def _head_function(module, intp, store):
+def _head_function(module, intp, store, scalef):
     """The LLVM function behind ``_exp_sum_head``: ``double(float* x, float* out, n, float m, double ties, float* nxt,
     float* nxt_out)``.
 
@@ -596,12 +631,12 @@ def _head_function(module, intp, store):
     x, out, n, m, ties_before, nxt, nxt_out = fn.args
     lanes = _HEAD_LANES
     fvec = ir.VectorType(ir.FloatType(), lanes)
-    ivec = ir.VectorType(ir.IntType(32), lanes)
     msplat = _broadcast(builder, m, lanes)
     floor = _splat(fvec, -104.0)
-    zero = _splat(fvec, 0.0)
     nvec = builder.sdiv(n, ir.Constant(intp, lanes))
-    ties = cgutils.alloca_once_value(builder, _splat(ivec, 0))
+    i16 = ir.IntType(lanes)
+    ctpop = cgutils.get_or_insert_function(module, ir.FunctionType(i16, [i16]), f"llvm.ctpop.i{lanes}")
+    summed = cgutils.alloca_once_value(builder, ir.Constant(intp, 0))
 
     def one_vector(v, acc):
         at = builder.mul(v, ir.Constant(intp, lanes))
@@ -610,15 +645,19 @@ def _head_function(module, intp, store):
             _emit_prefetch(builder, builder.gep(nxt_out, [at]), write=True)
         xv = builder.load(builder.bitcast(builder.gep(x, [at]), fvec.as_pointer()), align=4)
         d = builder.fsub(xv, msplat)
-        e = _emit_exp32_shifted(builder, builder.select(builder.fcmp_ordered("<", d, floor), floor, d))
+        e = _emit_exp32_shifted(builder, builder.select(builder.fcmp_ordered("<", d, floor), floor, d),
+                                scalef=scalef)
         if store:
             builder.store(e, builder.bitcast(builder.gep(out, [at]), fvec.as_pointer()), align=4)
-        tie = builder.fcmp_ordered("==", xv, msplat)  # a maximal entry: counted, not summed
-        builder.store(builder.sub(builder.load(ties), builder.sext(tie, ivec)), ties)
-        return builder.fadd(acc, builder.select(tie, zero, e))  # a NaN entry reaches the sum
+        # a maximal entry is not summed (a masked add) but counted: the entries summed are
+        # counted from the mask's bits, on the integer units; a NaN entry reaches the sum
+        below = builder.fcmp_unordered("!=", xv, msplat)
+        bits = builder.zext(builder.call(ctpop, [builder.bitcast(below, i16)]), intp)
+        builder.store(builder.add(builder.load(summed), bits), summed)
+        return builder.select(below, builder.fadd(acc, e), acc)
 
     s = _emit_block_sums(builder, nvec, one_vector)
-    count = _emit_lane_total(builder, builder.load(ties))
+    count = builder.sub(builder.mul(nvec, ir.Constant(intp, lanes)), builder.load(summed))
     # the ties enter once, as an exact integer: with one maximal entry r is the sum alone
     builder.ret(builder.fadd(s, builder.fadd(builder.sitofp(count, ir.DoubleType()), ties_before)))
     return fn
@@ -650,7 +689,8 @@ def _exp_sum_head_intrinsic(store):
 
         def codegen(context, builder, signature, args):
             return _emit_row_call(context, builder, signature, args, 0, 2,
-                                  lambda module, intp: _head_function(module, intp, store),
+                                  lambda module, intp: _head_function(module, intp, store,
+                                                                      _scalef(context)),
                                   [args[1], args[3], args[4], args[5]])
 
         return types.float64(x, m, out, types.float64, nxt, nxt_out), codegen
@@ -662,7 +702,7 @@ _exp_sum_head_store = _exp_sum_head_intrinsic(True)
 _exp_sum_head = _exp_sum_head_intrinsic(False)
 
 
-def _softmax_function(module, intp):
+def _softmax_function(context, module, intp):
     """The LLVM function behind ``_exp_scaled_sum``: ``double(float* x, float* out, n, float floor, i32 shift,
     float* nxt, float* nxt_out)``.
 
@@ -673,6 +713,7 @@ def _softmax_function(module, intp):
     passes the clamp and reaches the sum.
     """
     fn, builder = _row_function(module, "logitlab_softmax_exps", intp, [ir.FloatType(), ir.IntType(32)])
+    scalef = _scalef(context)
     if builder is None:
         return fn
     x, out, n, floor, shift, nxt, nxt_out = fn.args
@@ -683,7 +724,7 @@ def _softmax_function(module, intp):
     def exp_at(at, ty, bound):
         xv = builder.load(builder.bitcast(builder.gep(x, [at]), ty.as_pointer()), align=4)
         e = _emit_exp32_shifted(builder, builder.select(builder.fcmp_ordered("<", xv, bound), bound, xv),
-                                shift=shift)
+                                shift=shift, scalef=scalef and ty is fvec)
         builder.store(e, builder.bitcast(builder.gep(out, [at]), ty.as_pointer()), align=4)
         return e
 
@@ -712,7 +753,8 @@ def _exp_scaled_sum(typingctx, x, out, floor, shift, nxt, nxt_out):
 
     def codegen(context, builder, signature, args):
         k = context.cast(builder, args[3], signature.args[3], types.int32)
-        return _emit_row_call(context, builder, signature, args, 0, 1, _softmax_function,
+        return _emit_row_call(context, builder, signature, args, 0, 1,
+                              lambda module, intp: _softmax_function(context, module, intp),
                               [args[2], k, args[4], args[5]])
 
     return types.float64(x, out, types.float32, shift, nxt, nxt_out), codegen
@@ -749,12 +791,65 @@ def _data(typingctx, arr):
 # softmax's exponential is cheaper (exp32_scaled), streaming pays on two
 # threads only (0.197 against 0.211 ns an element at 8192 x 1000) and costs on
 # one (0.575 against 0.462): only the parallel driver streams (its
-# ``threaded`` flag). The losses keep the cached path: the same streaming made
-# their kernel 20-30 % slower on one core and no faster on two.
+# ``threaded`` flag). The sparse cross-entropy streams the same way on two threads
+# (``_sparse_ce_streamed``) since its loop is cheaper (vscalefps, a masked sum):
+# 0.186-0.199 against 0.201-0.239 ns an element at 8192 x 1000. log_softmax and the
+# categorical cross-entropy keep the cached path.
 _STREAM_ROW_BYTES = (3072, 32768)
 _STREAM_MIN_BYTES = 4 << 20
 _STREAM_PARTS = 16  # parts of the rows, each with its scratch row, when streaming
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i386", "i686")  # measured there only
+
+
+def _emit_stream_fill(builder, s, d, n, f, label=None):
+    """IR for ``d[j] = s[j] * f``, ``j < n`` (pointers), with non-temporal stores (see
+    ``_stream_fill``); with ``label = (y, a)``, ``d[y] = s[y] * f - a`` (two roundings)."""
+    intp = n.type
+    fty = s.type.pointee
+    width = 4 if isinstance(fty, ir.FloatType) else 8
+    lanes = 64 // width
+    vty = ir.VectorType(fty, lanes)
+
+    def scalar_fill(start, count):
+        with cgutils.for_range(builder, count) as loop:
+            j = builder.add(start, loop.index)
+            v = builder.fmul(builder.load(builder.gep(s, [j])), f)
+            if label is not None:
+                v = builder.select(builder.icmp_signed("==", j, label[0]), builder.fsub(v, label[1]), v)
+            builder.store(v, builder.gep(d, [j]))
+
+    address = builder.ptrtoint(d, intp)  # entries to the next 64-byte boundary
+    head = builder.and_(builder.udiv(builder.sub(ir.Constant(intp, 0), address), ir.Constant(intp, width)),
+                        ir.Constant(intp, lanes - 1))
+    head = builder.select(builder.icmp_signed("<", head, n), head, n)
+    scalar_fill(ir.Constant(intp, 0), head)
+    vectors = builder.sdiv(builder.sub(n, head), ir.Constant(intp, lanes))
+    hint = builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)])
+    fs = _broadcast(builder, f, lanes)
+    if label is not None:  # the vector holding y (if one does), and a in y's lane
+        y, a = label
+        i32 = ir.IntType(32)
+        past = builder.sub(y, head)
+        lane = builder.trunc(builder.and_(past, ir.Constant(intp, lanes - 1)), i32)
+        hit = builder.sub(y, builder.zext(lane, intp))  # where that vector starts
+        minus_a = builder.insert_element(_splat(vty, 0.0), a, lane)
+    with cgutils.for_range(builder, vectors) as loop:
+        j = builder.add(head, builder.mul(loop.index, ir.Constant(intp, lanes)))
+        v = builder.fmul(builder.load(builder.bitcast(builder.gep(s, [j]), vty.as_pointer()), align=width), fs)
+        if label is not None:  # a branch taken once: the other lanes less 0 would cost every vector
+            here = builder.icmp_signed("==", j, hit)
+            before = builder.block
+            with builder.if_then(here, likely=False):
+                fixed = builder.fsub(v, minus_a)
+                fixed_in = builder.block
+            phi = builder.phi(vty)
+            phi.add_incoming(v, before)
+            phi.add_incoming(fixed, fixed_in)
+            v = phi
+        store = builder.store(v, builder.bitcast(builder.gep(d, [j]), vty.as_pointer()), align=64)
+        store.set_metadata("nontemporal", hint)
+    done = builder.add(head, builder.mul(vectors, ir.Constant(intp, lanes)))
+    scalar_fill(done, builder.sub(n, done))
 
 
 @intrinsic
@@ -774,37 +869,25 @@ def _stream_fill(typingctx, src, dst, n, f):
         return None
 
     def codegen(context, builder, signature, args):
-        s, d, n, f = args
-        intp = n.type
-        fty = s.type.pointee
-        width = 4 if isinstance(fty, ir.FloatType) else 8
-        lanes = 64 // width
-        vty = ir.VectorType(fty, lanes)
-
-        def scalar_fill(start, count):
-            with cgutils.for_range(builder, count) as loop:
-                j = builder.add(start, loop.index)
-                builder.store(builder.fmul(builder.load(builder.gep(s, [j])), f), builder.gep(d, [j]))
-
-        address = builder.ptrtoint(d, intp)  # entries to the next 64-byte boundary
-        head = builder.and_(builder.udiv(builder.sub(ir.Constant(intp, 0), address), ir.Constant(intp, width)),
-                            ir.Constant(intp, lanes - 1))
-        head = builder.select(builder.icmp_signed("<", head, n), head, n)
-        scalar_fill(ir.Constant(intp, 0), head)
-        vectors = builder.sdiv(builder.sub(n, head), ir.Constant(intp, lanes))
-        hint = builder.module.add_metadata([ir.Constant(ir.IntType(32), 1)])
-        fs = _broadcast(builder, f, lanes)
-        with cgutils.for_range(builder, vectors) as loop:
-            j = builder.add(head, builder.mul(loop.index, ir.Constant(intp, lanes)))
-            v = builder.load(builder.bitcast(builder.gep(s, [j]), vty.as_pointer()), align=width)
-            store = builder.store(builder.fmul(v, fs), builder.bitcast(builder.gep(d, [j]), vty.as_pointer()),
-                                  align=64)
-            store.set_metadata("nontemporal", hint)
-        done = builder.add(head, builder.mul(vectors, ir.Constant(intp, lanes)))
-        scalar_fill(done, builder.sub(n, done))
+        _emit_stream_fill(builder, *args)
         return context.get_dummy_value()
 
     return types.none(src, dst, n, f), codegen
+
+
+@intrinsic
+def _stream_grad(typingctx, src, dst, n, f, y, a):
+    """``_stream_fill`` with the label's correction: ``dst[y] = fl(fl(src_y f) - a)``, as the
+    cached path's ``g[y] -= a`` after ``_scale_fill`` computes it, in the same store."""
+    if src != dst:
+        return None
+
+    def codegen(context, builder, signature, args):
+        s, d, n, f, y, a = args
+        _emit_stream_fill(builder, s, d, n, f, (context.cast(builder, y, signature.args[4], signature.args[2]), a))
+        return context.get_dummy_value()
+
+    return types.none(src, dst, n, f, y, f), codegen
 
 
 @intrinsic
@@ -1206,12 +1289,44 @@ def _logsumexp_rows(x, out, bad):
         out[i] = np.float64(m) + np.log1p(r)
 
 
-def _sparse_ce_rows(x, labels, weight, scale, grad, loss, bad, refine):
+@njit(cache=True, fastmath=_SUMS, parallel=True)
+def _sparse_ce_streamed(x, labels, weight, scale, grad, loss, bad, refine):
+    """``_sparse_ce_rows`` streaming (as ``_softmax_rows`` does): the exponentials go to a
+    scratch row, the gradient to ``grad`` with non-temporal stores, the label's ``- a``
+    in the same store (``_stream_grad``); the same bits. A kernel of its own: the
+    row's code inlined twice in one function made Numba warn."""
+    n = x.shape[0]
+    parts = min(n, _STREAM_PARTS)
+    scratch = np.empty((parts, grad.shape[1]), dtype=grad.dtype)  # a row a part
+    for p in prange(parts):
+        g = scratch[p]
+        for i in range(p * n // parts, (p + 1) * n // parts):
+            row = x[i]
+            w = weight[i]
+            m = _row_max(row)
+            y = labels[i]
+            d_y = np.float64(row[y]) - np.float64(m) if w != 0.0 else 0.0
+            r = _row_r(row, m, g, True, refine, _next_row(x, i), _data(g))
+            if not _finite(r):
+                bad[i] = True
+                continue
+            loss[i] = w * (np.log1p(r) - d_y)
+            a = scale * w  # 0 on an ignored row: its label's entry less 0, unchanged
+            _stream_grad(_data(g), _row_at(grad, i), g.shape[0], _like(g, a / (1.0 + r)), y, _like(g, a))
+        _sfence()
+
+
+def _sparse_ce_rows(x, labels, weight, scale, grad, loss, bad, refine, threaded):
     """loss_i = w_i (lse_i - x_iy); grad_i = scale w_i (softmax(x_i) - onehot(y_i)).
 
     ``w`` is 0 on ignored rows, whose label is not read. ``grad`` may be
-    ``x``; then ``refine`` must be False (see :func:`_row_r`).
+    ``x``; then ``refine`` must be False (see :func:`_row_r`). ``threaded``
+    (the parallel driver on more than one thread) allows streaming
+    (``_sparse_ce_streamed``).
     """
+    if threaded and _streams(grad):
+        _sparse_ce_streamed(x, labels, weight, scale, grad, loss, bad, refine)
+        return
     for i in prange(x.shape[0]):
         row = x[i]
         g = grad[i]

@@ -216,7 +216,7 @@ def _kernel_reduce(loss, grad, reduction, denominator, shape, ax, dtype, out):
     return value, grad
 
 
-def _launch_ce(pair, rows, scale, kernel_args, reference, grad):
+def _launch_ce(pair, rows, scale, kernel_args, reference, grad, threaded=False):
     """Run a CE kernel pair over ``rows``: per-row losses and the gradient, into ``grad``.
 
     ``kernel_args(grad, loss, bad)`` gives the kernel's arguments;
@@ -225,7 +225,7 @@ def _launch_ce(pair, rows, scale, kernel_args, reference, grad):
     """
     loss = np.empty(len(rows), dtype=np.float64)
     bad = np.zeros(len(rows), dtype=bool)
-    _jit.launch(pair, len(rows), rows.size, *kernel_args(grad, loss, bad))
+    _jit.launch(pair, len(rows), rows.size, *kernel_args(grad, loss, bad), threaded=threaded)
     if bad.any():
         loss[bad], ref_grad = reference(bad)  # `where` keeps it on the reference
         with np.errstate(over="ignore", invalid="ignore"):
@@ -258,7 +258,7 @@ def _sparse_ce_kernel(found, y_true, ignore_index, class_weight, reduction, samp
             y[bad], rows[bad], from_logits=True, ignore_index=ignore_index,
             where=_everywhere(rows[bad]), class_weight=class_weight, reduction="none",
             sample_weight=None if sw is None else sw.reshape(-1)[bad]),
-        _rows_buffer(out, rows, ax))
+        _rows_buffer(out, rows, ax), threaded=True)
     return _kernel_reduce(loss, grad if need_grad else None, reduction, denominator, shape, ax,
                           rows.dtype, out)
 
@@ -549,7 +549,7 @@ def sparse_ce_logits_inplace(z, y, sample_weight=None, scale=1.0, parallel_above
         loss = np.empty(n)
         bad = np.zeros(n, dtype=bool)
         _jit.launch(kernels.sparse_ce_rows, n, z.size, z, np.asarray(y, dtype=np.intp), w,
-                    float(scale), z, loss, bad, False)  # in place: no exact refinement
+                    float(scale), z, loss, bad, False, threaded=True)  # in place: no exact refinement
         # non-finite logits break the caller's contract: report NaN (the caller stops)
         return float("nan") if bad.any() else float(np.sum(loss))
     if z.size < parallel_above or n < 2:
