@@ -496,6 +496,37 @@ def test_softmax_streamed_rows_match_reference_and_cached_path(dtype, n_classes,
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_classes", [1000, 1009])
+def test_sparse_ce_streamed_rows_match_reference_and_cached_path(dtype, n_classes, rng):
+    # the sparse CE's gradient streams as softmax's result does (on two threads), the label's
+    # - a in the same non-temporal store: the reference's values, the cached path's bits,
+    # with labels at both ends of a row, in its partial lines and in its middle, ignored rows
+    rows = _adversarial(rng, dtype, n_classes)
+    n = 1100
+    x = np.concatenate([rows, rng.normal(0, 4, size=(n - len(rows), n_classes)).astype(dtype)])
+    x[500:500 + len(rows)] = rows
+    y = rng.integers(0, n_classes, size=n)
+    y[:8] = [0, 1, 7, 15, 16, n_classes - 16, n_classes - 2, n_classes - 1]
+    y[[3, 600]] = -100
+    loss = SparseCategoricalCrossentropy(from_logits=True, ignore_index=-100)
+    (gv, gg), (rv, rg) = _both(lambda: loss.value_and_grad(y, x))
+    _assert_same(gv, rv, dtype)
+    _assert_same(gg, rg, dtype, scale=np.nanmax(np.abs(rg[np.isfinite(rg)]), initial=1.0))
+
+    keep = y != -100
+    args = (x, np.where(keep, y, 0), keep.astype(np.float64), 1 / keep.sum())
+    streamed = [np.empty_like(x), np.empty(n), np.zeros(n, bool)]
+    K.sparse_ce_rows[1](*args, *streamed, True, True)
+    serial = [np.empty_like(x), np.empty(n), np.zeros(n, bool)]
+    K.sparse_ce_rows[0](*args, *serial, True, False)
+    bad = streamed[2]
+    assert bad.sum() == 6 and np.array_equal(bad, serial[2])
+    for got, ref in zip(streamed[:2], serial[:2]):
+        assert np.array_equal(got[~bad], ref[~bad])
+    assert np.array_equal(gg[~bad], streamed[0][~bad])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_sparse_ce_kernel_matches_reference(dtype, reduction, rng):
     x = _adversarial(rng, dtype, 50)

@@ -1131,9 +1131,14 @@ def _log_softmax_fill_at(x, n, m, lse, out):
         out[j] = (np.float64(x[j]) - m64) - lse  # in this order: exact for the winner
 
 
-@njit(cache=True, fastmath=_EXACT, inline="always")
+@njit(cache=True, inline="always")
 def _scale_fill(out, f):
-    for j in range(out.shape[0]):
+    _scale_fill_at(_data(out), out.shape[0], f)
+
+
+@njit(cache=True, fastmath=_EXACT)  # not inlined: with the drivers' reassoc, LLVM turned
+def _scale_fill_at(out, n, f):  # float64's out_j * (a / s) into a division an entry
+    for j in range(n):
         out[j] *= f
 
 
