@@ -37,10 +37,11 @@ def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     before = load_revision(sys.argv[1])
-    if before.softmax_rows[0].py_func.__code__.co_argcount == 3:  # before the `threaded` flag
-        before = types.SimpleNamespace(**vars(before))
-        before.softmax_rows = tuple(lambda x, out, bad, threaded, k=k: k(x, out, bad)
-                                    for k in before.softmax_rows)
+    before = types.SimpleNamespace(**vars(before))
+    for name in ("softmax_rows", "sparse_ce_rows"):  # kernels from before their `threaded` flag
+        pair = getattr(before, name)
+        if pair[0].py_func.__code__.co_argcount < getattr(now, name)[0].py_func.__code__.co_argcount:
+            setattr(before, name, tuple(lambda *args, k=k: k(*args[:-1]) for k in pair))
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 4
     torch.set_num_threads(2)
     n, c = 8192, 1000
