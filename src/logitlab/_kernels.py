@@ -1266,7 +1266,9 @@ def _softmax_rows(x, out, bad, threaded):
         for i in range(p * n // parts, (p + 1) * n // parts):
             row = x[i]
             # where the exponentials go: an array over a raw pointer (carray), no reference
-            # counts and one type for both places, so one inlined copy of the row's code
+            # counts and one type for both places, so one inlined copy of the row's code.
+            # Only calls write through it: Numba's dead-code elimination dropped a plain
+            # store into such a carray after an inlined call (not knowing it aliases `out`)
             o = carray(_row_at(scratch, p) if stream else _row_at(out, i), out.shape[1])
             m = _row_max(row)
             s = _softmax_exps(row, m, o, _next_row(x, i), _data(o) if stream else _next_row(out, i))
