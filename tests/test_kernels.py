@@ -450,12 +450,15 @@ def test_parallel_and_serial_kernels_agree_bit_for_bit(dtype, rng):
     assert x.size >= _jit.PARALLEL_SIZE
     y = rng.integers(0, 300, size=600)
     short = rng.normal(0, 4, size=(7001, 10)).astype(dtype)  # rows by blocks
+    y_short = rng.integers(0, 10, size=7001)
     for pair, args in [
         (K.softmax_rows, lambda: (x, np.empty_like(x), np.zeros(600, bool), True)),
         (K.softmax_rows, lambda: (short, np.empty_like(short), np.zeros(7001, bool), True)),
         (K.log_softmax_rows, lambda: (x, np.empty_like(x), np.zeros(600, bool))),
         (K.sparse_ce_rows, lambda: (x, y, np.ones(600), 1 / 600, np.empty_like(x),
                                     np.empty(600), np.zeros(600, bool), True, True)),
+        (K.sparse_ce_rows, lambda: (short, y_short, np.ones(7001), 1 / 7001, np.empty_like(short),
+                                    np.empty(7001), np.zeros(7001, bool), True, True)),
     ]:
         a, b = args(), args()
         pair[0](*a)
@@ -528,12 +531,20 @@ def test_sparse_ce_streamed_rows_match_reference_and_cached_path(dtype, n_classe
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-def test_sparse_ce_kernel_matches_reference(dtype, reduction, rng):
-    x = _adversarial(rng, dtype, 50)
+@pytest.mark.parametrize("n_classes", [50, 10, 3])  # rows shorter than 16 go by blocks of rows
+def test_sparse_ce_kernel_matches_reference(dtype, reduction, n_classes, rng):
+    x = _adversarial(rng, dtype, n_classes)
+    if n_classes < K._SHORT:  # more than one block, the hard rows in the second one too
+        x = np.concatenate([x, rng.normal(0, 4, size=(90, n_classes)).astype(dtype), x])
+        confident = rng.normal(0, 1, size=(5, n_classes))
+        confident[:, 0] += 40.0  # recounted (and refined) without the maximal term
+        x = np.concatenate([x, confident.astype(dtype)])
     n = len(x)
-    y = rng.integers(0, 50, size=n)
+    y = rng.integers(0, n_classes, size=n)
+    if n_classes < K._SHORT:
+        y[-5:] = 0  # the confident rows' loss is r itself, about 1e-17
     y[[1, 6]] = -100
-    cw = rng.uniform(0.2, 3.0, size=50)
+    cw = rng.uniform(0.2, 3.0, size=n_classes)
     sw = rng.uniform(0, 2, size=n)
     cases = [
         dict(),
@@ -542,7 +553,7 @@ def test_sparse_ce_kernel_matches_reference(dtype, reduction, rng):
         dict(ignore_index=-100, class_weight=cw, sample_weight=sw),
     ]
     for kw in cases:
-        yy = y if "ignore_index" in kw else np.abs(y) % 50
+        yy = y if "ignore_index" in kw else np.abs(y) % n_classes
         sample_weight = kw.pop("sample_weight", None)
         loss = SparseCategoricalCrossentropy(from_logits=True, reduction=reduction, **kw)
         (gv, gg), (rv, rg) = _both(lambda: loss.value_and_grad(yy, x, sample_weight=sample_weight))  # noqa: B023
@@ -569,9 +580,10 @@ def test_categorical_ce_kernel_matches_reference(dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_lean_inplace_path_matches_reference(dtype, rng):
-    z = rng.normal(0, 3, size=(300, 20)).astype(dtype)
-    y = rng.integers(0, 20, size=300)
+@pytest.mark.parametrize("n_classes", [20, 10])
+def test_lean_inplace_path_matches_reference(dtype, n_classes, rng):
+    z = rng.normal(0, 3, size=(300, n_classes)).astype(dtype)
+    y = rng.integers(0, n_classes, size=300)
     sw = rng.uniform(0.5, 1.5, size=300)
     with _jit.kernel_mode("never"):
         value, grad = SparseCategoricalCrossentropy(from_logits=True, reduction="sum") \

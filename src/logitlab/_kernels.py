@@ -18,10 +18,12 @@ result once. Per row:
 3. the output: ``e_j / (1 + r)``, ``(x_j - m) - log1p(r)``, or the
    cross-entropy gradient written over the row.
 
-Softmax rows shorter than ``_SHORT`` (16) go 64 rows at a time instead
-(``_softmax_block``): the same steps, but the exponentials of the whole
-block run as one vectorised loop across rows, where a row of ten entries
-alone would run them one by one (1.7x faster at 10 classes).
+Softmax and sparse cross-entropy rows shorter than ``_SHORT`` (16) go 64
+rows at a time instead (``_softmax_block``, ``_sparse_ce_block``): the same
+steps, but the exponentials of the whole block run as one vectorised loop
+across rows, where a row of ten entries alone would run them one by one
+(softmax 1.7x faster at 10 classes, the sparse CE 1.3x: its ``log1p``, a
+call a row, stays).
 
 Softmax rows and sparse cross-entropy gradient rows of 768 to 8192 float32
 entries, in a result of 4 MiB or more, on more than one thread, go through a
@@ -1306,6 +1308,58 @@ def _logsumexp_rows(x, out, bad):
         out[i] = np.float64(m) + np.log1p(r)
 
 
+@njit(cache=True, fastmath=_EXACT)
+def _sparse_ce_block(x, labels, weight, scale, grad, loss, bad, refine, lo, hi):
+    """Rows ``lo:hi`` of ``_sparse_ce_rows`` with short rows, the exponentials across rows.
+
+    As ``_softmax_block``: the rows' maxima and ``x_y - m`` first (``grad``
+    may be ``x``), then ``exp(x - m)`` of the whole block as one vectorised
+    loop into ``grad``, then each row: ``r = S - 1`` in float64 and, below
+    ``_recount_below``, summed again without the maximal term (and refined
+    with ``refine``), as ``_row_r`` does; the loss and the gradient.
+    """
+    c = x.shape[1]
+    rows = hi - lo
+    xs = _data(x[lo])  # the block, rows back to back
+    gs = _data(grad[lo])
+    shift = np.empty(rows * c, dtype=x.dtype)
+    d_y = np.zeros(rows)
+    for r in range(rows):
+        m = _like(x, -np.inf)
+        for j in range(r * c, r * c + c):
+            v = xs[j]
+            m = v if v > m else m
+        for j in range(r * c, r * c + c):
+            shift[j] = m
+        if weight[lo + r] != 0.0:  # an ignored row's label is not read
+            d_y[r] = np.float64(xs[r * c + labels[lo + r]]) - np.float64(m)
+    for k in range(rows * c):
+        gs[k] = _fast_exp(xs[k], shift[k])
+    for r in range(rows):
+        i = lo + r
+        at = r * c
+        s = 0.0
+        for j in range(at, at + c):
+            s += np.float64(gs[j])
+        rr = s - 1.0
+        if rr < _recount_below(x):  # rare: views and calls only here
+            m = shift[at]
+            rr, w_err = _sum_below_max(grad[i], m, grad[i], True)
+            if refine and w_err > _REFINE * rr:
+                rr = _exp_sum_below_max(x[i], m)
+        if not _finite(rr):
+            bad[i] = True
+            continue
+        w = weight[i]
+        loss[i] = w * (np.log1p(rr) - d_y[r])
+        a = scale * w
+        f = _like(x, a / (1.0 + rr))
+        for j in range(at, at + c):
+            gs[j] *= f
+        if w != 0.0:
+            gs[at + labels[i]] -= _like(x, a)
+
+
 @njit(cache=True, fastmath=_SUMS, parallel=True)
 def _sparse_ce_streamed(x, labels, weight, scale, grad, loss, bad, refine):
     """``_sparse_ce_rows`` streaming (as ``_softmax_rows`` does): the exponentials go to a
@@ -1341,10 +1395,17 @@ def _sparse_ce_rows(x, labels, weight, scale, grad, loss, bad, refine, threaded)
     (the parallel driver on more than one thread) allows streaming
     (``_sparse_ce_streamed``).
     """
+    n = x.shape[0]
+    packed = x.strides[0] == x.shape[1] * x.itemsize and grad.strides[0] == grad.shape[1] * grad.itemsize
+    if x.shape[1] < _SHORT and packed:
+        for b in prange((n + _SHORT_ROWS - 1) // _SHORT_ROWS):
+            _sparse_ce_block(x, labels, weight, scale, grad, loss, bad, refine, b * _SHORT_ROWS,
+                             min(n, (b + 1) * _SHORT_ROWS))
+        return
     if threaded and _streams(grad):
         _sparse_ce_streamed(x, labels, weight, scale, grad, loss, bad, refine)
         return
-    for i in prange(x.shape[0]):
+    for i in prange(n):
         row = x[i]
         g = grad[i]
         w = weight[i]
