@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import os
+import struct
 import zipfile
 
 import numpy as np
@@ -30,6 +32,7 @@ VERSION = 1
 HEADER = "logitlab.json"
 MAX_HEADER_BYTES = 1 << 20
 _ALLOWED_DTYPES = {"<f2", "<f4", "<f8", "<i4", "<i8", "|b1", "|u1", "<u4"}
+_LOCAL = struct.Struct("<4s2B4HL2L2H")  # a zip local file header, before its name and extra
 
 
 class ModelFileError(LogitlabError):
@@ -61,7 +64,7 @@ def write_model_file(path, kind: str, config: dict, arrays: dict[str, np.ndarray
                 zf.writestr(f"arrays/{i}.npy", buf.getvalue())
 
 
-def _parse_npy(data: bytes, where: str, dtype: str, shape: list) -> np.ndarray:
+def _parse_npy(data, where: str, dtype: str, shape: list) -> np.ndarray:
     buf = io.BytesIO(data)
     version = np.lib.format.read_magic(buf)
     if version == (1, 0):
@@ -72,39 +75,86 @@ def _parse_npy(data: bytes, where: str, dtype: str, shape: list) -> np.ndarray:
         raise ModelFileError(f"{where}: unsupported .npy version {version}")
     if got_dtype.str != dtype or got_dtype.hasobject or list(got_shape) != shape or fortran:
         raise ModelFileError(f"{where}: array header does not match the model header")
-    count = int(np.prod(got_shape, dtype=np.int64))
-    payload = data[buf.tell():]
-    if count < 0 or len(payload) != count * got_dtype.itemsize:
-        raise ModelFileError(
-            f"{where}: holds {len(payload)} bytes of data, expected {count * got_dtype.itemsize}"
-        )
+    nbytes = math.prod(got_shape) * got_dtype.itemsize  # exact: Python integers
+    payload = memoryview(data)[buf.tell():]
+    if len(payload) != nbytes:
+        raise ModelFileError(f"{where}: holds {len(payload)} bytes of data, expected {nbytes}")
     return np.frombuffer(payload, dtype=got_dtype).reshape(got_shape).copy()
+
+
+def _unique_keys(pairs):
+    """``object_pairs_hook`` for ``json.loads``: a repeated key is an error, not "last wins"."""
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise ModelFileError(f"{HEADER}: duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _check_layout(fh, infos, start_dir, path):
+    """Every entry stored plainly, in order, its bytes inside the file and apart from the others.
+
+    ``infos`` is the central directory in its own order. Each entry's extent (local
+    header, name, extra field, data) must begin at or after the end of the one before
+    and end at or before the central directory, so the entries' bytes add up to at most
+    the file's size: no entry can be read twice as part of another (an overlapping
+    archive declares ~n**2/2 bytes in n entries).
+    """
+    start, end = -1, 0
+    for info in infos:
+        if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
+            raise ModelFileError(f"{path!r}: entry {info.filename!r} is not stored plainly")
+        if info.flag_bits & 0x09:  # encrypted, or sizes in a trailing data descriptor
+            raise ModelFileError(f"{path!r}: entry {info.filename!r} is not stored plainly "
+                                 f"(flags {info.flag_bits:#x})")
+        if info.header_offset < start:
+            raise ModelFileError(f"{path!r}: entry {info.filename!r} is out of order in the "
+                                 "central directory")
+        if info.header_offset < end:
+            raise ModelFileError(f"{path!r}: entry {info.filename!r} overlaps the entry before it")
+        start = info.header_offset
+        fh.seek(start)
+        local = fh.read(_LOCAL.size)
+        if len(local) != _LOCAL.size or local[:4] != b"PK\x03\x04":
+            raise ModelFileError(f"{path!r}: entry {info.filename!r} has no local header")
+        name_len, extra_len = _LOCAL.unpack(local)[-2:]
+        end = start + _LOCAL.size + name_len + extra_len + info.compress_size
+        if end > start_dir:
+            raise ModelFileError(f"{path!r}: entry {info.filename!r} overlaps the central "
+                                 "directory")
 
 
 def read_model_file(path, kinds=None):
     """Read a model file; returns ``(kind, config, arrays)``.
 
     ``kinds`` restricts the accepted kinds. Raises :class:`ModelFileError`
-    naming what is wrong, for any damage to the file.
+    naming what is wrong, for any damage to the file. Before any entry is read
+    the archive's layout is checked (:func:`_check_layout`) and every entry name
+    must be unique, so the bytes read add up to at most the file's size.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ModelFileError(f"no model file at {path!r}")
-    size = os.path.getsize(path)
     try:
-        with zipfile.ZipFile(path) as zf:
-            infos = {i.filename: i for i in zf.infolist()}
-            if HEADER not in infos:
+        with open(path, "rb") as fh, zipfile.ZipFile(fh) as zf:
+            infolist = zf.infolist()
+            names = set()
+            for info in infolist:  # zipfile's own name -> entry dict keeps the last of a pair
+                if info.filename in names:
+                    raise ModelFileError(f"{path!r}: duplicate entry {info.filename!r}")
+                names.add(info.filename)
+            if HEADER not in names:
                 raise ModelFileError(f"{path!r} is not a logitlab model file (no {HEADER})")
-            for info in infos.values():
-                # stored entries only, and sizes that fit in the file: zipfile sizes its
-                # read buffers from these fields, so a corrupt one must not get that far
-                if (info.compress_type != zipfile.ZIP_STORED or info.file_size > size
-                        or info.compress_size != info.file_size):
-                    raise ModelFileError(f"{path!r}: entry {info.filename!r} is not stored plainly")
+            _check_layout(fh, infolist, zf.start_dir, path)
+            infos = {info.filename: info for info in infolist}
             if infos[HEADER].file_size > MAX_HEADER_BYTES:
                 raise ModelFileError(f"{path!r}: header larger than {MAX_HEADER_BYTES} bytes")
-            header = json.loads(zf.read(HEADER).decode("utf-8"))
+            try:
+                header = json.loads(zf.read(infos[HEADER]).decode("utf-8"),
+                                    object_pairs_hook=_unique_keys)
+            except ModelFileError as exc:
+                raise ModelFileError(f"{path!r}: {exc}") from None
             if not isinstance(header, dict) or header.get("format") != FORMAT:
                 raise ModelFileError(f"{path!r} is not a logitlab model file")
             if header.get("version") != VERSION:
@@ -120,17 +170,21 @@ def read_model_file(path, kinds=None):
                     f"{path!r} holds a {kind!r}; expected one of {sorted(kinds)}"
                 )
             if len(infos) != len(entries) + 1:
-                raise ModelFileError(f"{path!r}: unexpected entries in the archive")
+                raise ModelFileError(f"{path!r}: the header lists {len(entries)} arrays but the "
+                                     f"archive holds {len(infos) - 1} other entries")
             arrays = {}
             for i, entry in enumerate(entries):
                 name = f"arrays/{i}.npy"
                 if (not isinstance(entry, dict) or name not in infos
                         or entry.get("dtype") not in _ALLOWED_DTYPES
                         or not isinstance(entry.get("shape"), list)
-                        or not all(isinstance(d, int) and 0 <= d for d in entry["shape"])
+                        or not all(type(d) is int and 0 <= d for d in entry["shape"])
                         or not isinstance(entry.get("name"), str)):
                     raise ModelFileError(f"{path!r}: malformed array entry {i}")
-                arrays[entry["name"]] = _parse_npy(zf.read(name), f"{path!r} {name}",
+                if entry["name"] in arrays:
+                    raise ModelFileError(f"{path!r}: array name {entry['name']!r} appears twice "
+                                         "in the header")
+                arrays[entry["name"]] = _parse_npy(zf.read(infos[name]), f"{path!r} {name}",
                                                    entry["dtype"], entry["shape"])
     except ModelFileError:
         raise
@@ -140,3 +194,34 @@ def read_model_file(path, kinds=None):
         raise ModelFileError(f"{path!r} is corrupt or not a logitlab model file: "
                              f"{type(exc).__name__}: {exc}") from None
     return kind, config, arrays
+
+
+def check_array(arrays, name, shape, where, *, dtype=None, kind="f", finite=True,
+                positive=False, nonnegative=False, label=None):
+    """Check one array read from a model file; raise :class:`ModelFileError` naming it.
+
+    ``shape`` is the expected shape; ``dtype`` an exact dtype, else ``kind`` the dtype
+    kinds allowed ("f": floating); ``finite``/``positive``/``nonnegative`` the values.
+    ``label`` is the entry's name as the file spells it (default ``name``).
+    """
+    label = name if label is None else label
+    if name not in arrays:
+        raise ModelFileError(f"{where}: array {label!r} is missing")
+    a = arrays[name]
+    if tuple(a.shape) != tuple(shape):
+        raise ModelFileError(f"{where}: array {label!r} must have shape {tuple(shape)}; the file "
+                             f"holds shape {tuple(a.shape)}")
+    if dtype is not None and a.dtype != np.dtype(dtype):
+        raise ModelFileError(f"{where}: array {label!r} must be {np.dtype(dtype).name}; the file "
+                             f"holds {a.dtype.name}")
+    if dtype is None and a.dtype.kind not in kind:
+        raise ModelFileError(f"{where}: array {label!r} must be floating-point; the file holds "
+                             f"{a.dtype.name}")
+    if finite and not np.isfinite(a).all():
+        raise ModelFileError(f"{where}: array {label!r} holds NaN or inf")
+    if positive and not (a > 0).all():
+        raise ModelFileError(f"{where}: array {label!r} must be positive; it holds "
+                             f"{a[~(a > 0)].ravel()[0]!r}")
+    if nonnegative and (a < 0).any():
+        raise ModelFileError(f"{where}: array {label!r} holds negative values")
+    return a

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from .._io import atomic_write
 from ..callbacks import Callback
-from .._saving import ModelFileError
+from .._saving import ModelFileError, check_array
 from ._data import DataError, read_table
 
 
@@ -174,6 +174,18 @@ def _load(model_path):
         raise DataError(str(exc)) from None
     if "features" not in extra or "mean" not in arrays:
         raise DataError(f"{model_path} is a logitlab model but was not written by `logitlab train`")
+    # the scaling `logitlab train` stored beside the estimator, checked as load_estimator
+    # checks the estimator's own arrays
+    n = est.n_features_in_
+    features = extra["features"]
+    if not isinstance(features, list) or len(features) != n \
+            or not all(isinstance(f, str) for f in features):
+        raise DataError(f"{model_path}: the model's 'features' must be {n} column names")
+    try:
+        check_array(arrays, "mean", (n,), str(model_path), label="extra/mean")
+        check_array(arrays, "scale", (n,), str(model_path), positive=True, label="extra/scale")
+    except ModelFileError as exc:
+        raise DataError(str(exc)) from None
     if extra.get("multilabel"):
         est._label_names = list(extra["multilabel"])
     return est, extra, arrays

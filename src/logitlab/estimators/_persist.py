@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._saving import ModelFileError, read_model_file, write_model_file
+from .._saving import ModelFileError, check_array, read_model_file, write_model_file
 from ..models import Sequential
+from ..models._file_checks import check_state
 from ._mlp import MLPClassifier
 from ._softmax_regression import SoftmaxRegression
 
@@ -49,15 +50,90 @@ def save_estimator(estimator, path, extra=None, extra_arrays=None):
     write_model_file(path, kind, config, arrays)
 
 
+def _check_classes(config, where):
+    classes = config.get("classes")
+    if (not isinstance(classes, list) or not classes
+            or not all(isinstance(c, (str, int, float)) for c in classes)):
+        raise ModelFileError(f"{where}: 'classes' must be a non-empty list of labels")
+    seen = set()
+    for c in classes:
+        if c in seen:
+            raise ModelFileError(f"{where}: the classes must be distinct; {c!r} appears twice")
+        seen.add(c)
+    n_features = config.get("n_features_in")
+    if type(n_features) is not int or n_features < 1:
+        raise ModelFileError(f"{where}: 'n_features_in' must be a positive integer; "
+                             f"got {n_features!r}")
+    names = config.get("feature_names_in")
+    if names is not None and (not isinstance(names, list) or len(names) != n_features
+                              or not all(isinstance(n, str) for n in names)):
+        raise ModelFileError(f"{where}: 'feature_names_in' must be {n_features} names")
+    return classes, n_features
+
+
+def _check_contents(kind, config, arrays, where):
+    """Every array's shape and values against the config, before any object is made."""
+    classes, n_features = _check_classes(config, where)
+    if kind == "SoftmaxRegression":
+        if len(classes) < 2:
+            raise ModelFileError(f"{where}: a SoftmaxRegression has at least 2 classes; the "
+                                 f"file lists {len(classes)}")
+        rows = 1 if len(classes) == 2 else len(classes)  # one row of logits for two classes
+        check_array(arrays, "coef", (rows, n_features), where)
+        check_array(arrays, "intercept", (rows,), where)
+        used = {"coef", "intercept"}
+    else:
+        network = config.get("network")
+        multilabel = config.get("multilabel")
+        if not isinstance(network, dict) or not isinstance(multilabel, bool):
+            raise ModelFileError(f"{where}: an MLPClassifier file needs 'network' and 'multilabel'")
+        net = {k[4:]: v for k, v in arrays.items() if k.startswith("net/")}
+        try:
+            check_state(network, net, prefix="net/")
+        except ModelFileError as exc:
+            raise ModelFileError(f"{where}: {exc}") from None
+        used = {f"net/{k}" for k in net}
+        curve = config.get("loss_curve", [])
+        if not isinstance(curve, list) or not all(isinstance(v, (int, float)) for v in curve):
+            raise ModelFileError(f"{where}: 'loss_curve' must be a list of numbers")
+    for name in arrays:
+        if name not in used and not name.startswith("extra/"):
+            raise ModelFileError(f"{where}: unexpected array {name!r}")
+
+
+def _check_network(est, where):
+    """The rebuilt network takes the estimator's features and gives one output per class."""
+    model = est.model_
+    if model.input_dim != est.n_features_in_:
+        raise ModelFileError(f"{where}: the network takes {model.input_dim} features but "
+                             f"n_features_in is {est.n_features_in_}")
+    outputs = est.n_outputs_ if est._multilabel else max(est.n_outputs_, 2)
+    if model._output_dim() != outputs:
+        raise ModelFileError(f"{where}: the network has {model._output_dim()} outputs; "
+                             f"{len(est.classes_)} classes need {outputs}")
+    if model.loss is None:
+        raise ModelFileError(f"{where}: the network is not compiled")
+
+
 def load_estimator(path):
     """Read an estimator written by :func:`save_estimator`.
 
     Returns ``(estimator, extra, extra_arrays)``; raises
-    :class:`~logitlab.ModelFileError` for anything that is not such a file.
+    :class:`~logitlab.ModelFileError` for anything that is not such a file, or
+    whose contents do not fit together: every array's shape against the classes
+    and features, every value finite, the parameters valid, the network's
+    architecture against its arrays (before it is built).
     """
     kind, config, arrays = read_model_file(path, kinds=set(_KINDS))
+    where = repr(str(path))
+    _check_contents(kind, config, arrays, where)
     try:
         est = _KINDS[kind](**config["params"])
+        est._validate_params()  # scikit-learn's parameter constraints, at load not next fit
+    except Exception as exc:
+        raise ModelFileError(f"{where}: invalid parameters: {type(exc).__name__}: {exc}") \
+            from None
+    try:
         est.classes_ = np.asarray(config["classes"])
         est.n_features_in_ = int(config["n_features_in"])
         if "feature_names_in" in config:
@@ -70,12 +146,13 @@ def load_estimator(path):
             est.n_outputs_ = len(est.classes_)
             est.model_ = Sequential.from_state(
                 config["network"], {k[4:]: v for k, v in arrays.items() if k.startswith("net/")})
+            _check_network(est, where)
             est.loss_curve_ = list(config.get("loss_curve", []))
             est.n_iter_ = len(est.loss_curve_)
         extra_arrays = {k[6:]: v for k, v in arrays.items() if k.startswith("extra/")}
         return est, dict(config.get("extra") or {}), extra_arrays
-    except ModelFileError:
-        raise
+    except ModelFileError as exc:
+        raise ModelFileError(f"{where}: {exc}" if where not in str(exc) else str(exc)) from None
     except Exception as exc:
-        raise ModelFileError(f"{path!r}: inconsistent model contents: {type(exc).__name__}: {exc}") \
+        raise ModelFileError(f"{where}: inconsistent model contents: {type(exc).__name__}: {exc}") \
             from None

@@ -130,6 +130,14 @@ class Layer:
     def output_dim(self, input_dim):
         return input_dim
 
+    def weight_shapes(self, input_dim):
+        """``[(what, shape), ...]`` of the weights ``build(input_dim)`` makes, in order.
+
+        Pure arithmetic, nothing allocated: the model-file loader checks a file's
+        declared architecture against the arrays it holds with it, before building.
+        """
+        return []
+
     def bind(self, weights, grads):
         """Make ``weights``/``grads`` (views into the model's flat buffers) the layer's own."""
         self.weights, self.grads = list(weights), list(grads)
@@ -193,15 +201,20 @@ class Dense(Layer):
 
     def build(self, input_dim, rng, dtype):
         super().build(input_dim, rng, dtype)
-        self.kernel = _initialize(self.kernel_initializer, rng, (input_dim, self.units), dtype)
+        shapes = dict(self.weight_shapes(input_dim))
+        self.kernel = _initialize(self.kernel_initializer, rng, shapes["kernel"], dtype)
         self.weights = [self.kernel]
         if self.use_bias:
-            self.bias = _initialize(self.bias_initializer, rng, (self.units,), dtype)
+            self.bias = _initialize(self.bias_initializer, rng, shapes["bias"], dtype)
             self.weights.append(self.bias)
         self.grads = [np.zeros_like(w) for w in self.weights]
 
     def output_dim(self, input_dim):
         return self.units
+
+    def weight_shapes(self, input_dim):
+        return [("kernel", (input_dim, self.units))] + ([("bias", (self.units,))]
+                                                        if self.use_bias else [])
 
     def bind(self, weights, grads):
         super().bind(weights, grads)

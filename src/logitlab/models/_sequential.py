@@ -16,6 +16,7 @@ from ..losses._crossentropy import sparse_ce_logits_inplace
 from ..callbacks._callbacks import Callback, History, ProgressLogger
 from ..layers._layers import Dense, Layer, layer_from_config
 from ..optimizers._optimizers import from_config as optimizer_from_config
+from ._file_checks import check_state
 from ._metrics import resolve_metrics
 
 __all__ = ["Sequential", "load_model", "TrainingDivergedError"]
@@ -555,7 +556,12 @@ def load_model(path):
 
 
 def _from_state(config, arrays):
-    """Rebuild a model from :meth:`Sequential.get_state` output (names only, nothing run)."""
+    """Rebuild a model from :meth:`Sequential.get_state` output (names only, nothing run).
+
+    The contents are checked against each other first (:func:`check_state`), so
+    nothing is built that the file's own arrays do not fill.
+    """
+    check_state(config, arrays)
     model = Sequential(
         [layer_from_config(spec["class_name"], spec["config"]) for spec in config["layers"]],
         name=config.get("name"), seed=config.get("seed"), dtype=config.get("dtype", "float32"))
