@@ -141,6 +141,10 @@ def train(data, target, model, hidden, epochs, batch_size, learning_rate, C, val
 def predict(model, data, proba, output):
     """Predict labels (in the original label names) for the rows of DATA.
 
+    Labels that a spreadsheet would run as a formula (starting with = + - @,
+    tab or carriage return; plain numbers such as -1 excepted) are written with
+    a leading single quote, as OWASP advises against CSV injection.
+
     \b
     Example:
       logitlab predict iris.logitlab new.csv --proba -o predictions.csv

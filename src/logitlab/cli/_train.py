@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import sys
 
 import numpy as np
@@ -208,6 +209,23 @@ def _read_for_model(data, extra, require_target):
         return read_table(data, features=extra["features"])
 
 
+# A cell starting with one of these is a formula to Excel, LibreOffice and Google Sheets
+# (OWASP "CSV Injection"; ASVS 1.2.10 adds NUL); a plain number is not, and stays as it is.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\0")
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def formula_safe(cell):
+    """``cell`` as spreadsheet-safe text: a string starting with = + - @ tab, CR or NUL
+    (and not a plain number such as ``-1``) gets a leading single quote, which a
+    spreadsheet reads as "this is text" (OWASP's advice). Other values are returned as
+    they are."""
+    if isinstance(cell, str) and cell.startswith(_FORMULA_START) \
+            and not _PLAIN_NUMBER.fullmatch(cell):
+        return "'" + cell
+    return cell
+
+
 def run_predict(model_path, data, proba, output):
     est, extra, arrays = _load(model_path)
     table = _read_for_model(data, extra, require_target=False)
@@ -221,9 +239,9 @@ def run_predict(model_path, data, proba, output):
     if proba:
         names = multilabel if multilabel else [str(c) for c in est.classes_]
         header += [f"proba_{n}" for n in names]
-    writer.writerow(header)
+    writer.writerow([formula_safe(h) for h in header])
     for i in range(len(X)):
-        row = list(pred[i]) if multilabel else [pred[i]]
+        row = list(pred[i]) if multilabel else [formula_safe(pred[i])]
         if proba:
             row += [repr(float(v)) for v in P[i]]
         writer.writerow(row)
