@@ -150,3 +150,24 @@ def many_dense_layers(blob, layers=2000, units=2000):
     def change(h):
         h["config"]["layers"] = [{"class_name": "Dense", "config": {"units": units}}] * layers
     return rewrite(blob, change)
+
+
+def swallowing_entry(blob, i, k):
+    """``blob`` laid out again with entry ``i``'s data stretched over the next ``k`` entries
+    (their headers and data become part of it; its CRC is right), the central directory
+    still listing every entry where it lies: entries that overlap."""
+    entries = entries_of(blob)
+    k = max(1, min(k, len(entries) - 1 - i))
+    starts, body = [], b""
+    for name, data in entries:
+        starts.append(len(body))
+        body += _local(name, data) + data
+    name_i = entries[i][0]
+    data_from = starts[i] + LOCAL.size + len(name_i.encode())
+    data_to = starts[i + k + 1] if i + k + 1 < len(entries) else len(body)
+    stretched = body[data_from:data_to]
+    # entry i's header now declares the stretched size; the bytes after it keep their place
+    body = body[:starts[i]] + _local(name_i, stretched) + body[data_from:]
+    central = b"".join(_central(n, stretched if j == i else d, starts[j])
+                       for j, (n, d) in enumerate(entries))
+    return body + central + _end(len(entries), len(central), len(body))

@@ -16,6 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import hostile_files as hf
 from logitlab import ModelFileError, Sequential, load_model
 from logitlab.layers import Dense
 from logitlab.losses import SparseCategoricalCrossentropy
@@ -68,9 +69,43 @@ HEADER_CHANGES = [
 ]
 
 
+# Declared shapes inflated far past the arrays in the file (issue 19): one layer's
+# units, input_dim, or thousands of wide layers in a few kB of JSON.
+BIG = st.sampled_from([20000, 10**6, 2**31, 10**12])
+
+
 @st.composite
-def mutations(draw, blob_len):
-    kind = draw(st.sampled_from(["truncate", "flip", "overwrite", "insert", "header"]))
+def inflations(draw):
+    what = draw(st.sampled_from(["units", "input_dim", "both", "layers"]))
+    n = draw(BIG)
+    if what == "layers":
+        count, units = draw(st.integers(2, 2000)), draw(st.sampled_from([2000, 20000]))
+        return lambda h: h["config"].update(
+            layers=[{"class_name": "Dense", "config": {"units": units}}] * count)
+    layer = draw(st.integers(0, 1))
+
+    def change(h):
+        if what in ("units", "both"):
+            h["config"]["layers"][layer]["config"]["units"] = n
+        if what in ("input_dim", "both"):
+            h["config"]["input_dim"] = n
+    return change
+
+
+@st.composite
+def mutations(draw, blob_len, n_entries):
+    kind = draw(st.sampled_from(["truncate", "flip", "overwrite", "insert", "header",
+                                 "overlap", "reorder", "duplicate", "inflate"]))
+    if kind == "overlap":  # entry i's data stretched over the next k entries
+        return kind, (draw(st.integers(0, n_entries - 2)), draw(st.integers(1, n_entries)))
+    if kind == "reorder":
+        order = draw(st.permutations(range(n_entries)))
+        return kind, order if order != list(range(n_entries)) else order[::-1]
+    if kind == "duplicate":  # a second entry of an existing name, at any place
+        return kind, (draw(st.integers(0, n_entries - 1)), draw(st.integers(0, n_entries - 1)),
+                      draw(st.integers(0, n_entries)), draw(st.booleans()))
+    if kind == "inflate":
+        return kind, draw(inflations())
     if kind == "truncate":
         return kind, draw(st.integers(0, blob_len - 1))
     if kind == "flip":
@@ -98,20 +133,44 @@ def mutate(blob, mutation):
     if kind == "insert":
         pos, new = arg
         return blob[:pos] + new + blob[pos:]
+    if kind == "overlap":
+        return hf.swallowing_entry(blob, *arg)
+    if kind == "reorder":
+        return hf.write_entries(hf.entries_of(blob), central_order=arg)
+    if kind == "duplicate":
+        name_from, data_from, at, first_is_copy = arg
+        entries = hf.entries_of(blob)
+        extra = (entries[name_from][0], entries[name_from if first_is_copy else data_from][1])
+        if extra[0] == "logitlab.json" and not first_is_copy:  # another version's header
+            header = json.loads(entries[0][1])
+            header["version"] = 2
+            extra = ("logitlab.json", json.dumps(header).encode())
+        return hf.write_entries(entries[:at] + [extra] + entries[at:])
+    if kind == "inflate":
+        return hf.rewrite(blob, arg)
     return _rewrite_header(blob, HEADER_CHANGES[arg])
 
 
 def test_load_model_fuzz(valid_bytes, tmp_path):
-    """2,000 mutated files: each loads or raises ModelFileError; memory stays small."""
+    """2,000 mutated files: each loads or raises ModelFileError; memory stays small.
+
+    Besides damage (truncation, bit flips, overwritten or inserted bytes, header edits),
+    the mutations include issue 19's attacks: entries that overlap or are listed out of
+    order, duplicate entry names, and declared shapes inflated past the arrays.
+    """
     path = tmp_path / "fuzz.logitlab"
     outcomes = {"loaded": 0, "rejected": 0}
     path.write_bytes(valid_bytes)
     load_model(path).predict(np.zeros((2, 4)))  # warm up: first-use imports are not the file's
 
+    n_entries = len(hf.entries_of(valid_bytes))
+    kinds = {}
+
     @settings(max_examples=FUZZ_CASES, deadline=None, database=None,
               suppress_health_check=list(HealthCheck))
-    @given(mutations(len(valid_bytes)))
+    @given(mutations(len(valid_bytes), n_entries))
     def check(mutation):
+        kinds[mutation[0]] = kinds.get(mutation[0], 0) + 1
         data = mutate(valid_bytes, mutation)
         path.write_bytes(data)
         def traced_load():
@@ -141,6 +200,8 @@ def test_load_model_fuzz(valid_bytes, tmp_path):
     check()
     assert sum(outcomes.values()) >= FUZZ_CASES
     assert outcomes["rejected"] > FUZZ_CASES // 2
+    for kind in ("overlap", "reorder", "duplicate", "inflate"):  # the issue-19 kinds ran
+        assert kinds.get(kind, 0) >= FUZZ_CASES // 100, kinds
 
 
 def test_corrupt_compressed_size_is_rejected_before_reading(tmp_path):
