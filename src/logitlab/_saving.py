@@ -221,7 +221,7 @@ def check_array(arrays, name, shape, where, *, dtype=None, kind="f", finite=True
         raise ModelFileError(f"{where}: array {label!r} holds NaN or inf")
     if positive and not (a > 0).all():
         raise ModelFileError(f"{where}: array {label!r} must be positive; it holds "
-                             f"{a[~(a > 0)].ravel()[0]!r}")
+                             f"{a[~(a > 0)].ravel()[0].item()!r}")
     if nonnegative and (a < 0).any():
         raise ModelFileError(f"{where}: array {label!r} holds negative values")
     return a
