@@ -129,6 +129,12 @@ def test_duplicate_keys_and_array_names_in_the_header_are_rejected(tmp_path, seq
                                        for n, d in hf.entries_of(seq_bytes)]))
     load_rejected(path, "duplicate key 'version'")
 
+    nan = text.replace('"epoch": 1', '"epoch": NaN', 1)  # the writer never writes NaN
+    assert nan != text
+    path.write_bytes(hf.write_entries([(n, nan.encode() if n == "logitlab.json" else d)
+                                       for n, d in hf.entries_of(seq_bytes)]))
+    load_rejected(path, "holds NaN")
+
     def rename(h):
         h["arrays"][1]["name"] = h["arrays"][0]["name"]
     path.write_bytes(hf.rewrite(seq_bytes, rename))

@@ -92,6 +92,11 @@ def _unique_keys(pairs):
     return out
 
 
+def _no_constant(name):
+    """``parse_constant`` for ``json.loads``: the writer never writes NaN or Infinity."""
+    raise ModelFileError(f"{HEADER}: holds {name}, which logitlab never writes")
+
+
 def _check_layout(fh, infos, start_dir, path):
     """Every entry stored plainly, in order, its bytes inside the file and apart from the others.
 
@@ -152,7 +157,7 @@ def read_model_file(path, kinds=None):
                 raise ModelFileError(f"{path!r}: header larger than {MAX_HEADER_BYTES} bytes")
             try:
                 header = json.loads(zf.read(infos[HEADER]).decode("utf-8"),
-                                    object_pairs_hook=_unique_keys)
+                                    object_pairs_hook=_unique_keys, parse_constant=_no_constant)
             except ModelFileError as exc:
                 raise ModelFileError(f"{path!r}: {exc}") from None
             if not isinstance(header, dict) or header.get("format") != FORMAT:
