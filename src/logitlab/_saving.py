@@ -9,8 +9,12 @@ Format (version 1): an uncompressed zip holding
 Loading never unpickles, imports or evaluates anything from the file: the
 JSON is data, object types are looked up by name in fixed tables, and the
 ``.npy`` headers are parsed here and checked against the bytes that are
-actually present before any array is created, so memory stays proportional
-to the file's size. Every problem raises :class:`ModelFileError`.
+actually present before any array is created. The archive's entries must lie
+in order, apart from each other and from the central directory, with no name
+(and no JSON key) twice, so the bytes read add up to at most the file's size
+and memory stays proportional to it; what the JSON declares is checked against
+the arrays before anything is built (``models/_file_checks.py``,
+``estimators/_persist.py``). Every problem raises :class:`ModelFileError`.
 """
 
 from __future__ import annotations
