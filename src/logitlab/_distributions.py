@@ -15,6 +15,7 @@ from ._validation import (
     check_axis,
     check_integer_labels,
     check_number,
+    check_result_size,
     check_same_shape,
 )
 
@@ -29,7 +30,9 @@ def one_hot(labels, num_classes, dtype=float):
     labels : array-like of int, shape (...)
         Class indices in ``[0, num_classes)``.
     num_classes : int
-        Number of classes ``C``.
+        Number of classes ``C``, at least 1. A result larger than this
+        machine's physical memory is refused, naming ``num_classes``,
+        before anything is allocated.
     dtype : dtype, default=float
         Dtype of the result.
 
@@ -46,6 +49,7 @@ def one_hot(labels, num_classes, dtype=float):
     """
     check_number(num_classes, "num_classes", low=1, integer=True)
     y = check_integer_labels(labels, "labels", int(num_classes))
+    check_result_size(y.shape + (int(num_classes),), dtype, "num_classes")
     out = np.zeros(y.shape + (int(num_classes),), dtype=dtype)
     np.put_along_axis(out, y[..., None], 1, axis=-1)
     return out

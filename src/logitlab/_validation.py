@@ -6,28 +6,42 @@ user never has to read a traceback from inside NumPy.
 
 from __future__ import annotations
 
+import math
 import numbers
 import operator
+import os
 
 import numpy as np
 
 __all__ = [
+    "DIVERGENCE_FACTOR",
+    "DivergenceCheck",
     "LogitlabError",
+    "TrainingDivergedError",
     "as_float_array",
     "check_axis",
     "check_choice",
+    "check_class_weight",
     "check_integer_labels",
     "check_number",
     "check_out",
+    "check_result_size",
     "check_same_shape",
+    "check_some_weight",
+    "check_weights",
     "check_where",
     "deliver",
     "describe",
+    "fit_sample_weight",
 ]
 
 
 class LogitlabError(ValueError):
     """Base class of the errors logitlab raises itself (a ``ValueError``)."""
+
+
+class TrainingDivergedError(LogitlabError):
+    """The loss or a gradient became NaN or inf, or the loss blew up, during training."""
 
 
 def describe(x) -> str:
@@ -213,7 +227,9 @@ def check_integer_labels(labels, name: str, num_classes: int, *, ignore_index=No
         raise TypeError(
             f"`{name}` must hold integer class labels; got {describe(arr)}"
         )
-    arr = arr.astype(np.int64, copy=False)
+    # range-checked in the labels' own dtype, before any cast: a uint64 label of
+    # 2**64 - 100 must not wrap to -100 (and pass as ignore_index); NumPy 2 compares
+    # with out-of-range Python integers exactly
     valid = (arr >= 0) & (arr < num_classes)
     if ignore_index is not None:
         valid |= arr == ignore_index
@@ -223,4 +239,222 @@ def check_integer_labels(labels, name: str, num_classes: int, *, ignore_index=No
         raise ValueError(
             f"`{name}` must hold labels in [0, {num_classes}){extra}; got {int(bad)}"
         )
-    return arr
+    return arr.astype(np.int64, copy=False)
+
+
+# ---- weights ---------------------------------------------------------------------
+
+
+def _first_bad(arr, bad):
+    """``"nan at index 3"``: the first offending value of ``arr`` and where it is."""
+    where = np.argwhere(bad)[0]
+    at = int(where[0]) if len(where) == 1 else tuple(int(i) for i in where)
+    return f"{arr[tuple(where)].item()!r} at index {at}"
+
+
+def check_weights(weights, name, *, shape=None, positive=False, dtype=np.float64):
+    """Weights as a float array: numbers, finite, non-negative (``positive``: > 0).
+
+    The one check behind every weight the package takes: ``sample_weight``
+    (the losses, ``Sequential.fit``, the estimators, the Dask adapter's
+    chunks), ``class_weight`` (through :func:`check_class_weight`) and
+    ``pos_weight``. A NaN, inf or negative weight makes a loss and its
+    gradient disagree or vanish silently, so it is refused with its index.
+    ``shape``, if given, is required exactly.
+    """
+    arr = _asarray(weights, name)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"`{name}` must be an array-like of numbers (weights); "
+                        f"got {describe(weights)}")
+    if shape is not None and arr.shape != tuple(shape):
+        raise ValueError(f"`{name}` must have shape {tuple(shape)}; got shape {arr.shape}")
+    if arr.dtype.kind == "f":
+        with np.errstate(invalid="ignore"):
+            bad = ~np.isfinite(arr) | ((arr <= 0) if positive else (arr < 0))
+    else:
+        bad = (arr <= 0) if positive else (arr < 0)
+    if bad.any():
+        kind = "positive" if positive else "non-negative"
+        got = _first_bad(arr, bad) if arr.ndim else repr(arr.item())
+        raise ValueError(f"`{name}` must hold finite, {kind} weights; got {got}")
+    return arr.astype(dtype, copy=False)
+
+
+def check_some_weight(weights, what):
+    """Refuse per-sample weights that are all zero (a fit would learn nothing); ``what``
+    names them, e.g. "`sample_weight`"."""
+    if weights is not None and np.size(weights) and not np.any(weights):
+        raise ValueError(f"{what} must hold at least one non-zero weight; got all zeros: "
+                         "a fit would have nothing to learn from")
+
+
+def _weight_value(value, name):
+    if isinstance(value, (str, bytes)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"`{name}` must be a number; got {describe(value)}")
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"`{name}` must be a finite, non-negative weight; got {value!r}")
+    return float(value)
+
+
+def check_class_weight(class_weight, n_classes, *, labels=None, classes=None,
+                       name="class_weight", dtype=np.float64):
+    """Per-class weights as a vector of shape ``(n_classes,)`` (None stays None).
+
+    * a dict: keys are class indices in ``[0, n_classes)`` or, given
+      ``classes`` (an estimator's ``classes_``), class labels; a class not
+      named weighs 1. With ``classes``, keys that are not classes are
+      allowed only when every class has a weight (scikit-learn's rule).
+    * a sequence or array: one weight per class, indexed by class.
+    * ``"balanced"``: scikit-learn's ``compute_class_weight("balanced")``,
+      ``n_samples / (n_present * bincount(labels))`` over the classes present
+      in ``labels`` (indices in ``[0, n_classes)``); a class absent from
+      ``labels`` weighs 1 (it weighs no sample). Computed here, so that
+      ``Sequential`` does not need scikit-learn.
+
+    Every weight must be finite and non-negative (:func:`check_weights`).
+    """
+    if class_weight is None:
+        return None
+    if isinstance(class_weight, str):
+        if class_weight != "balanced":
+            raise ValueError(f"`{name}` must be a dict, one weight per class, 'balanced' or "
+                             f"None; got {class_weight!r}")
+        if labels is None:
+            raise ValueError(f"`{name}`='balanced' needs the training labels; pass the "
+                             "weights per class instead")
+        counts = np.bincount(np.asarray(labels, dtype=np.intp).ravel(), minlength=n_classes)
+        vec = np.ones(n_classes, dtype=np.float64)
+        present = counts > 0
+        vec[present] = counts.sum() / (present.sum() * counts[present])
+        return vec.astype(dtype, copy=False)
+    if isinstance(class_weight, dict):
+        vec = np.ones(n_classes, dtype=np.float64)
+        if classes is not None:
+            index = {c: i for i, c in enumerate(np.asarray(classes).tolist())}
+            unknown = [k for k in class_weight if k not in index]
+            if unknown and len(class_weight) - len(unknown) < n_classes:
+                raise ValueError(f"`{name}` has the keys {unknown[:5]!r}, which are not among "
+                                 f"the classes {list(index)[:10]!r}")
+            for k, v in class_weight.items():
+                if k in index:
+                    vec[index[k]] = _weight_value(v, f"{name}[{k!r}]")
+            return vec.astype(dtype, copy=False)
+        for k, v in class_weight.items():
+            try:
+                i = operator.index(k)
+            except TypeError:
+                raise TypeError(f"`{name}` keys must be integer class indices; got "
+                                f"{describe(k)}") from None
+            if not 0 <= i < n_classes:
+                raise ValueError(f"`{name}` has the key {k!r}, outside the classes "
+                                 f"[0, {n_classes})")
+            vec[i] = _weight_value(v, f"{name}[{k!r}]")
+        return vec.astype(dtype, copy=False)
+    vec = check_weights(class_weight, name, dtype=dtype)
+    if vec.shape != (n_classes,):
+        raise ValueError(f"`{name}` must have one entry per class, shape ({n_classes},); "
+                         f"got shape {vec.shape}")
+    return vec
+
+
+def _class_labels(y, n_classes, name):
+    """The class index of each target: argmax of one-hot rows, else the (rounded) label."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] > 1:
+        return np.argmax(y, axis=1)
+    if y.ndim == 2:
+        y = y[:, 0]
+    if y.dtype.kind == "f":  # binary targets in [0, 1]: Keras rounds them
+        with np.errstate(invalid="ignore"):
+            y = np.rint(y)
+    return check_integer_labels(y, name, n_classes)
+
+
+def fit_sample_weight(n_samples, sample_weight=None, class_weight=None, y=None, n_classes=None):
+    """``sample_weight * class_weight[label]`` for a training loop (None when neither is given).
+
+    ``sample_weight`` is one weight per sample; ``class_weight`` anything
+    :func:`check_class_weight` takes, indexed by each sample's class (its
+    integer label, the argmax of a one-hot row, or a rounded binary target).
+    """
+    sw = None
+    if sample_weight is not None:
+        sw = check_weights(sample_weight, "sample_weight", shape=(n_samples,))
+    if class_weight is not None:
+        labels = _class_labels(y, n_classes, "y")
+        cw = check_class_weight(class_weight, n_classes, labels=labels)[labels]
+        sw = cw if sw is None else sw * cw
+    check_some_weight(sw, "`sample_weight` times `class_weight`" if class_weight is not None
+                      else "`sample_weight`")
+    return sw
+
+
+# ---- sizes ---------------------------------------------------------------------
+
+
+def _memory_bytes():
+    """This machine's physical memory, or None where the OS does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_result_size(shape, dtype, name):
+    """Refuse, naming ``name``, a result larger than this machine's physical memory.
+
+    Checked before anything is allocated: NumPy's own refusal ("array is too
+    big") names no argument, and below it an overcommitting OS may hand out
+    an array that cannot be filled.
+    """
+    nbytes = math.prod(int(s) for s in shape) * np.dtype(dtype).itemsize
+    limit = _memory_bytes() or np.iinfo(np.intp).max
+    if nbytes > limit:
+        raise ValueError(f"`{name}` asks for a result of shape {tuple(shape)} ({nbytes:.3g} "
+                         f"bytes), more than this machine's memory ({limit:.3g} bytes)")
+
+
+# ---- divergence ------------------------------------------------------------------
+
+#: A loss above ``DIVERGENCE_FACTOR * max(initial loss, 1)`` counts as diverged.
+DIVERGENCE_FACTOR = 1e6
+
+
+class DivergenceCheck:
+    """The one divergence rule of every training loop (``Sequential.fit`` and what uses it).
+
+    A loss that is NaN or inf, a non-finite gradient, or a loss more than
+    :data:`DIVERGENCE_FACTOR` times ``max(initial loss, 1)`` (the initial
+    loss being the first finite batch loss of the run) raises
+    :class:`TrainingDivergedError` naming the epoch, the step and the
+    learning rate. Cross-entropy starts near ``log(n_classes)``; a million
+    times that is no longer training (a learning rate of 1e9 reaches 1e22 on
+    its second step). Checked before the step is applied, so the weights are
+    those the failing step started from.
+    """
+
+    def __init__(self, learning_rate):
+        self.learning_rate = learning_rate
+        self.initial = None
+
+    def loss(self, value, epoch, step):
+        """Check one batch loss (``epoch`` and ``step`` counted from 0)."""
+        if not math.isfinite(value):
+            self._raise(epoch, step, f"the loss became {value}")
+        if self.initial is None:
+            self.initial = value
+        elif value > DIVERGENCE_FACTOR * max(self.initial, 1.0):
+            self._raise(epoch, step, f"the loss grew to {value:.3g} from {self.initial:.3g} "
+                        f"(over {DIVERGENCE_FACTOR:g} times)")
+
+    def gradient(self, finite, epoch, step):
+        """Check that the step's gradient is finite."""
+        if not finite:
+            self._raise(epoch, step, "a gradient became NaN or inf")
+
+    def _raise(self, epoch, step, what):
+        raise TrainingDivergedError(
+            f"training diverged: {what} at epoch {epoch + 1}, step {step + 1} "
+            f"(learning rate {self.learning_rate:g}); the model keeps the weights this step "
+            "started from. Try a lower `learning_rate`, or standardise the inputs `x`."
+        )

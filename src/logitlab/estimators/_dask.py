@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..losses._crossentropy import binary_ce_value_and_grad, sparse_ce_logits_inplace
+from .._validation import check_some_weight, check_weights
 
 from .._dask_adapter import as_dask_array, is_dask_collection, map_rows  # noqa: F401
 
@@ -43,7 +44,7 @@ def _chunk_sums(X, y, sw, params, classes, C, fit_intercept, binary):
     idx = np.searchsorted(classes, y)
     if np.any(idx >= len(classes)) or np.any(classes[np.minimum(idx, len(classes) - 1)] != y):
         raise ValueError("`y` changed between passes over the data")
-    sw = np.ones(len(X)) if sw is None else np.asarray(sw, dtype=np.float64)
+    sw = np.ones(len(X)) if sw is None else check_weights(sw, "sample_weight", shape=(len(X),))
     n_features = X.shape[1]
     W = params.reshape(1 if binary else len(classes), -1)
     logits = X @ W[:, :n_features].T
@@ -88,6 +89,7 @@ def fit_softmax_regression(est, X, y, sample_weight=None):
     if est.class_weight is not None:
         raise ValueError("`class_weight` is not supported with Dask inputs; pass sample_weight")
     classes, sw_sum = _class_pass(y, sw)
+    check_some_weight([sw_sum], "`sample_weight`")
     if len(classes) < 2:
         raise ValueError("`y` must hold samples of at least 2 classes, but the data contains "
                          f"only one class: {classes[0]!r}")

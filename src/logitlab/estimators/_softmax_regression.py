@@ -10,9 +10,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.class_weight import compute_sample_weight
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted
+from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from numbers import Integral, Real
@@ -20,6 +19,7 @@ from numbers import Integral, Real
 from ._checks import named_errors, validate
 from .._dask_adapter import is_dask_collection
 from .._softmax import log_sigmoid, log_softmax, sigmoid, softmax
+from .._validation import check_class_weight, check_some_weight, check_weights
 from ..losses._crossentropy import binary_ce_value_and_grad, sparse_ce_logits_inplace
 
 __all__ = ["SoftmaxRegression", "multinomial_objective", "blas_threads_for"]
@@ -115,7 +115,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         below ``tol``.
     max_iter : int, default=1000
     class_weight : dict, "balanced" or None
-        Multiplies the sample weights of each class.
+        Multiplies the sample weights of each class: a dict of class label
+        to weight (a class not named weighs 1), or "balanced",
+        ``n_samples / (n_classes * bincount(y))``. Weights, like
+        ``sample_weight``, must be finite and non-negative.
     warm_start : bool, default=False
         Start from the previous ``coef_`` and ``intercept_``.
     verbose : int, default=0
@@ -184,9 +187,17 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 "`y` must hold samples of at least 2 classes, but the data contains only "
                 f"one class: {self.classes_[0].item() if hasattr(self.classes_[0], 'item') else self.classes_[0]!r}"
             )
-        sw = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        n = X.shape[0]
+        if sample_weight is None:
+            sw = np.ones(n)
+        else:  # a number weighs every sample alike, as in scikit-learn
+            sw = check_weights(np.full(n, sample_weight) if isinstance(sample_weight, Real)
+                               else sample_weight, "sample_weight", shape=(n,))
         if self.class_weight is not None:
-            sw = sw * compute_sample_weight(self.class_weight, y)
+            sw = sw * check_class_weight(self.class_weight, n_classes, labels=y_enc,
+                                         classes=self.classes_)[y_enc]
+        check_some_weight(sw, "`sample_weight` times `class_weight`"
+                          if self.class_weight is not None else "`sample_weight`")
         return X, y_enc, sw, n_classes
 
     def _initial_params(self, k, cols):

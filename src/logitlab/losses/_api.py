@@ -9,6 +9,7 @@ from ._crossentropy import (
     check_reduction,
     sparse_ce_value_and_grad,
 )
+from .._validation import check_weights
 
 __all__ = [
     "Loss",
@@ -164,8 +165,9 @@ def binary_crossentropy(y_true, y_pred, *, from_logits=False, label_smoothing=0.
     from_logits : bool, default=False
     label_smoothing : float in [0, 1], default=0
         Target ``y * (1 - eps) + eps / 2``.
-    pos_weight : array-like broadcastable to ``y_pred``, optional
-        Weight of the positive term (PyTorch's ``BCEWithLogitsLoss``).
+    pos_weight : float or array-like broadcastable to ``y_pred``, optional
+        Weight of the positive term (PyTorch's ``BCEWithLogitsLoss``), one
+        per label or a scalar; finite and positive.
     reduction : {"mean", "sum", "none"}, default="mean"
         ``"none"`` returns one loss per element, the shape of ``y_pred``;
         ``"mean"`` averages over all elements (Keras's per-sample mean,
@@ -298,6 +300,8 @@ class BinaryCrossentropy(Loss):
                  reduction="mean"):
         self.from_logits = bool(from_logits)
         self.label_smoothing = check_label_smoothing(label_smoothing)
+        if pos_weight is not None:
+            check_weights(pos_weight, "pos_weight", positive=True)
         self.pos_weight = pos_weight
         self.reduction = check_reduction(reduction)
 

@@ -30,9 +30,11 @@ from .._softmax import _kernel_rows, _rows_buffer, expit, log_expit, softmax_par
 from .._validation import (
     as_float_array,
     check_axis,
+    check_class_weight,
     check_integer_labels,
     check_number,
     check_out,
+    check_weights,
     check_where,
     deliver,
 )
@@ -64,34 +66,13 @@ def check_label_smoothing(label_smoothing):
 
 
 def _class_vector(values, name, n_classes, dtype):
-    if values is None:
-        return None
-    if isinstance(values, dict):
-        vec = np.ones(n_classes, dtype=dtype)
-        for k, v in values.items():
-            if not 0 <= int(k) < n_classes:
-                raise ValueError(
-                    f"`{name}` has the key {k!r}, outside the classes [0, {n_classes})"
-                )
-            vec[int(k)] = v
-    else:
-        vec, _ = as_float_array(values, name)
-        vec = vec.astype(dtype, copy=False)
-        if vec.shape != (n_classes,):
-            raise ValueError(
-                f"`{name}` must have one entry per class, shape ({n_classes},); "
-                f"got shape {vec.shape}"
-            )
-    if not np.all(np.isfinite(vec)) or np.any(vec < 0):
-        raise ValueError(f"`{name}` must hold finite non-negative weights")
-    return vec
+    return check_class_weight(values, n_classes, name=name, dtype=dtype)
 
 
 def _sample_weight(sample_weight, shape, dtype):
     if sample_weight is None:
         return None
-    sw, _ = as_float_array(sample_weight, "sample_weight")
-    sw = sw.astype(dtype, copy=False)
+    sw = check_weights(sample_weight, "sample_weight", dtype=dtype)
     while sw.ndim > len(shape) and sw.shape[-1] == 1:  # Keras allows (N, 1)
         sw = sw[..., 0]
     try:
@@ -441,7 +422,7 @@ def binary_ce_value_and_grad(y_true, y_pred, *, from_logits=False, label_smoothi
         y = y * (1.0 - eps) + 0.5 * eps
     pw = 1.0
     if pos_weight is not None:
-        pw, _ = as_float_array(pos_weight, "pos_weight")
+        pw = check_weights(pos_weight, "pos_weight", positive=True, dtype=z.dtype)
         try:
             np.broadcast_shapes(pw.shape, z.shape)
         except ValueError:
@@ -449,7 +430,6 @@ def binary_ce_value_and_grad(y_true, y_pred, *, from_logits=False, label_smoothi
                 f"`pos_weight` of shape {pw.shape} does not broadcast to `y_pred`'s "
                 f"shape {z.shape}"
             ) from None
-        pw = pw.astype(z.dtype, copy=False)
     sw = None
     if sample_weight is not None:
         # one weight per element, or per row (Keras's per-sample weights)

@@ -126,7 +126,8 @@ def linear_cross_entropy(hidden, weight, labels, bias=None, *, chunk_size=4096,
         inside = (y >= lo) & (y < hi)
         z_true[inside] = (h[inside] * W[y[inside]]).sum(axis=1) + (b[y[inside]] if b is not None else 0)
     lse = m + np.log(s)
-    scale = 1.0 / n if reduction == "mean" else 1.0
+    # an empty batch: loss 0 and zero gradients, as the core's mean over no rows
+    scale = (1.0 / n if n else 0.0) if reduction == "mean" else 1.0
     loss = float(np.sum(lse - z_true, dtype=np.float64)) * scale
 
     # pass 2: recompute each chunk, G = (softmax - onehot) * scale, accumulate the gradients

@@ -11,7 +11,14 @@ from .. import optimizers as _optimizers
 from .._dask_adapter import is_dask_collection, map_rows
 from .._random import make_rng
 from .._saving import ModelFileError, read_model_file, write_model_file
-from .._validation import LogitlabError, check_integer_labels, check_number, describe
+from .._validation import (
+    DivergenceCheck,
+    TrainingDivergedError,
+    check_integer_labels,
+    check_number,
+    describe,
+    fit_sample_weight,
+)
 from ..losses._crossentropy import sparse_ce_logits_inplace
 from ..callbacks._callbacks import Callback, History, ProgressLogger
 from ..layers._layers import Dense, Layer, layer_from_config
@@ -22,10 +29,6 @@ from ._metrics import resolve_metrics
 __all__ = ["Sequential", "load_model", "TrainingDivergedError"]
 
 KIND = "Sequential"
-
-
-class TrainingDivergedError(LogitlabError):
-    """The loss or a gradient became NaN or inf during ``fit``."""
 
 
 def _as_inputs(x, name="x", dtype=np.float32):
@@ -305,8 +308,13 @@ class Sequential:
         losses weighted by batch size (Keras 3's running mean), plus each
         metric and their ``val_`` versions. ``verbose=1`` shows an
         ``Epoch i/n`` line and a progress bar, 2 one line per epoch, 0 nothing.
-        A NaN or inf loss or gradient raises :class:`TrainingDivergedError`
-        and leaves the weights of the last finite step.
+        ``sample_weight`` (one finite, non-negative weight per sample) and
+        ``class_weight`` (a dict of class index to weight, a sequence of one
+        weight per class, or ``"balanced"``: scikit-learn's
+        ``n_samples / (n_classes * bincount(y))``) multiply each sample's loss.
+        A NaN or inf loss or gradient, or a loss a million times its first
+        (:class:`~logitlab._validation.DivergenceCheck`), raises
+        :class:`TrainingDivergedError` and leaves the weights the step started from.
         """
         if self.loss is None:
             raise ValueError("call compile(loss=..., optimizer=...) before fit")
@@ -328,19 +336,14 @@ class Sequential:
                              "(x, y) chunks as `x`)")
         x = _as_inputs(x, dtype=self.dtype)
         y = self._check_targets(y, len(x))
-        sw = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
-        if sw is not None and sw.shape != (len(x),):
-            raise ValueError(f"`sample_weight` must have shape ({len(x)},); got {sw.shape}")
-        if class_weight is not None:
-            labels = y if y.ndim == 1 else np.argmax(y, axis=-1)
-            cw = np.array([class_weight.get(int(k), 1.0) for k in labels])
-            sw = cw if sw is None else sw * cw
+        self._ensure_built(x)
+        sw = fit_sample_weight(len(x), sample_weight, class_weight, y,
+                               max(self._output_dim(), 2))
         if validation_data is None and validation_split:
             cut = int(len(x) * (1.0 - validation_split))
             validation_data = (x[cut:], y[cut:])
             x, y = x[:cut], y[:cut]
             sw = None if sw is None else sw[:cut]
-        self._ensure_built(x)
         n = len(x)
 
         def batches():
@@ -402,6 +405,7 @@ class Sequential:
         self.stop_training = False
         names = ["loss"] + [name for name, _ in self._metric_fns]
         fused = self._fused_loss()
+        watch = DivergenceCheck(self.optimizer.learning_rate)
 
         for epoch in range(initial_epoch, epochs):
             for cb in cbs:
@@ -419,11 +423,9 @@ class Sequential:
                     metric_values = [fn(yb, out, self.loss) for _, fn in self._metric_fns]
                     value, g = (fused(yb, out) if fused is not None and swb is None
                                 else self._batch_loss(yb, out, swb))
-                    if not math.isfinite(value):
-                        self._diverged(epoch, step, "loss", value)
+                    watch.loss(value, epoch, step)
                     self._backward(g)
-                if not np.isfinite(self._flat_grads[0]).all():
-                    self._diverged(epoch, step, "a gradient", np.nan)
+                watch.gradient(np.isfinite(self._flat_grads[0]).all(), epoch, step)
                 self.optimizer.apply(self._flat_params, self._flat_grads)
                 m = len(xb)
                 sums[0] += value * m
@@ -445,13 +447,6 @@ class Sequential:
             cb.on_train_end()
         self.history = history
         return history
-
-    def _diverged(self, epoch, step, what, value):
-        raise TrainingDivergedError(
-            f"training diverged: {what} became {value} at epoch {epoch + 1}, step {step + 1} "
-            f"(learning rate {self.optimizer.learning_rate:g}); the model keeps the weights of "
-            "the last finite step. Try a lower learning rate."
-        )
 
     def _evaluate_arrays(self, x, y, batch_size):
         names = 1 + len(self._metric_fns)
