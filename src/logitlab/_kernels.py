@@ -44,8 +44,8 @@ vectorises (libm's ``exp`` is a call and does not): Cody-Waite reduction
 ``x = k ln2 + r`` with a two-part ``ln2``, a polynomial on ``|r| <= ln2/2``
 and ``2^k`` assembled from exponent bits (in the 16-lane loops on AVX-512,
 applied by ``vscalefps``: the same bits). ``tests/test_kernels.py`` checks
-it against libm for every float32 input, and the lanes against the scalar
-code on every input they take. float32 rows are computed in
+each variant against libm on every float32 input it takes, and the lanes
+against the scalar code on every input they take. float32 rows are computed in
 float32 arithmetic. For softmax, whose every output is promised to 2e-6,
 the rounding of ``x - m`` would cost too much (up to ``|x - m| 2**-24``);
 rows of 256 entries and more whose maximum is below ``2**16`` in magnitude
@@ -150,36 +150,6 @@ _C32 = _poly32_coefficients()
 _P32 = tuple(_F(c) for c in _C32)
 _P32_SHIFTED = tuple(_F(c * 2.0**-_BIAS32) for c in _C32)
 _ONE_SHIFTED = _F(2.0**-_BIAS32)
-
-_scale32_halves = _pow2_intrinsic(np.float32, ir.FloatType(), 32, 23, _MAGIC32)
-
-
-@njit(cache=True, fastmath=_EXACT)
-def _reduce32(x, err):
-    """``(t, r)``: ``x + err = k ln2 + r`` with ``k`` in the low bits of ``t``."""
-    t = x * _LOG2E32 + _F(_MAGIC32)
-    kf = t - _F(_MAGIC32)
-    r = (x - kf * _LN2_HI32) - kf * _LN2_LO32 + err
-    return t, r
-
-
-@njit(cache=True, fastmath=_EXACT)
-def exp32(x):
-    """``exp(x)`` for every float32 ``x``: subnormal results rounded once, overflow to inf.
-
-    Vectorisable; checked against libm for all 2**32 inputs in the tests.
-    """
-    if x < _F(-104.0):  # exp(-104) < 2**-150 rounds to 0; also -inf (a NaN passes)
-        x = _F(-104.0)
-    if x > _F(89.0):  # exp(89) > FLT_MAX: +inf, and +inf itself
-        x = _F(89.0)
-    t, r = _reduce32(x, _F(0.0))
-    c2, c3, c4, c5 = _P32
-    r2 = r * r
-    q = (c5 * r + c4) * r2 + (c3 * r + c2)
-    p = q * r2 + (r + _F(1.0))
-    return _scale32_halves(p, t)
-
 
 @njit(cache=True, fastmath=_EXACT)
 def _shifted_exp32(x, m):
@@ -288,7 +258,7 @@ def _emit_scalef(builder, p, k):
 def exp32_shifted(typingctx, d, err):
     """``exp(d + err)`` for ``-104 <= d <= 0`` (a kernel's ``x - m`` and its rounding error).
 
-    One multiply cheaper than :func:`exp32`: see ``_emit_exp32_shifted``.
+    See ``_emit_exp32_shifted``.
     """
     if d != types.float32 or err != types.float32:
         return None
