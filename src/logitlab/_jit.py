@@ -106,7 +106,8 @@ def warm():
     """Compile every kernel, serial and parallel, float32 and float64, into Numba's disk cache.
 
     ``make`` runs this once after installing, so that a process's first call
-    loads the kernels rather than compiling them (several times slower). Returns the number of kernels compiled or loaded (0 without Numba).
+    loads the kernels rather than compiling them (several times slower).
+    Returns the number of kernels compiled or loaded (0 without Numba).
     """
     kernels = _module()
     if kernels is None:
