@@ -31,7 +31,9 @@ def _one_blas_thread():
 def _drop_stale_compiled_tests():
     """The tests' own compiled helpers (``njit(cache=True)``) inline the kernels' intrinsics,
     but Numba's cache is keyed by the test file alone: after a change to the kernels it
-    would load the helpers compiled against the old ones. Drop them when the kernels are newer."""
+    would load the helpers compiled against the old ones. Drop them when the kernels are newer,
+    beside the tests or in ``NUMBA_CACHE_DIR`` (where test_kernel_targets.py keeps each target's)."""
+    import os
     import pathlib
 
     root = pathlib.Path(__file__).resolve().parent
@@ -39,7 +41,10 @@ def _drop_stale_compiled_tests():
     if not kernels.exists():
         return
     newest = kernels.stat().st_mtime
-    for path in (root / "__pycache__").glob("*.nb[ic]"):
+    cached = list((root / "__pycache__").glob("*.nb[ic]"))
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        cached += pathlib.Path(os.environ["NUMBA_CACHE_DIR"]).rglob("test_*.nb[ic]")
+    for path in cached:
         if path.stat().st_mtime < newest:
             path.unlink(missing_ok=True)
 

@@ -2,10 +2,10 @@
 
 ``import logitlab`` does not import Numba: the kernels are loaded on the
 first call on an array of at least ``LOAD_SIZE`` elements, and compiled
-then or read from Numba's on-disk cache. Loading costs 0.3-0.9 s and
-about 90 MiB (Numba and LLVM), which a script that takes the softmax of a
-few thousand numbers once (the seeds' lab: 2000 x 4) would pay for
-microseconds; a process that has loaded them uses them for float32 and
+then or read from Numba's on-disk cache. Loading Numba and LLVM costs
+time and memory (docs/performance.md) that a script that takes the
+softmax of a few thousand numbers once (the seeds' lab: 2000 x 4) would
+pay for microseconds; a process that has loaded them uses them for float32 and
 float64 arrays of at least ``MIN_SIZE`` elements (below that the reference
 is as fast); both cores from ``PARALLEL_SIZE`` elements on. Either path
 keeps the core's stated tolerances, so which one served a call does not
@@ -106,8 +106,8 @@ def warm():
     """Compile every kernel, serial and parallel, float32 and float64, into Numba's disk cache.
 
     ``make`` runs this once after installing, so that a process's first call
-    loads the kernels (about 0.7 s) rather than compiling them (3 s and
-    more). Returns the number of kernels compiled or loaded (0 without Numba).
+    loads the kernels rather than compiling them (several times slower).
+    Returns the number of kernels compiled or loaded (0 without Numba).
     """
     kernels = _module()
     if kernels is None:

@@ -22,8 +22,7 @@ Softmax and sparse cross-entropy rows shorter than ``_SHORT`` (16) go 64
 rows at a time instead (``_softmax_block``, ``_sparse_ce_block``): the same
 steps, but the exponentials of the whole block run as one vectorised loop
 across rows, where a row of ten entries alone would run them one by one
-(softmax 1.7x faster at 10 classes, the sparse CE 1.3x: its ``log1p``, a
-call a row, stays).
+(the sparse CE's ``log1p``, a call a row, stays).
 
 Softmax rows and sparse cross-entropy gradient rows of 768 to 8192 float32
 entries, in a result of 4 MiB or more, on more than one thread, go through a
@@ -32,8 +31,7 @@ step 2 stores the exponentials there, in cache, and step 3 writes the probabilit
 the gradient, the label's entry in the same store) to the result with
 non-temporal stores (``_stream_fill``, ``_stream_grad``), so the result's lines are not
 read from memory before they are written, nor kept in the caches in place
-of the input (the kernel 1.1-1.26x faster at 1000 classes). Same
-arithmetic, same bits.
+of the input. Same arithmetic, same bits.
 
 A row whose maximum is not finite, or that holds a NaN, has a sum that is
 not finite (``inf - inf`` or NaN reaches it): its output is left unfinished,
@@ -44,8 +42,8 @@ vectorises (libm's ``exp`` is a call and does not): Cody-Waite reduction
 ``x = k ln2 + r`` with a two-part ``ln2``, a polynomial on ``|r| <= ln2/2``
 and ``2^k`` assembled from exponent bits (in the 16-lane loops on AVX-512,
 applied by ``vscalefps``: the same bits). ``tests/test_kernels.py`` checks
-it against libm for every float32 input, and the lanes against the scalar
-code on every input they take. float32 rows are computed in
+each variant against libm on every float32 input it takes, and the lanes
+against the scalar code on every input they take. float32 rows are computed in
 float32 arithmetic. For softmax, whose every output is promised to 2e-6,
 the rounding of ``x - m`` would cost too much (up to ``|x - m| 2**-24``);
 rows of 256 entries and more whose maximum is below ``2**16`` in magnitude
@@ -65,6 +63,9 @@ LLVM can vectorise them; Numba adds a function's flags only to instructions
 that have none, so the arithmetic whose order matters (``exp``, TwoSum, the
 log-domain outputs) lives in helpers compiled with ``contract`` alone, and
 keeps its order when inlined.
+
+docs/kernels.md has the design, what each test proves, and how to measure a
+change; docs/performance.md has the figures.
 """
 
 from __future__ import annotations
@@ -85,6 +86,8 @@ _SUMS = {"reassoc", "contract"}  # for reductions: LLVM may reorder the sum
 # ---------------------------------------------------------------- 2**k from bits
 
 
+# IR, not @njit: exp64's 2**k from bits, never measured against plain code (a scalar
+# ``.view`` in @njit could build it): a candidate, docs/kernels.md.
 def _pow2_intrinsic(float_t, llvm_float, int_bits, mantissa_bits, magic):
     """An intrinsic computing ``p * 2**k`` where ``k`` is read from ``t``.
 
@@ -151,36 +154,6 @@ _P32 = tuple(_F(c) for c in _C32)
 _P32_SHIFTED = tuple(_F(c * 2.0**-_BIAS32) for c in _C32)
 _ONE_SHIFTED = _F(2.0**-_BIAS32)
 
-_scale32_halves = _pow2_intrinsic(np.float32, ir.FloatType(), 32, 23, _MAGIC32)
-
-
-@njit(cache=True, fastmath=_EXACT)
-def _reduce32(x, err):
-    """``(t, r)``: ``x + err = k ln2 + r`` with ``k`` in the low bits of ``t``."""
-    t = x * _LOG2E32 + _F(_MAGIC32)
-    kf = t - _F(_MAGIC32)
-    r = (x - kf * _LN2_HI32) - kf * _LN2_LO32 + err
-    return t, r
-
-
-@njit(cache=True, fastmath=_EXACT)
-def exp32(x):
-    """``exp(x)`` for every float32 ``x``: subnormal results rounded once, overflow to inf.
-
-    Vectorisable; checked against libm for all 2**32 inputs in the tests.
-    """
-    if x < _F(-104.0):  # exp(-104) < 2**-150 rounds to 0; also -inf (a NaN passes)
-        x = _F(-104.0)
-    if x > _F(89.0):  # exp(89) > FLT_MAX: +inf, and +inf itself
-        x = _F(89.0)
-    t, r = _reduce32(x, _F(0.0))
-    c2, c3, c4, c5 = _P32
-    r2 = r * r
-    q = (c5 * r + c4) * r2 + (c3 * r + c2)
-    p = q * r2 + (r + _F(1.0))
-    return _scale32_halves(p, t)
-
-
 @njit(cache=True, fastmath=_EXACT)
 def _shifted_exp32(x, m):
     """``exp(x - m)`` for ``x <= m``, with ``x - m`` split exactly (TwoSum)."""
@@ -199,6 +172,9 @@ def _splat(ty, value):
     return ir.Constant(ty, value)
 
 
+# IR, not @njit: one emitter for the scalar exps and the 16-lane loops, so that the lanes
+# compute the exhaustively tested scalar bits (90a2bb4); explicit llvm.fma, no flags.
+# Not measured against a plain @njit exp; its speed is the loops' (see _head_function).
 def _emit_exp32_shifted(builder, d, err=None, shift=None, scalef=False):
     """IR for ``exp(d + err)``, ``-104 <= d <= 0``, on a float or a vector of floats.
 
@@ -212,7 +188,8 @@ def _emit_exp32_shifted(builder, d, err=None, shift=None, scalef=False):
     K ln2 <= 1``, the two-part reduction and no error term: ``d`` is a logit
     itself, exact, and ``2**-K`` takes the place of the row's maximum (see
     ``_softmax_exps``). Every step is an IEEE operation or an explicit
-    ``llvm.fma`` (no fast-math flags), so a vector lane computes exactly
+    ``llvm.fma`` (no fast-math flags of its own; inside a ``reassoc`` driver
+    Numba adds the driver's to them), so a vector lane computes exactly
     what the scalar intrinsics compute: the exhaustive tests of those are
     tests of the lanes. With ``scalef`` (16 lanes, where ``_scalef``) the
     polynomial is not scaled and ``vscalefps`` applies ``2**k``: the same
@@ -267,6 +244,8 @@ def _scalef(context):
     return "+avx512f" in context.codegen().magic_tuple()[2].split(",")
 
 
+# IR: vscalefps has no @njit spelling. CE exp pass in L1 0.29 -> 0.23 ns an entry on one
+# core with the masked sum (78eedb1, Zen 4); softmax 1.03-1.06x.
 def _emit_scalef(builder, p, k):
     """IR for ``p 2**k`` on 16 float32 lanes (``k`` holding integers), rounded once: ``vscalefps``.
 
@@ -288,7 +267,7 @@ def _emit_scalef(builder, p, k):
 def exp32_shifted(typingctx, d, err):
     """``exp(d + err)`` for ``-104 <= d <= 0`` (a kernel's ``x - m`` and its rounding error).
 
-    One multiply cheaper than :func:`exp32`: see ``_emit_exp32_shifted``.
+    See ``_emit_exp32_shifted``.
     """
     if d != types.float32 or err != types.float32:
         return None
@@ -428,15 +407,16 @@ def _like_impl(a, v):
     return lambda a, v: dt(v)
 
 
+# IR, not @njit: the plain loop (``m = v if v > m else m``) is not vectorised by LLVM;
+# measured 0.37 (plain) -> 0.065 ns an entry, a7eab19, Zen 1.
 @intrinsic
 def _max_head(typingctx, arr):
     """Max of a contiguous row's first ``n - n % (64 // itemsize)`` entries (-inf if none).
 
     Written as vector IR (two 256-bit accumulators, ``x > acc ? x : acc``,
     which x86's ``maxps`` computes exactly): LLVM does not vectorise a
-    floating-point max reduction from Numba's loops, and the scalar loop
-    costs as much as a third of the kernel. A NaN is passed over here; the
-    sum that follows catches it.
+    floating-point max reduction from Numba's loops. A NaN is passed over
+    here; the sum that follows catches it.
     """
     dt = arr.dtype
     lanes = 8 if dt == types.float32 else 4
@@ -482,6 +462,8 @@ def _row_max(x):
     return m
 
 
+# IR, not @njit: Numba has no prefetch. Prefetching the next row: CE and softmax kernels
+# 13-24 % faster at C >= 512 out of cache, 13b78f4, Zen 1; for writing, 5177d09, Zen 4.
 def _emit_prefetch(builder, pointer, write=False):
     """IR prefetching the cache line at ``pointer`` (for reading, into every cache level)."""
     i8p = ir.IntType(8).as_pointer()
@@ -492,6 +474,9 @@ def _emit_prefetch(builder, pointer, write=False):
                       ir.Constant(i32, 1)])
 
 
+# IR, not @njit: row pointers and _data instead of row views, which cost two atomic
+# reference counts a call: softmax 13-22 % faster at C=10 and C=100, CE at C=10 7-19 %
+# (ffca95a, Zen 1).
 def _emit_row_pointer(builder, ary, i):
     """IR for a pointer to row ``i`` of the 2-d array ``ary`` (no view: a view costs two atomic counts)."""
     stride = builder.extract_value(ary.strides, 0)
@@ -613,6 +598,11 @@ def _emit_row_call(context, builder, signature, args, x_at, out_at, make, rest):
     return builder.call(make(builder.module, n.type), [xa.data, oa.data, n, *rest])
 
 
+# IR, not @njit: a plain @njit loop of exp32_fast summed in float64 was measured only
+# against the first, 8-lane IR loop (which was 2-6 % faster, 90a2bb4, Zen 1); since then
+# 16 lanes, the masked sum and prefetching for writing (5177d09: 1.13-1.19x, Zen 4) and
+# vscalefps (78eedb1: 0.29 -> 0.23 ns an entry, Zen 4). A candidate to measure again:
+# docs/kernels.md.
 def _head_function(module, intp, store, scalef):
     """The LLVM function behind ``_exp_sum_head``: ``double(float* x, float* out, n, float m, double ties, float* nxt,
     float* nxt_out)``.
@@ -624,17 +614,14 @@ def _head_function(module, intp, store, scalef):
     line) it prefetches the same place of ``nxt`` (the next row), so that
     the next row's first pass, which would wait on memory with the
     arithmetic units idle, reads from cache: the row's arithmetic and the
-    next row's memory traffic overlap (16-24 % faster on arrays that do not
-    fit in cache). With ``store`` it also prefetches ``nxt_out`` for
-    writing (the next row of the output), whose lines would otherwise be
-    read from memory when first stored to, with the store queue full
-    (the sparse CE kernel 1.15-1.2x faster on one core). With ``scalef``
-    (AVX-512) ``2**k`` is one ``vscalefps``. The maximal entries are left
-    out of the sum by a masked add, and the entries summed counted from the
-    mask's bits (``popcnt``, on the integer units): the loop was bound by the
-    floating-point pipes, which this and ``vscalefps`` relieve of six
-    instructions a vector of sixteen (20 to 14; 0.29 to 0.23 ns an entry in the
-    first-level cache, one core).
+    next row's memory traffic overlap. With ``store`` it also prefetches
+    ``nxt_out`` for writing (the next row of the output), whose lines would
+    otherwise be read from memory when first stored to, with the store
+    queue full. With ``scalef`` (AVX-512) ``2**k`` is one ``vscalefps``.
+    The maximal entries are left out of the sum by a masked add, and the
+    entries summed counted from the mask's bits (``popcnt``, on the integer
+    units): the loop was bound by the floating-point pipes, which this and
+    ``vscalefps`` relieve of six instructions a vector of sixteen (20 to 14).
     """
     fn, builder = _row_function(module, f"logitlab_exp_sum_head_{'store' if store else 'sum'}",
                                 intp, [ir.FloatType(), ir.DoubleType()])
@@ -714,6 +701,10 @@ _exp_sum_head_store = _exp_sum_head_intrinsic(True)
 _exp_sum_head = _exp_sum_head_intrinsic(False)
 
 
+# IR, not @njit: exp32_scaled's 16 lanes in a function of their own, prefetching the next
+# rows: softmax kernel 1.09-1.11x on one core, 1.15-1.19x on two (85e85a9, Zen 4) against
+# the plain @njit TwoSum loop that short rows still take (_exp_sum_at); the gain includes
+# the cheaper exp, which a plain loop could also call: a candidate, docs/kernels.md.
 def _softmax_function(context, module, intp):
     """The LLVM function behind ``_exp_scaled_sum``: ``double(float* x, float* out, n, float floor, i32 shift,
     float* nxt, float* nxt_out)``.
@@ -750,9 +741,14 @@ def _softmax_function(context, module, intp):
     total = _emit_block_sums(builder, nvec, one_vector)
     tail = cgutils.alloca_once_value(builder, ir.Constant(ir.FloatType(), 0.0))
     done = builder.mul(nvec, ir.Constant(intp, lanes))
+    # the last n % 16 as one-lane vectors: Numba's fastmath pass gives every call that returns a
+    # scalar float (llvm.fma.f32 here) the driver's reassoc; with it, on a target without FMA
+    # (generic x86-64), these exps were 2e-4 off at |x| = 1e4 (test_kernel_targets.py)
+    one = ir.VectorType(ir.FloatType(), 1)
     with cgutils.for_range(builder, builder.sub(n, done)) as loop:
-        e = exp_at(builder.add(done, loop.index), ir.FloatType(), floor)
-        builder.store(builder.fadd(builder.load(tail), e), tail)
+        e = exp_at(builder.add(done, loop.index), one, _broadcast(builder, floor, 1))
+        builder.store(builder.fadd(builder.load(tail), builder.extract_element(e, ir.Constant(ir.IntType(32), 0))),
+                      tail)
     builder.ret(builder.fadd(total, builder.fpext(builder.load(tail), ir.DoubleType())))
     return fn
 
@@ -780,8 +776,7 @@ def _data(typingctx, arr):
     """An array's data pointer: what a call passes instead of a row view.
 
     A view passed to a function that is not inlined costs two atomic
-    reference counts (about 16 ns a row, a fifth of a 10-class softmax
-    row); a pointer costs none.
+    reference counts; a pointer costs none (measured: 1aa1869, Zen 1).
     """
 
     def codegen(context, builder, signature, args):
@@ -796,17 +791,14 @@ def _data(typingctx, arr):
 # scratch row that stays in the first-level cache and written out once, with
 # non-temporal stores, when the whole result is at least 4 MiB (beyond the
 # second-level caches, where a reader would fetch it from farther away anyway).
-# Measured on Zen 4 at 1000 classes: the kernel 1.1-1.26x faster into a reused
-# buffer (benchmarks/compare_kernels.py), the public call 1.02-1.06x
-# (compare_public.py); rows of 512 classes lose (partial lines at both ends of
-# each row), rows of 16384 gain nothing (the scratch row leaves L1). Since
-# softmax's exponential is cheaper (exp32_scaled), streaming pays on two
-# threads only (0.197 against 0.211 ns an element at 8192 x 1000) and costs on
-# one (0.575 against 0.462): only the parallel driver streams (its
-# ``threaded`` flag). The sparse cross-entropy streams the same way on two threads
-# (``_sparse_ce_streamed``) since its loop is cheaper (vscalefps, a masked sum):
-# 0.186-0.199 against 0.201-0.239 ns an element at 8192 x 1000. log_softmax and the
-# categorical cross-entropy keep the cached path.
+# Rows of 512 classes lose (partial lines at both ends of each row), rows of
+# 16384 gain nothing (the scratch row leaves L1); on one thread streaming costs,
+# so only the parallel driver streams (its ``threaded`` flag). The sparse
+# cross-entropy streams the same way on two threads (``_sparse_ce_streamed``).
+# log_softmax and the categorical cross-entropy keep the cached path.
+# IR, not @njit: Numba has no non-temporal store. Against the cached path's plain @njit
+# scaling (_scale_fill), at 1000 classes: softmax kernel 1.1-1.26x (6dbb0ea, 611854d), sparse
+# CE 0.186-0.199 against 0.201-0.239 ns an element on two threads (78eedb1), both Zen 4.
 _STREAM_ROW_BYTES = (3072, 32768)
 _STREAM_MIN_BYTES = 4 << 20
 _STREAM_PARTS = 16  # parts of the rows, each with its scratch row, when streaming
@@ -945,8 +937,8 @@ def _exp_sum_at(x, n, m, out, store, exact, nxt):
     accuracy down to very confident rows. The exact ones, whose sum only
     needs to be accurate relative to itself, run in blocks of 128 terms in
     the row's dtype (8 float32 lanes of 16 terms: relative error below
-    1e-6) added in float64, 0.1 ns a term cheaper. (Blocks by index:
-    slicing and reshaping the row cost 130 ns a row.) ``x``, ``out`` and
+    1e-6) added in float64, which is cheaper than a float64 sum. (Blocks
+    by index: slicing and reshaping the row cost more.) ``x``, ``out`` and
     ``nxt`` are pointers (see ``_data``).
     """
     if not exact:
@@ -1033,6 +1025,8 @@ def _exp_sum_below_max(x, m):
     return acc + (ties - 1.0)
 
 
+# IR, not @njit: an exponent read off the bits (a scalar ``.view`` would do; runs only on
+# very confident rows, never measured).
 @intrinsic
 def _octaves_below_one(typingctx, e):
     """``127 - biased exponent of e``, as float32: for ``0 <= e < 1``, ``|ln e| <= that * ln 2``."""
