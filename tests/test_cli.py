@@ -145,6 +145,7 @@ def test_help_shows_examples_and_version():
     assert run("--version").stdout.strip() == f"logitlab, version {logitlab.__version__}"
 
 
+@pytest.mark.slow
 def test_demo_tells_the_story_and_leaves_figures(tmp_path):
     res = run("demo", "--output", tmp_path / "figs")
     assert res.returncode == 0, res.stderr

@@ -117,6 +117,7 @@ def _over_chunks(start, stop, which, chunk=1 << 28):
     return worst
 
 
+@pytest.mark.slow
 def test_exp32_every_float32_input():
     """All 2**32 inputs: within 3 ulp of libm (3.6e-7 relative, the core promises 2e-6),
     subnormal results within 2 units of 2**-149, inf, 0 and NaN exactly where libm's are."""
@@ -136,6 +137,7 @@ def test_exp32_overflow_edge_and_specials():
     assert K.exp32(smallest) == np.float32(np.exp(np.float64(smallest)))
 
 
+@pytest.mark.slow
 def test_exp32_shifted_every_input_it_gets():
     """The kernels' exp, for d = x - m in [-104, 0]: every float32 there."""
     start = int(np.array(np.float32(-0.0)).view(np.uint32))  # -0 up to ...
@@ -144,6 +146,7 @@ def test_exp32_shifted_every_input_it_gets():
     assert ulp <= 3 and sub <= 2 and nan == 0, (ulp, sub, nan)
 
 
+@pytest.mark.slow
 def test_exp32_fast_every_input_it_gets():
     """The exp for sums, one-constant reduction: every float32 in [-104, 0]."""
     start = int(np.array(np.float32(-0.0)).view(np.uint32))
@@ -152,6 +155,7 @@ def test_exp32_fast_every_input_it_gets():
     assert ulp <= 5 and sub <= 3 and nan == 0, (ulp, sub, nan)
 
 
+@pytest.mark.slow
 def test_exp32_scaled_every_input_it_gets_unshifted():
     """Softmax's exp, ``exp(x) 2**-K``: with K = 0 every float32 in [-104, 1]."""
     start = int(np.array(np.float32(-0.0)).view(np.uint32))
@@ -273,6 +277,7 @@ def _float32_range(low, high, chunk=1 << 22):
             yield np.arange(a, min(a + chunk, stop), dtype=np.uint32).view(np.float32)
 
 
+@pytest.mark.slow
 def test_16_lane_loops_compute_the_scalar_exponentials_on_every_input():
     """The 16-lane loops (with AVX-512's vscalefps where the machine has it, else the scalar IR)
     give the scalar intrinsics' bits on every input they take, which the exhaustive tests above
