@@ -105,7 +105,8 @@ def kernel_mode(mode):
 def warm():
     """Compile every kernel, serial and parallel, float32 and float64, into Numba's disk cache.
 
-    ``make`` runs this once after installing, so that a process's first call
+    ``make test`` runs this before the tests (``make demo`` after the demo, in
+    the background; ``make warm`` on its own), so that a process's first call
     loads the kernels (about 0.7 s) rather than compiling them (3 s and
     more). Returns the number of kernels compiled or loaded (0 without Numba).
     """
