@@ -51,7 +51,7 @@ class _Predictor:
         z = self._logits(X)
         if self.kind == "MLPClassifier" and self._multilabel:
             return (z > 0).astype(int)
-        if z.shape[1] == 1:  # SoftmaxRegression on two classes: the sign of one logit
+        if self.kind == "SoftmaxRegression" and z.shape[1] == 1:  # two classes: one logit
             return self.classes_[(z[:, 0] > 0).astype(int)]
         return self.classes_[np.argmax(z[:, :len(self.classes_)], axis=1)]
 
@@ -59,7 +59,7 @@ class _Predictor:
         z = self._logits(X)
         if self.kind == "MLPClassifier" and self._multilabel:
             return sigmoid(z)
-        if z.shape[1] == 1:
+        if self.kind == "SoftmaxRegression" and z.shape[1] == 1:
             return np.column_stack([sigmoid(-z[:, 0]), sigmoid(z[:, 0])])
         return softmax(z, axis=1)
 
