@@ -15,6 +15,7 @@ CHROMIUM_LOG := $(VENV)/chromium.log
 FLOCK  := $(shell command -v flock >/dev/null && echo flock $(VENV)/warm.lock)
 WARM   := $(BIN)/python -c "from logitlab._jit import warm; warm()"
 KERNEL_SOURCES := src/logitlab/_kernels.py src/logitlab/_jit.py
+PYTEST_ARGS ?= src tests  # e.g. make test-fast PYTEST_ARGS=tests/test_cli.py
 
 # $(call step,MESSAGE,COMMAND[,LOG]): print MESSAGE, append COMMAND's output to $(LOG); on failure
 # name the log and print its last lines.
@@ -78,10 +79,10 @@ TEST_PATH := PATH="$(CURDIR)/$(VENV)/chromium/bin:$$PATH"
 test: | $(BIN)/python
 	@$(MAKE) -j2 --no-print-directory browser $(VENV)/.installed-test
 	@$(MAKE) --no-print-directory $(VENV)/.warmed
-	$(TEST_PATH) $(BIN)/python -m pytest -n 2 -q src tests
+	$(TEST_PATH) $(BIN)/python -m pytest -n 2 -q $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.installed-test $(VENV)/.warmed
-	$(TEST_PATH) $(BIN)/python -m pytest -n 2 -q -m "not slow" src tests
+	$(TEST_PATH) $(BIN)/python -m pytest -n 2 -q -m "not slow" $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) logitlab-demo .pytest_cache .hypothesis
