@@ -1,6 +1,7 @@
 """The `logitlab` command end to end, in subprocesses, on CSVs the tests write."""
 
 import csv
+import os
 import shutil
 import subprocess
 import sys
@@ -144,6 +145,7 @@ def test_help_shows_examples_and_version():
     assert run("--version").stdout.strip() == f"logitlab, version {logitlab.__version__}"
 
 
+@pytest.mark.slow
 def test_demo_tells_the_story_and_leaves_figures(tmp_path):
     res = run("demo", "--output", tmp_path / "figs")
     assert res.returncode == 0, res.stderr
@@ -160,9 +162,12 @@ def test_demo_tells_the_story_and_leaves_figures(tmp_path):
 def _browser():
     chromium = shutil.which("chromium")
     driver = shutil.which("chromedriver")
-    assert chromium and driver, (
-        "the explorer test needs Debian's chromium and chromium-driver; `make test` installs "
-        "them (apt-get install chromium chromium-driver)")
+    if not (chromium and driver):
+        how = ("needs chromium and chromedriver on PATH: `make test` extracts Debian's into "
+               ".venv/chromium/bin (tools/chromium-into-venv.sh), which changes nothing in the system")
+        if os.environ.get("LOGITLAB_REQUIRE_BROWSER"):  # make test and CI: never skipped
+            pytest.fail(f"the explorer test {how}")
+        pytest.skip(f"the explorer test {how}")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -174,6 +179,7 @@ def _browser():
     return webdriver.Chrome(service=Service(driver), options=opts)
 
 
+@pytest.mark.slow
 def test_explorer_in_headless_chromium(tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys

@@ -151,6 +151,7 @@ def mutate(blob, mutation):
     return _rewrite_header(blob, HEADER_CHANGES[arg])
 
 
+@pytest.mark.slow
 def test_load_model_fuzz(valid_bytes, tmp_path):
     """2,000 mutated files: each loads or raises ModelFileError; memory stays small.
 
@@ -281,6 +282,7 @@ CHILD_SAVE = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_sigkill_during_save_leaves_old_or_new_model(tmp_path):
     """Kill a process that saves in a loop, 30 times: the file is always a complete model."""
     path = tmp_path / "m.logitlab"
@@ -327,6 +329,7 @@ CHILD_TRAIN = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("killed_after", [2, 4])
 def test_resume_after_sigkill_is_bit_for_bit(tmp_path, killed_after):
     from sklearn.datasets import make_blobs
@@ -353,6 +356,7 @@ def test_resume_after_sigkill_is_bit_for_bit(tmp_path, killed_after):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.slow
 def test_cli_train_resume_continues_a_killed_run(tmp_path):
     from sklearn.datasets import make_blobs
 

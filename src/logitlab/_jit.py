@@ -105,9 +105,11 @@ def kernel_mode(mode):
 def warm():
     """Compile every kernel, serial and parallel, float32 and float64, into Numba's disk cache.
 
-    ``make`` runs this once after installing, so that a process's first call
-    loads the kernels rather than compiling them (several times slower).
-    Returns the number of kernels compiled or loaded (0 without Numba).
+    ``make test`` runs this before the tests (``make demo`` after the demo, in
+    the background; ``make warm`` on its own), so that a process's first call
+    loads the kernels rather than compiling them (several times slower; the
+    figures are in docs/performance.md). Returns the number of kernels
+    compiled or loaded (0 without Numba).
     """
     kernels = _module()
     if kernels is None:

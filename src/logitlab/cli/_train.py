@@ -28,12 +28,12 @@ def _scale(X, mean, scale):
 
 def metrics_report(console, est, X, y, title, pred=None, proba=None):
     """Accuracy, log loss, per-class precision/recall and a confusion matrix."""
-    from sklearn.metrics import (
-        accuracy_score,
+    from ._metrics import (
+        accuracy,
         confusion_matrix,
         hamming_loss,
         log_loss,
-        precision_recall_fscore_support,
+        precision_recall_support,
     )
 
     proba = est.predict_proba(X) if proba is None else proba
@@ -44,7 +44,7 @@ def metrics_report(console, est, X, y, title, pred=None, proba=None):
     summary.add_row("samples", str(len(y)))
     multilabel = getattr(est, "_multilabel", False)
     if multilabel:
-        summary.add_row("subset accuracy", f"{accuracy_score(y, pred):.4f}")
+        summary.add_row("subset accuracy", f"{accuracy(y, pred):.4f}")
         summary.add_row("hamming loss", f"{hamming_loss(y, pred):.4f}")
         eps = 1e-15
         p = np.clip(proba, eps, 1 - eps)
@@ -53,12 +53,12 @@ def metrics_report(console, est, X, y, title, pred=None, proba=None):
         labels = [str(c) for c in est._label_names] if hasattr(est, "_label_names") \
             else [str(c) for c in est.classes_]
     else:
-        summary.add_row("accuracy", f"{accuracy_score(y, pred):.4f}")
+        summary.add_row("accuracy", f"{accuracy(y, pred):.4f}")
         summary.add_row("log loss", f"{log_loss(y, proba, labels=est.classes_):.4f}")
         labels = [str(c) for c in est.classes_]
     console.print(summary)
-    prec, rec, _, support = precision_recall_fscore_support(
-        y, pred, labels=None if multilabel else est.classes_, zero_division=0)
+    prec, rec, support = precision_recall_support(
+        y, pred, labels=None if multilabel else est.classes_)
     per = Table(title="per class" if not multilabel else "per label")
     for col in ("class", "precision", "recall", "support"):
         per.add_column(col, justify="left" if col == "class" else "right")
@@ -166,11 +166,11 @@ def run_train(data, target, model, hidden, epochs, batch_size, learning_rate, va
     console.print(f"saved the model to {escape(str(output))}", soft_wrap=True)
 
 
-def _load(model_path):
+def _load(model_path, predict_only=False):
     from ..estimators import load_estimator
 
     try:
-        est, extra, arrays = load_estimator(model_path)
+        est, extra, arrays = load_estimator(model_path, predict_only=predict_only)
     except ModelFileError as exc:
         raise DataError(str(exc)) from None
     if "features" not in extra or "mean" not in arrays:
@@ -227,7 +227,7 @@ def formula_safe(cell):
 
 
 def run_predict(model_path, data, proba, output):
-    est, extra, arrays = _load(model_path)
+    est, extra, arrays = _load(model_path, predict_only=True)  # no scikit-learn
     table = _read_for_model(data, extra, require_target=False)
     X = _scale(table.X, arrays["mean"], arrays["scale"])
     pred = est.predict(X)
@@ -255,7 +255,7 @@ def run_predict(model_path, data, proba, output):
 
 
 def run_evaluate(model_path, data, target):
-    est, extra, arrays = _load(model_path)
+    est, extra, arrays = _load(model_path, predict_only=True)  # no scikit-learn
     if extra.get("multilabel"):
         target = None
     elif target is not None and target != extra.get("target"):

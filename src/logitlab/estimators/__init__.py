@@ -1,7 +1,22 @@
-"""scikit-learn estimators: :class:`SoftmaxRegression` and :class:`MLPClassifier`."""
+"""scikit-learn estimators: :class:`SoftmaxRegression` and :class:`MLPClassifier`.
 
-from ._mlp import MLPClassifier
+The estimators (and scikit-learn) are imported on first use, so that loading
+a model file for prediction (``load_estimator(path, predict_only=True)``)
+does not import scikit-learn.
+"""
+
 from ._persist import load_estimator, save_estimator
-from ._softmax_regression import SoftmaxRegression
 
 __all__ = ["SoftmaxRegression", "MLPClassifier", "save_estimator", "load_estimator"]
+
+
+def __getattr__(name):
+    if name == "SoftmaxRegression":
+        from ._softmax_regression import SoftmaxRegression
+
+        return SoftmaxRegression
+    if name == "MLPClassifier":
+        from ._mlp import MLPClassifier
+
+        return MLPClassifier
+    raise AttributeError(f"module 'logitlab.estimators' has no attribute {name!r}")

@@ -5,14 +5,63 @@ from __future__ import annotations
 import numpy as np
 
 from .._saving import ModelFileError, check_array, read_model_file, write_model_file
+from .._softmax import sigmoid, softmax
 from ..models import Sequential
 from ..models._file_checks import check_state
-from ._mlp import MLPClassifier
-from ._softmax_regression import SoftmaxRegression
 
 __all__ = ["save_estimator", "load_estimator"]
 
-_KINDS = {"SoftmaxRegression": SoftmaxRegression, "MLPClassifier": MLPClassifier}
+_KINDS = {"SoftmaxRegression", "MLPClassifier"}
+
+
+def _estimator_class(kind):
+    # imported here: the estimators import scikit-learn, which a predict-only load skips
+    if kind == "SoftmaxRegression":
+        from ._softmax_regression import SoftmaxRegression
+
+        return SoftmaxRegression
+    from ._mlp import MLPClassifier
+
+    return MLPClassifier
+
+
+class _Predictor:
+    """The prediction half of a saved estimator, without scikit-learn.
+
+    ``logitlab predict`` and ``evaluate`` load models as these: importing
+    scikit-learn would take most of their time. The arithmetic is the
+    estimators' own (``SoftmaxRegression.decision_function``: ``X @ coef.T +
+    intercept``, one column for two classes; ``MLPClassifier``: the network's
+    logits), and a test compares the two on every kind of model.
+    """
+
+    def __init__(self, kind):
+        self.kind = kind
+
+    def _logits(self, X):
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise ValueError(f"`X` must have shape (n_samples, {self.n_features_in_}); "
+                             f"got {X.shape}")
+        if self.kind == "SoftmaxRegression":
+            return X @ self.coef_.T + self.intercept_
+        return self.model_.predict(X)
+
+    def predict(self, X):
+        z = self._logits(X)
+        if self.kind == "MLPClassifier" and self._multilabel:
+            return (z > 0).astype(int)
+        if self.kind == "SoftmaxRegression" and z.shape[1] == 1:  # two classes: one logit
+            return self.classes_[(z[:, 0] > 0).astype(int)]
+        return self.classes_[np.argmax(z[:, :len(self.classes_)], axis=1)]
+
+    def predict_proba(self, X):
+        z = self._logits(X)
+        if self.kind == "MLPClassifier" and self._multilabel:
+            return sigmoid(z)
+        if self.kind == "SoftmaxRegression" and z.shape[1] == 1:
+            return np.column_stack([sigmoid(-z[:, 0]), sigmoid(z[:, 0])])
+        return softmax(z, axis=1)
 
 
 def _jsonable(v):
@@ -115,21 +164,27 @@ def _check_network(est, where):
         raise ModelFileError(f"{where}: the network is not compiled")
 
 
-def load_estimator(path):
+def load_estimator(path, *, predict_only=False):
     """Read an estimator written by :func:`save_estimator`.
 
     Returns ``(estimator, extra, extra_arrays)``; raises
     :class:`~logitlab.ModelFileError` for anything that is not such a file, or
     whose contents do not fit together: every array's shape against the classes
     and features, every value finite, the parameters valid, the network's
-    architecture against its arrays (before it is built).
+    architecture against its arrays (before it is built). With
+    ``predict_only``, the estimator is a light object with the fitted
+    attributes, ``predict`` and ``predict_proba``, and scikit-learn is not
+    imported (nor are the parameters, which prediction does not use, checked).
     """
     kind, config, arrays = read_model_file(path, kinds=set(_KINDS))
     where = repr(str(path))
     _check_contents(kind, config, arrays, where)
     try:
-        est = _KINDS[kind](**config["params"])
-        est._validate_params()  # scikit-learn's parameter constraints, at load not next fit
+        if predict_only:
+            est = _Predictor(kind)
+        else:
+            est = _estimator_class(kind)(**config["params"])
+            est._validate_params()  # scikit-learn's parameter constraints, at load not next fit
     except Exception as exc:
         raise ModelFileError(f"{where}: invalid parameters: {type(exc).__name__}: {exc}") \
             from None

@@ -1,0 +1,100 @@
+"""`logitlab predict` and `evaluate` without scikit-learn or matplotlib (issue 20).
+
+Loading a model for prediction gives a light object whose predictions must be the
+estimator's own; the CLI's NumPy metrics must be scikit-learn's.
+"""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import sklearn.metrics as skm
+from sklearn.datasets import load_iris
+
+from logitlab import MLPClassifier, SoftmaxRegression
+from logitlab.cli import _metrics
+from logitlab.estimators import load_estimator, save_estimator
+
+from test_cli import write_csv
+
+
+def _fitted(kind, n_classes, rng):
+    X = rng.normal(size=(120, 4))
+    y = np.argmax(X[:, :n_classes] + 0.5 * rng.normal(size=(120, n_classes)), axis=1)
+    if kind == "multilabel":
+        Y = (X[:, :3] > 0).astype(int)
+        return MLPClassifier(hidden_layer_sizes=(8,), epochs=3, random_state=0).fit(X, Y), X
+    labels = np.array(["ant", "bee", "cat", "dog"])[y]
+    if kind == "softmax":
+        return SoftmaxRegression().fit(X, labels), X
+    return MLPClassifier(hidden_layer_sizes=(8,), epochs=3, random_state=0).fit(X, labels), X
+
+
+@pytest.mark.parametrize("kind, n_classes", [("softmax", 2), ("softmax", 4), ("mlp", 2),
+                                             ("mlp", 4), ("multilabel", 3)])
+def test_predict_only_load_predicts_as_the_estimator(kind, n_classes, rng, tmp_path):
+    est, X = _fitted(kind, n_classes, rng)
+    path = tmp_path / "m.logitlab"
+    save_estimator(est, path)
+    full, _, _ = load_estimator(path)
+    light, _, _ = load_estimator(path, predict_only=True)
+    np.testing.assert_array_equal(light.predict(X), est.predict(X))
+    np.testing.assert_array_equal(light.predict(X), full.predict(X))
+    np.testing.assert_allclose(light.predict_proba(X), est.predict_proba(X), rtol=1e-12, atol=0)
+    np.testing.assert_array_equal(light.classes_, est.classes_)
+    with pytest.raises(ValueError, match=r"`X` must have shape \(n_samples, 4\); got \(3, 5\)"):
+        light.predict(np.zeros((3, 5)))
+
+
+def test_predict_and_evaluate_import_neither_sklearn_nor_matplotlib(tmp_path):
+    iris = load_iris()
+    names = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    species = iris.target_names[iris.target]
+    data = write_csv(tmp_path / "iris.csv", names + ["species"],
+                     [list(x) + [s] for x, s in zip(iris.data, species)])
+    mean, scale = iris.data.mean(axis=0), iris.data.std(axis=0)
+    X = (iris.data - mean) / scale
+    extra = {"features": names, "target": "species", "multilabel": None}  # as `train` writes
+    for est in (SoftmaxRegression().fit(X, species),
+                MLPClassifier(hidden_layer_sizes=(8,), epochs=3, random_state=0).fit(X, species)):
+        path = tmp_path / "model.logitlab"
+        save_estimator(est, path, extra=extra, extra_arrays={"mean": mean, "scale": scale})
+        code = (
+            "import sys\n"
+            "from logitlab.cli._main import cli\n"
+            f"cli.main({['predict', str(path), str(data), '--proba']!r}, standalone_mode=False)\n"
+            f"cli.main({['evaluate', str(path), str(data)]!r}, standalone_mode=False)\n"
+            "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'matplotlib'})\n"
+            "print('HEAVY', heavy)\n")
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             cwd=tmp_path, timeout=300)
+        assert res.returncode == 0, res.stderr
+        assert "proba_setosa" in res.stdout and "confusion matrix" in res.stdout  # it ran both
+        assert res.stdout.strip().splitlines()[-1] == "HEAVY []", type(est).__name__
+
+
+def test_cli_metrics_match_sklearn(rng):
+    labels = np.array(["ant", "bee", "cat", "dog"])
+    y = labels[rng.integers(0, 4, 300)]
+    pred = np.where(rng.random(300) < 0.7, y, labels[rng.integers(0, 3, 300)])  # never "dog"
+    proba = rng.dirichlet(np.ones(4), 300)
+    proba[0] = [1.0, 0.0, 0.0, 0.0]  # a zero probability: clipped, as scikit-learn does
+    assert _metrics.accuracy(y, pred) == pytest.approx(skm.accuracy_score(y, pred), abs=1e-15)
+    assert _metrics.log_loss(y, proba, labels) == pytest.approx(
+        skm.log_loss(y, proba, labels=labels), rel=1e-12)
+    np.testing.assert_array_equal(_metrics.confusion_matrix(y, pred, labels),
+                                  skm.confusion_matrix(y, pred, labels=labels))
+    p, r, _, s = skm.precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
+    for ours, theirs in zip(_metrics.precision_recall_support(y, pred, labels), (p, r, s)):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-15)
+    Y = rng.integers(0, 2, (200, 3))
+    P = np.where(rng.random((200, 3)) < 0.8, Y, 1 - Y)
+    P[:, 2] = 0  # a label never predicted: precision 0
+    assert _metrics.accuracy(Y, P) == pytest.approx(skm.accuracy_score(Y, P), abs=1e-15)
+    assert _metrics.hamming_loss(Y, P) == pytest.approx(skm.hamming_loss(Y, P), abs=1e-15)
+    p, r, _, s = skm.precision_recall_fscore_support(Y, P, zero_division=0)
+    for ours, theirs in zip(_metrics.precision_recall_support(Y, P), (p, r, s)):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-15)
+    with pytest.raises(ValueError, match="`y_true` holds the label 'eel'"):
+        _metrics.log_loss(np.array(["eel"]), proba[:1], labels)
