@@ -11,6 +11,7 @@ light).
 """
 
 from ._distributions import cross_entropy, entropy, kl_divergence, one_hot
+from ._jit import KernelUnavailableWarning
 from ._softmax import log_sigmoid, log_softmax, logsumexp, sigmoid, softmax, sparsemax
 from ._random import set_random_seed
 from ._saving import ModelFileError
@@ -23,6 +24,7 @@ __all__ = [
     "LogitlabError",
     "ModelFileError",
     "TrainingDivergedError",
+    "KernelUnavailableWarning",
     "Sequential",
     "load_model",
     "set_random_seed",

@@ -14,6 +14,13 @@ change what it promises.
 ``LOGITLAB_KERNELS=never`` (or a missing Numba) keeps everything on the
 NumPy reference; ``always`` uses the kernels for every size (the tests use
 :func:`kernel_mode` to run both paths on the same inputs).
+
+Failures. If Numba cannot be imported, ``_kernels`` cannot be loaded, or a
+kernel cannot be compiled (a Numba or llvmlite release that changed what it
+relies on, an unsupported CPU), the call is served by the kernel's contract
+in NumPy (``_kernel_fallback``, on the core's ``softmax_parts``): never an
+exception, and one :class:`KernelUnavailableWarning` a process. A parallel
+kernel that fails falls back to its serial twin first.
 """
 
 from __future__ import annotations
@@ -22,11 +29,12 @@ import contextlib
 import os
 import sys
 import threading
+import warnings
 
 import numpy as np
 
-__all__ = ["LOAD_SIZE", "MIN_SIZE", "PARALLEL_SIZE", "forced", "kernel_mode", "kernels_for",
-           "launch", "warm"]
+__all__ = ["LOAD_SIZE", "MIN_SIZE", "PARALLEL_SIZE", "KernelUnavailableWarning", "forced",
+           "kernel_mode", "kernels_for", "launch", "warm"]
 
 MIN_SIZE = 4096  # the smallest array the kernels serve, once loaded
 LOAD_SIZE = 1 << 16  # the smallest array that loads them
@@ -34,7 +42,8 @@ PARALLEL_SIZE = 1 << 16  # from here on, both cores
 _MODES = ("auto", "always", "never")
 
 _state = {"mode": os.environ.get("LOGITLAB_KERNELS", "auto").lower(), "module": None,
-          "failed": False}
+          "failed": False, "serial": False, "warned": False}
+_broken = set()  # kernels (serial or parallel dispatchers) that failed to compile
 if _state["mode"] not in _MODES:
     raise ValueError(
         f"LOGITLAB_KERNELS must be one of {', '.join(_MODES)}; got {_state['mode']!r}"
@@ -43,14 +52,41 @@ if _state["mode"] not in _MODES:
 # Numba's own thread pool ("workqueue") must not be entered by two threads at
 # once; a second caller runs the serial kernel instead of waiting.
 _PARALLEL_LOCK = threading.Lock()
+_WARN_LOCK = threading.Lock()
+
+
+class KernelUnavailableWarning(RuntimeWarning):
+    """The compiled kernels could not be loaded or compiled; the NumPy reference serves
+    the calls they would have (same results within the stated tolerances, slower).
+    Issued once a process."""
+
+
+def _unavailable(what, exc):
+    """Warn, once a process, that ``what`` failed with ``exc`` and NumPy serves instead."""
+    with _WARN_LOCK:
+        if _state["warned"]:
+            return
+        _state["warned"] = True
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    detail = f"{type(exc).__name__}: {' '.join(lines[:2])[:300]}"
+    level, frame = 1, sys._getframe(0)  # point at the first caller outside logitlab
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] == "logitlab":
+        frame, level = frame.f_back, level + 1
+    warnings.warn(
+        f"logitlab's compiled kernels are unavailable ({what} failed with {detail}); the "
+        "NumPy reference serves these calls: same results within the stated tolerances, "
+        "slower. Install a Numba in the range pyproject.toml names, or set "
+        "LOGITLAB_KERNELS=never to use the reference without this warning.",
+        KernelUnavailableWarning, stacklevel=level)
 
 
 def _module():
     if _state["module"] is None and not _state["failed"]:
         try:
             from . import _kernels
-        except ImportError:  # Numba missing: the reference serves every call
+        except Exception as exc:  # Numba missing or broken: the reference serves every call
             _state["failed"] = True
+            _unavailable("loading Numba and the kernels", exc)
         else:
             _state["module"] = _kernels
     return _state["module"]
@@ -78,15 +114,56 @@ def forced():
 def launch(pair, n_rows, size, *args, threaded=False):
     """Run a (serial, parallel) kernel pair: parallel for large inputs if no other thread is
     and Numba has more than one thread. With ``threaded``, the kernel's last argument says
-    which runs (True: the parallel one)."""
-    threads = sys.modules["numba"].get_num_threads  # loaded with the kernels
-    if (size >= PARALLEL_SIZE and n_rows >= 2 and threads() > 1
-            and _PARALLEL_LOCK.acquire(blocking=False)):
+    which runs (True: the parallel one). A kernel that cannot be compiled is replaced by
+    its serial twin, then by its contract in NumPy (``_kernel_fallback``)."""
+    lock = _PARALLEL_LOCK
+    if (size >= PARALLEL_SIZE and n_rows >= 2 and not _state["serial"] and _threads() > 1
+            and lock.acquire(blocking=False)):
         try:
-            return pair[1](*args, *((True,) if threaded else ()))
+            return _run(pair, True, args, threaded)
         finally:
-            _PARALLEL_LOCK.release()
-    return pair[0](*args, *((False,) if threaded else ()))
+            lock.release()
+    return _run(pair, False, args, threaded)
+
+
+def _threads():
+    try:
+        return sys.modules["numba"].get_num_threads()  # loaded with the kernels
+    except Exception as exc:  # no threading layer could be loaded: serial kernels only
+        _state["serial"] = True
+        _unavailable("starting Numba's threads", exc)
+        return 1
+
+
+def _run(pair, parallel, args, threaded):
+    fn = pair[1 if parallel else 0]
+    args = args + ((parallel,) if threaded else ())
+    if fn not in _broken:
+        try:
+            return fn(*args)
+        except Exception as exc:
+            if not _compile_failed(fn, args, exc):
+                raise
+            _broken.add(fn)
+            _unavailable(f"compiling {getattr(fn, '__name__', 'a kernel')}", exc)
+    if parallel:
+        return _run(pair, False, args[:-1] if threaded else args, threaded)
+    from . import _kernel_fallback
+
+    return _kernel_fallback.serving(pair, _state["module"])(*args)
+
+
+def _compile_failed(fn, args, exc):
+    """Whether ``exc`` came from compiling ``fn`` for ``args`` (before it ran: the arrays
+    are untouched), not from running it."""
+    numba = sys.modules["numba"]
+    if isinstance(exc, numba.core.errors.NumbaError):  # typing, lowering: compile time only
+        return True
+    try:
+        fn.compile(tuple(numba.typeof(a) for a in args))
+    except Exception:
+        return True
+    return False
 
 
 @contextlib.contextmanager
@@ -109,7 +186,8 @@ def warm():
     the background; ``make warm`` on its own), so that a process's first call
     loads the kernels rather than compiling them (several times slower; the
     figures are in docs/performance.md). Returns the number of kernels
-    compiled or loaded (0 without Numba).
+    compiled or loaded (0 without Numba; one that fails to compile is not
+    counted, and warns).
     """
     kernels = _module()
     if kernels is None:
@@ -130,6 +208,11 @@ def warm():
         y = np.zeros(2, dtype=np.intp)
         for pair, make_args in calls:
             for fn in pair:
-                fn(*make_args(x, t, y))
-                count += 1
+                try:
+                    fn(*make_args(x, t, y))
+                except Exception as exc:  # the calls will use the fallback: not counted
+                    _broken.add(fn)
+                    _unavailable(f"compiling {getattr(fn, '__name__', 'a kernel')}", exc)
+                else:
+                    count += 1
     return count

@@ -1,0 +1,97 @@
+"""The kernels' contracts in NumPy, for when a kernel cannot be compiled.
+
+``_jit.launch`` calls these in place of a kernel pair that Numba failed to
+compile (or when Numba's import failed halfway through a kernel module), with
+the kernel's own arguments: each writes what the kernel writes, so that
+every caller (the public functions, and the lean in-place path that
+``Sequential.fit`` uses, which has no reference of its own to turn to)
+gets the NumPy reference's result without knowing that the kernel is
+missing. The arithmetic is the core's: :func:`~logitlab._softmax.softmax_parts`
+and ``_lse_last``, in the reference's compute dtype (float64 for float32).
+
+As the kernels do, a row whose maximum is not finite, or that holds a NaN,
+is flagged in ``bad`` (the callers give it the reference's limits, or stop);
+its outputs here are the reference's anyway.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._softmax import _lse_last, softmax_parts
+from ._validation import compute_dtype
+
+__all__ = ["serving"]
+
+
+def _compute(x):
+    """``x`` in the reference's compute dtype, a copy (the kernels may write over ``x``)."""
+    return np.array(x, dtype=compute_dtype(x.dtype))
+
+
+def _flag_bad(z, bad):
+    with np.errstate(invalid="ignore"):
+        bad[:] = ~np.isfinite(np.max(z, axis=-1))  # NaN max: a NaN in the row
+
+
+def softmax_rows(x, out, bad, threaded=False):
+    z = _compute(x)
+    _flag_bad(z, bad)
+    with np.errstate(over="ignore"):
+        out[...] = softmax_parts(z, log=False)[1]
+
+
+def log_softmax_rows(x, out, bad):
+    z = _compute(x)
+    _flag_bad(z, bad)
+    with np.errstate(over="ignore"):
+        out[...] = softmax_parts(z, prob=False)[0]
+
+
+def logsumexp_rows(x, out, bad):
+    z = _compute(x)
+    _flag_bad(z, bad)
+    out[...] = _lse_last(z)[:, 0]
+
+
+def _take(a, y):
+    return np.take_along_axis(a, y[:, None], axis=-1)[:, 0]
+
+
+def sparse_ce_rows(x, labels, weight, scale, grad, loss, bad, refine, threaded=False):
+    """loss_i = -w_i log p_iy; grad_i = scale w_i (p_i - onehot(y_i)); rows with
+    ``w_i == 0`` have loss 0 and their label is not read (``grad`` may be ``x``)."""
+    z = _compute(x)
+    _flag_bad(z, bad)
+    logp, p = softmax_parts(z)
+    keep = weight != 0.0
+    y = np.where(keep, labels, 0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        loss[...] = np.where(keep, -weight * _take(logp, y), 0.0)
+        a = scale * weight
+        g = p * a[:, None]
+        np.put_along_axis(g, y[:, None], (_take(g, y) - a)[:, None], axis=-1)
+        grad[...] = g
+
+
+def categorical_ce_rows(x, t, scale, grad, loss, bad):
+    """loss_i = -sum_j t_ij log p_ij; grad_i = scale (T_i p_i - t_i), T_i = sum_j t_ij."""
+    z = _compute(x)
+    _flag_bad(z, bad)
+    logp, p = softmax_parts(z)
+    tc = np.asarray(t, dtype=z.dtype)
+    with np.errstate(invalid="ignore", over="ignore"):
+        loss[...] = -np.sum(np.where(tc != 0.0, tc * logp, 0.0), axis=-1)
+        grad[...] = scale * (np.sum(tc, axis=-1, keepdims=True) * p - tc)
+
+
+_NAMES = ("softmax_rows", "log_softmax_rows", "logsumexp_rows", "sparse_ce_rows",
+          "categorical_ce_rows")
+
+
+def serving(pair, kernels):
+    """The NumPy function with the contract of the kernel ``pair`` of module ``kernels``."""
+    for name in _NAMES:
+        if kernels is not None and getattr(kernels, name, None) is pair:
+            return globals()[name]
+    raise LookupError(f"no NumPy fallback for the kernel pair {pair!r}")

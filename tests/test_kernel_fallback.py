@@ -1,0 +1,191 @@
+"""The kernels can never take the library down (issue 19).
+
+If Numba cannot be imported, ``_kernels`` cannot be loaded, or a kernel cannot
+be compiled (a Numba or llvmlite release that changed what the kernels rely
+on, an unsupported CPU), every public call is served by the NumPy reference
+with one ``KernelUnavailableWarning`` a process, never an exception. Each
+failure is made on purpose in a fresh interpreter (so Numba's on-disk cache,
+pointed at an empty folder where compilation must fail, cannot serve the
+kernels), and every result is compared with the reference path
+(``kernel_mode("never")``) of the same process.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+pytest.importorskip("numba", reason="the failures are made inside Numba")
+
+SCRIPT = """
+import math
+import sys
+import warnings
+
+import numpy as np
+
+{sabotage}
+
+import logitlab as ll
+from logitlab import KernelUnavailableWarning, _jit
+from logitlab.losses import (CategoricalCrossentropy, SparseCategoricalCrossentropy,
+                             sparse_categorical_crossentropy)
+from logitlab.losses._crossentropy import sparse_ce_logits_inplace
+
+rng = np.random.default_rng(19)
+TOL = {{np.float32: 2e-6, np.float64: 1e-13}}
+
+
+def inputs(dtype):
+    x = rng.normal(0, 3, size=(400, 200)).astype(dtype)  # above LOAD and PARALLEL_SIZE
+    x[5, 3] = np.inf  # rows the kernels flag, the reference's limits
+    x[7, 2] = np.nan
+    x[9] = -np.inf
+    y = rng.integers(0, 200, size=400)
+    y[[1, 6]] = -100
+    return dict(x=x, y=y, t=rng.dirichlet(np.ones(200), size=400).astype(dtype),
+                cw=rng.uniform(0.2, 3.0, size=200), sw=rng.uniform(0, 2, size=400),
+                z=rng.normal(0, 3, size=(400, 200)).astype(dtype))
+
+
+def calls(d):
+    x, y = d["x"], d["y"]
+    sparse = SparseCategoricalCrossentropy(from_logits=True, ignore_index=-100,
+                                           class_weight=d["cw"])
+    z = d["z"].copy()
+    total = sparse_ce_logits_inplace(z, np.abs(y), sample_weight=d["sw"], scale=0.5)
+    return dict(
+        softmax=ll.softmax(x), log_softmax=ll.log_softmax(x), logsumexp=ll.logsumexp(x),
+        softmax_axis0=ll.softmax(x.T, axis=0),
+        sparse=sparse.value_and_grad(y, x, sample_weight=d["sw"]),
+        sparse_sum=sparse_categorical_crossentropy(np.abs(y), x, from_logits=True,
+                                                   reduction="sum"),
+        categorical=CategoricalCrossentropy(from_logits=True).value_and_grad(d["t"], x),
+        lean=(total, z),  # Sequential.fit's in-place path: no reference of its own
+    )
+
+
+def compare(got, ref, dtype, name):
+    if isinstance(ref, tuple):
+        for i, (g, r) in enumerate(zip(got, ref, strict=True)):
+            compare(g, r, dtype, f"{{name}}[{{i}}]")
+        return
+    got, ref = np.asarray(got), np.asarray(ref)
+    assert got.dtype == ref.dtype and got.shape == ref.shape, (name, got.dtype, ref.dtype)
+    scale = max(1.0, float(np.max(np.abs(ref[np.isfinite(ref)]), initial=0.0)))
+    np.testing.assert_allclose(got, ref, rtol=TOL[dtype], atol=TOL[dtype] * scale * 1e-3,
+                               equal_nan=True, err_msg=name)
+
+
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    results = {{}}
+    for dtype in (np.float32, np.float64):
+        d = inputs(dtype)
+        with _jit.kernel_mode("always"):
+            first = calls(d)
+            again = calls(d)  # the second time: no second warning
+        with _jit.kernel_mode("never"):
+            ref = calls(d)
+        for name in ref:
+            compare(first[name], ref[name], dtype, name)
+            compare(again[name], ref[name], dtype, name)
+        results[dtype] = first
+
+{check}
+
+warned = [w for w in caught if issubclass(w.category, KernelUnavailableWarning)]
+assert len(warned) == 1, [str(w.message) for w in warned]
+print("ok:", warned[0].message)
+"""
+
+# the kernels' compile pipeline, made to fail at a stage
+_IN_PASS = """
+from numba.core import errors, typed_passes
+
+def _fail(self, state):
+    raise {error}
+
+typed_passes.{stage}.run_pass = _fail
+"""
+
+CASES = {
+    # import failures
+    "numba_missing": "sys.modules['numba'] = None  # `import numba` raises ImportError",
+    "kernel_module_fails_to_import": (
+        "import numba.extending\n"
+        "def _broken(*args, **kwargs):\n"
+        "    raise RuntimeError('intrinsic machinery changed in this release')\n"
+        "numba.extending.intrinsic = _broken  # _kernels's first @intrinsic raises"),
+    # compile failures at the first call, at each stage, Numba's errors and any other
+    "typing_error": _IN_PASS.format(
+        error="errors.TypingError('made to fail')", stage="NopythonTypeInference"),
+    "lowering_error": _IN_PASS.format(
+        error="errors.LoweringError('made to fail')", stage="NativeLowering"),
+    "other_exception_in_compiler": _IN_PASS.format(
+        error="KeyError('a pass this release renamed')", stage="NativeLowering"),
+}
+
+
+def _run(tmp_path, sabotage, check="", cold_cache=True):
+    env = {k: v for k, v in os.environ.items() if k != "LOGITLAB_KERNELS"}
+    if cold_cache:
+        env["NUMBA_CACHE_DIR"] = str(tmp_path / "numba-cache")  # empty: every kernel compiles
+    code = SCRIPT.format(sabotage=textwrap.dedent(sabotage), check=textwrap.dedent(check))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, timeout=600)
+    assert out.returncode == 0 and "ok:" in out.stdout, out.stderr[-4000:]
+    return out.stdout
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_kernel_failure_falls_back_to_reference_with_one_warning(tmp_path, case):
+    stdout = _run(tmp_path, CASES[case])
+    assert "NumPy reference" in stdout
+
+
+def test_single_kernel_failure_leaves_the_others_compiled(tmp_path):
+    # the sparse CE pair replaced by kernels that cannot compile: its calls (the public
+    # ones and the lean path) fall back; softmax and the categorical CE keep their kernels
+    sabotage = """
+    import numba
+    import logitlab._kernels as K
+
+    @numba.njit
+    def _uncompilable(*args):
+        return no_such_function(*args)  # noqa: F821 - a TypingError at compile time
+
+    K.sparse_ce_rows = (_uncompilable, _uncompilable)
+    """
+    check = """
+    import logitlab._kernels as K
+    assert K.softmax_rows[1].signatures and K.categorical_ce_rows[1].signatures
+    assert any("_uncompilable" in str(w.message) for w in caught)
+    """
+    stdout = _run(tmp_path, sabotage, check, cold_cache=False)
+    assert "compiling _uncompilable" in stdout
+
+
+def test_parallel_kernel_failure_runs_the_serial_kernel(tmp_path):
+    sabotage = """
+    import numba
+    import logitlab._kernels as K
+
+    @numba.njit(parallel=True)
+    def _uncompilable(*args):
+        return no_such_function(*args)  # noqa: F821
+
+    K.softmax_rows = (K.softmax_rows[0], _uncompilable)
+    """
+    check = """
+    import logitlab._kernels as K
+    assert K.softmax_rows[0].signatures, "the serial softmax kernel did not serve"
+    with _jit.kernel_mode("always"):
+        serial = np.empty_like(d["x"])
+        bad = np.zeros(len(serial), dtype=bool)
+        K.softmax_rows[0](d["x"], serial, bad, False)
+    assert np.array_equal(serial[~bad], results[np.float64]["softmax"][~bad])
+    """
+    _run(tmp_path, sabotage, check, cold_cache=False)
