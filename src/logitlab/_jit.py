@@ -15,6 +15,18 @@ change what it promises.
 NumPy reference; ``always`` uses the kernels for every size (the tests use
 :func:`kernel_mode` to run both paths on the same inputs).
 
+Forked processes. Unless the user has chosen one (``NUMBA_THREADING_LAYER``
+or ``numba.config.THREADING_LAYER``), the kernels ask Numba for its
+``forksafe`` threading layer: TBB where the ``tbb`` package is installed,
+else Numba's own ``workqueue``, which every Numba has. GNU OpenMP, which
+Numba's default picks on Linux, kills a ``fork`` child that enters it
+again ("fork() called from a process already using GNU OpenMP, this is
+unsafe"), so a ``multiprocessing`` Pool hung. ``workqueue`` cannot be
+entered by two threads at once: ``_PARALLEL_LOCK`` sends a second thread to
+the serial kernel (same bits). Where the layer in use is not fork-safe
+anyway (the user chose ``omp``, or ran parallel Numba code of their own
+first), a child after ``fork`` runs the serial kernels only.
+
 Failures. If Numba cannot be imported, ``_kernels`` cannot be loaded, or a
 kernel cannot be compiled (a Numba or llvmlite release that changed what it
 relies on, an unsupported CPU), the call is served by the kernel's contract
@@ -44,6 +56,7 @@ _MODES = ("auto", "always", "never")
 _state = {"mode": os.environ.get("LOGITLAB_KERNELS", "auto").lower(), "module": None,
           "failed": False, "serial": False, "warned": False}
 _broken = set()  # kernels (serial or parallel dispatchers) that failed to compile
+_FORK_SAFE = ("tbb", "workqueue")  # Numba's threading layers that survive fork
 if _state["mode"] not in _MODES:
     raise ValueError(
         f"LOGITLAB_KERNELS must be one of {', '.join(_MODES)}; got {_state['mode']!r}"
@@ -80,9 +93,44 @@ def _unavailable(what, exc):
         KernelUnavailableWarning, stacklevel=level)
 
 
+def _prefer_fork_safe_threads():
+    """Ask Numba for a fork-safe threading layer (see the module's docstring), unless the
+    user chose one or Numba's threads already run. Numba must not be imported before."""
+    import numba
+
+    if "NUMBA_THREADING_LAYER" in os.environ or numba.config.THREADING_LAYER != "default":
+        return
+    try:
+        numba.threading_layer()
+    except ValueError:  # no layer launched yet: the choice is still open
+        numba.config.THREADING_LAYER = "forksafe"
+
+
+def _layer():
+    """The threading layer Numba runs, or None (not loaded, or not launched yet)."""
+    numba = sys.modules.get("numba")
+    try:
+        return numba.threading_layer() if numba is not None else None
+    except Exception:  # not launched: a child may launch its own
+        return None
+
+
+def _after_fork_in_child():
+    global _PARALLEL_LOCK
+    # a lock a parent's thread held at the fork stays held in the child: a fresh one
+    _PARALLEL_LOCK = threading.Lock()
+    layer = _layer()
+    if layer is not None and layer not in _FORK_SAFE:
+        _state["serial"] = True  # GNU OpenMP cannot be entered again after fork
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _module():
     if _state["module"] is None and not _state["failed"]:
         try:
+            _prefer_fork_safe_threads()
             from . import _kernels
         except Exception as exc:  # Numba missing or broken: the reference serves every call
             _state["failed"] = True
@@ -116,7 +164,7 @@ def launch(pair, n_rows, size, *args, threaded=False):
     and Numba has more than one thread. With ``threaded``, the kernel's last argument says
     which runs (True: the parallel one). A kernel that cannot be compiled is replaced by
     its serial twin, then by its contract in NumPy (``_kernel_fallback``)."""
-    lock = _PARALLEL_LOCK
+    lock = _PARALLEL_LOCK  # the one this call releases, even if a fork replaces it
     if (size >= PARALLEL_SIZE and n_rows >= 2 and not _state["serial"] and _threads() > 1
             and lock.acquire(blocking=False)):
         try:
