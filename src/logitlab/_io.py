@@ -1,41 +1,177 @@
 """Atomic file writes: a temporary file in the same folder, fsync, then os.replace.
 
 A reader (or a crash) sees either the old complete file or the new one,
-never a half-written file.
+never a half-written file. A failed write raises :class:`WriteError`, which
+names the user's path (never the hidden temporary) and leaves no temporary
+behind; a temporary left by a killed process (SIGKILL, power loss) is removed
+by the next write to the same path.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+import stat
 import tempfile
+import time
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no advisory locks, age alone decides
+    fcntl = None
+
+__all__ = ["WriteError", "atomic_write", "check_writable", "remove_stale_temporaries"]
+
+
+class WriteError(OSError):
+    """Writing ``filename`` failed (missing folder, no permission, disk full...).
+
+    ``errno`` and ``strerror`` are those of the failed call; ``filename`` is
+    the path the caller asked for. The file at that path is untouched.
+    """
+
+
+def _temp_name_pattern(path):
+    # tempfile.mkstemp(prefix=".NAME.", suffix=".tmp") adds 8 characters of this alphabet
+    return re.compile(re.escape(f".{os.path.basename(path)}.") + r"[a-z0-9_]{8}\.tmp")
+
+
+def _lock(fd, blocking=True):
+    """An exclusive advisory lock on the open temporary: held while it is written.
+
+    The kernel drops it when the writer dies, however it dies, so a temporary
+    whose lock can be taken has no live writer.
+    """
+    if fcntl is None:  # pragma: no cover
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+    except OSError:
+        return False
+    return True
+
+
+def remove_stale_temporaries(path):
+    """Remove temporaries of ``path`` left by a writer that was killed.
+
+    Only files named as :func:`atomic_write` names its temporaries for this
+    very ``path`` (``.NAME.xxxxxxxx.tmp`` in the same folder), last modified
+    before this process started and locked by no live writer, are removed.
+    Returns the names removed.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    pattern = _temp_name_pattern(path)
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        if not pattern.fullmatch(name):
+            continue
+        full = os.path.join(folder, name)
+        try:
+            fd = os.open(full, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            continue
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_mtime >= _process_start() \
+                    or not _lock(fd, blocking=False):
+                continue
+            os.unlink(full)
+            removed.append(name)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+    return removed
+
+
+def _process_start():
+    """When this process started (seconds since the epoch), from /proc where there is one.
+
+    The kernel counts a process's start in clock ticks after boot (10 ms);
+    the uptime clock now, taken from the wall clock now, places it. Without
+    /proc, the import of this module stands in (later than the start: safe).
+    """
+    global _START
+    if _START is None:
+        try:
+            with open("/proc/self/stat", "rb") as fh:
+                ticks = int(fh.read().rsplit(b")", 1)[1].split()[19])  # field 22, starttime
+            uptime = time.clock_gettime(time.CLOCK_BOOTTIME)
+            _START = time.time() - (uptime - ticks / os.sysconf("SC_CLK_TCK"))
+        except (OSError, ValueError, IndexError, AttributeError):
+            _START = _IMPORTED
+        _START = min(_START, _IMPORTED)
+    return _START
+
+
+_START = None
+_IMPORTED = time.time()
+
+
+def _write_error(exc, path):
+    return WriteError(exc.errno, exc.strerror or str(exc), os.fspath(path))
+
+
+def check_writable(path):
+    """Raise :class:`WriteError` unless a file can be written at ``path`` now.
+
+    Checks that the folder exists and takes a new file (by creating and
+    removing a temporary there), so that a long computation does not end
+    with nowhere to put its result.
+    """
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise WriteError(2, f"the folder {folder} does not exist", path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise _write_error(exc, path) from None
+    os.close(fd)
+    os.unlink(tmp)
 
 
 @contextlib.contextmanager
 def atomic_write(path, mode="wb", encoding=None, newline=None):
     """Open a temporary sibling of ``path`` for writing; replace ``path`` on success.
 
-    On any exception the temporary file is removed and ``path`` is untouched.
+    On any exception the temporary file is removed and ``path`` is untouched;
+    an ``OSError`` of the write itself (folder missing, permission, disk
+    full) is raised as :class:`WriteError` naming ``path``.
     """
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    remove_stale_temporaries(path)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise _write_error(exc, path) from None
+    _lock(fd)
     # mkstemp makes the file private (0600); give it what a plain open() would: the
     # replaced file's mode, or 0666 less the umask
     try:
-        permissions = os.stat(path).st_mode & 0o7777
-    except FileNotFoundError:
-        permissions = 0o666 & ~_umask()
-    os.chmod(tmp, permissions)
-    try:
+        try:
+            permissions = os.stat(path).st_mode & 0o7777
+        except FileNotFoundError:
+            permissions = 0o666 & ~_umask()
+        os.chmod(tmp, permissions)
         with os.fdopen(fd, mode, encoding=encoding, newline=newline) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, WriteError) \
+                and exc.filename in (None, tmp, path):
+            raise _write_error(exc, path) from exc
         raise
     _fsync_dir(folder)
 

@@ -21,19 +21,71 @@ class Table:
     target: str | list | None
 
 
+def _warn(message):
+    """One line on standard error, for what the data's reader changed on its own."""
+    import click
+
+    click.echo(f"warning: {message}", err=True)
+
+
 def _number(text):
     return float(text)
 
 
-def _labels(values):
-    """Numbers stay numbers when every value is one; otherwise text labels."""
-    try:
-        nums = np.array([float(v) for v in values])
-    except ValueError:
-        return np.array(values, dtype=object).astype(str)
-    if np.all(nums == np.round(nums)):
-        return nums.astype(np.int64)
-    return nums
+_INT64 = np.iinfo(np.int64)
+
+
+def labels_as_written(values, lines, column, path):
+    """The label column as classes, keeping every label exactly as written.
+
+    Labels stay text unless every one is an integer literal that reads back
+    as itself (``str(int(s)) == s``) within int64; then they are int64. So
+    ``007`` and ``7`` stay two classes, ``1e19`` is the text ``1e19``, and
+    ``90071992547409931`` is not rounded to a float. Refused, with the line:
+    an empty cell, ``nan``/``inf``, and numbers with a fractional part (a
+    continuous target, which is regression; scikit-learn's ``type_of_target``
+    draws the same line).
+    """
+    lines = [None] * len(values) if lines is None else lines
+
+    def at(line):
+        return "" if line is None else f" on line {line}"
+
+    ints = []
+    for text, line in zip(values, lines):
+        if not text:
+            raise DataError(f"the label column {column!r} of {path} is empty{at(line)}")
+        try:
+            number = float(text)
+        except ValueError:
+            ints = None
+            continue
+        if not np.isfinite(number):
+            raise DataError(f"the label column {column!r} of {path} holds {text!r}{at(line)}:"
+                            " a missing or non-finite label")
+        if ints is not None:
+            try:
+                value = int(text)
+            except ValueError:
+                value = None
+            if value is None or str(value) != text or not _INT64.min <= value <= _INT64.max:
+                ints = None
+            else:
+                ints.append(value)
+    if ints is not None:
+        return np.array(ints, dtype=np.int64)
+    numbers = []
+    for text, line in zip(values, lines):
+        try:
+            numbers.append((float(text), text, line))
+        except ValueError:
+            return np.array(values, dtype=str)  # text labels, exactly as written
+    for number, text, line in numbers:
+        if number != np.floor(number):
+            raise DataError(f"the label column {column!r} of {path} holds the number {text}"
+                            f"{at(line)}: it looks continuous, and logitlab classifies; choose a "
+                            "--target of class labels (text, or integers)")
+    return np.array(values, dtype=str)  # integral numbers written as 1.0 or 1e19: kept as text
 
 
 def read_csv(path, target=None, multilabel=None, features=None):
@@ -50,12 +102,27 @@ def read_csv(path, target=None, multilabel=None, features=None):
         if header is None or not any(h.strip() for h in header):
             raise DataError(f"{path} is empty: expected a header row and data rows")
         header = [h.strip() for h in header]
-        rows = [r for r in reader if r and any(c.strip() for c in r)]
+        rows, lines = [], []
+        for r in reader:
+            if r and any(c.strip() for c in r):
+                rows.append(r)
+                lines.append(reader.line_num)
     if not rows:
         raise DataError(f"{path} has a header but no data rows")
-    for i, r in enumerate(rows):
+    for r, line in zip(rows, lines):
         if len(r) != len(header):
-            raise DataError(f"{path}: line {i + 2} has {len(r)} fields; the header has {len(header)}")
+            raise DataError(f"{path}: line {line} has {len(r)} fields; the header has {len(header)}")
+    dropped = 0
+    if header[0] == "" and len(header) > 1:
+        # df.to_csv(path) writes the index as a first column with an empty header cell
+        _warn(f"{path}: dropped the first column: its header is empty, as pandas writes an "
+              "index (save with df.to_csv(path, index=False) to avoid this)")
+        header, rows, dropped = header[1:], [r[1:] for r in rows], 1
+    for j, name in enumerate(header):
+        if not name:
+            raise DataError(f"{path}: column {j + 1 + dropped} has no name in the header row")
+        if header.index(name) != j:
+            raise DataError(f"{path}: the header names the column {name!r} twice")
     label_cols = list(multilabel) if multilabel else ([target] if target else [])
     for col in label_cols:
         if col not in header:
@@ -83,11 +150,11 @@ def read_csv(path, target=None, multilabel=None, features=None):
                 X[i, j] = _number(r[col])
             except ValueError:
                 raise DataError(
-                    f"column {name!r} of {path} is not numeric: line {i + 2} holds {r[col]!r}"
+                    f"column {name!r} of {path} is not numeric: line {lines[i]} holds {r[col]!r}"
                 ) from None
     if not np.isfinite(X).all():
         i, j = np.argwhere(~np.isfinite(X))[0]
-        raise DataError(f"column {features[j]!r} of {path} holds {X[i, j]} on line {i + 2}")
+        raise DataError(f"column {features[j]!r} of {path} holds {X[i, j]} on line {lines[i]}")
     y = None
     if multilabel:
         try:
@@ -98,7 +165,7 @@ def read_csv(path, target=None, multilabel=None, features=None):
             raise DataError(f"the --multilabel columns of {path} must hold 0 or 1")
         y = y.astype(np.int64)
     elif target:
-        y = _labels([r[index[target]].strip() for r in rows])
+        y = labels_as_written([r[index[target]].strip() for r in rows], lines, target, path)
     return Table(features, X, y, list(multilabel) if multilabel else target)
 
 
@@ -123,7 +190,29 @@ def read_npz(path, target=None, multilabel=None, features=None):
     y = arrays.get(key)
     if target and y is None:
         raise DataError(f"no array {target!r} in {path}; it holds: {', '.join(sorted(arrays))}")
+    if y is not None and not multilabel:
+        y = _npz_labels(y, key, path, len(X))
     return Table(names, X.astype(np.float64), y, key if y is not None else None)
+
+
+def _npz_labels(y, key, path, n_rows):
+    """The same rule as for a CSV's label column, on an array: no NaN/inf, nothing continuous."""
+    if y.ndim != 1 or len(y) != n_rows:
+        raise DataError(f"the labels {key!r} in {path} must be a 1-D array of {n_rows} values "
+                        f"(one per row of 'X'); got shape {y.shape}")
+    if y.dtype.kind == "f":
+        bad = ~np.isfinite(y)
+        if bad.any():
+            raise DataError(f"the labels {key!r} in {path} hold {y[bad][0]} at index "
+                            f"{int(np.argmax(bad))}: a missing or non-finite label")
+        frac = y != np.floor(y)
+        if frac.any():
+            raise DataError(f"the labels {key!r} in {path} hold the number {y[frac][0]!r} at index "
+                            f"{int(np.argmax(frac))}: they look continuous, and logitlab "
+                            "classifies; choose labels of classes (text, or integers)")
+    elif y.dtype.kind not in "biuUS":
+        raise DataError(f"the labels {key!r} in {path} must be numbers or text; got {y.dtype}")
+    return y
 
 
 def read_table(path, target=None, multilabel=None, features=None):

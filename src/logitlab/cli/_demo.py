@@ -49,6 +49,7 @@ def show_losses(console: Console):
 
 
 CENTERS = [[-5, 2], [-2, -2], [1, 2], [5, -2]]
+FIGURES = ("decision_regions.png", "loss_curves.png")
 
 
 def _train_both(console, X, y):
@@ -133,7 +134,7 @@ def _figures(models, X, y, output):
     ax.set_title("Four blobs and the preferred model's decision regions\n"
                  "(dashed: max probability 0.5, dotted: 0.9)")
     ax.legend(loc="upper right", fontsize=8, title="category")
-    regions_path = os.path.join(output, "decision_regions.png")
+    regions_path = os.path.join(output, FIGURES[0])
     _save_png(fig, regions_path)
     plt.close(fig)
 
@@ -162,7 +163,7 @@ def _figures(models, X, y, output):
                   "(the clipped loss saturates at 16.1 and its gradient vanishes)")
     ax2.grid(True, alpha=0.3)
     ax2.legend()
-    curves_path = os.path.join(output, "loss_curves.png")
+    curves_path = os.path.join(output, FIGURES[1])
     _save_png(fig, curves_path)
     plt.close(fig)
     return [regions_path, curves_path]

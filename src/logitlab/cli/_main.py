@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 
 import click
@@ -21,6 +23,7 @@ def _user_errors(fn):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        from .._io import WriteError
         from .._validation import LogitlabError
         from ._data import DataError
 
@@ -28,7 +31,59 @@ def _user_errors(fn):
             return fn(*args, **kwargs)
         except (DataError, LogitlabError) as exc:
             raise UsageFailure(str(exc)) from None
+        except BrokenPipeError:
+            raise  # not the user's data: the reader of our output went away
+        except WriteError as exc:
+            raise UsageFailure(f"cannot write {exc.filename}: {exc.strerror}") from None
+        except OSError as exc:  # the machine's answer about a file: unreadable, a folder...
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise UsageFailure(f"{where}{exc.strerror or exc}") from None
     return wrapper
+
+
+def _refuse_same_file(output, inputs, option="--output"):
+    """Refuse an output that is one of the inputs (same path, a link to it, a hard link).
+
+    Compares the resolved paths, and the (device, inode) pair where both exist.
+    """
+    for what, path in inputs:
+        if path is None:
+            continue
+        same = os.path.realpath(path) == os.path.realpath(output)
+        if not same:
+            try:
+                same = os.path.samefile(path, output)
+            except OSError:  # one of them does not exist (yet)
+                same = False
+        if same:
+            raise UsageFailure(f"{option} {output} is the {what} {path}: writing it would destroy "
+                               "the input; choose another output path")
+
+
+def _check_output(output, inputs=()):
+    """Before any work: the output is not an input, and its folder takes a new file."""
+    from .._io import WriteError, check_writable
+
+    _refuse_same_file(output, inputs)
+    try:
+        check_writable(output)
+    except WriteError as exc:
+        raise UsageFailure(f"cannot write {exc.filename}: {exc.strerror}") from None
+
+
+def _check_output_folder(folder, first_file):
+    """Like :func:`_check_output` for a folder of figures that may not exist yet."""
+    from .._io import WriteError, check_writable
+
+    probe = os.path.abspath(folder)
+    while not os.path.exists(probe):  # the nearest folder that exists: it must take the new one
+        probe = os.path.dirname(probe)
+    try:
+        if probe != os.path.abspath(folder) and not os.path.isdir(probe):
+            raise WriteError(20, f"{probe} is not a folder", folder)
+        check_writable(os.path.join(probe, first_file))
+    except WriteError as exc:
+        raise UsageFailure(f"cannot write into {folder}: {exc.strerror}") from None
 
 
 def _split_list(ctx, param, value):
@@ -76,8 +131,9 @@ def demo(output):
     Example:
       logitlab demo --output figs
     """
-    from ._demo import run_demo
+    from ._demo import FIGURES, run_demo
 
+    _check_output_folder(output, FIGURES[0])
     run_demo(output)
 
 
@@ -118,6 +174,7 @@ def train(data, target, model, hidden, epochs, batch_size, learning_rate, C, val
       logitlab train iris.csv --resume iris.logitlab --epochs 200 -o iris.logitlab
       logitlab train big.csv --target label --engine dask -o big.logitlab
     """
+    _check_output(output, [("data file", data)])
     if engine == "dask":
         from ._train import run_train_dask
 
@@ -149,6 +206,8 @@ def predict(model, data, proba, output):
     Example:
       logitlab predict iris.logitlab new.csv --proba -o predictions.csv
     """
+    if output is not None:
+        _check_output(output, [("model file", model), ("data file", data)])
     from ._train import run_predict
 
     run_predict(model, data, proba, output)
@@ -182,15 +241,62 @@ def explore(output):
     Example:
       logitlab explore -o softmax.html && xdg-open softmax.html
     """
+    _check_output(output)
     from ._explore import write_explorer
 
     path = write_explorer(output)
     click.echo(f"wrote {path}: open it in a browser (it needs no network)")
 
 
+class _UntilThePipeCloses:
+    """Standard output that, once its reader has gone, sends the rest to ``os.devnull``.
+
+    So ``logitlab train ... | head -2`` still trains and saves its model, and
+    every command ends with status 0 rather than dying in the middle of a
+    write. Everything but ``write``/``writelines``/``flush`` is the stream's own.
+    """
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+    def _closed_pipe(self):
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())
+            os.close(devnull)
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._closed_pipe()
+            return len(text)
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def flush(self):
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._closed_pipe()
+            # what the stream still holds goes to os.devnull now
+            with contextlib.suppress(OSError, ValueError):
+                self._stream.flush()
+
+
 def main(argv=None):
     """Entry point of the ``logitlab`` console script."""
+    stdout = sys.stdout
+    if stdout is not None:
+        sys.stdout = _UntilThePipeCloses(stdout)
     try:
         cli.main(args=argv, prog_name="logitlab", standalone_mode=True)
     except KeyboardInterrupt:  # pragma: no cover - interactive only
         sys.exit(130)
+    finally:
+        sys.stdout = stdout

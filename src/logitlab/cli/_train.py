@@ -15,7 +15,7 @@ from rich.table import Table
 from .._io import atomic_write
 from ..callbacks import Callback
 from .._saving import ModelFileError, check_array
-from ._data import DataError, read_table
+from ._data import DataError, labels_as_written, read_table
 
 
 def _console():
@@ -103,6 +103,9 @@ def run_train(data, target, model, hidden, epochs, batch_size, learning_rate, va
     console = _console()
     previous = None
     if resume:
+        from .._io import remove_stale_temporaries
+
+        remove_stale_temporaries(resume)  # the half-written save of the run that was killed
         previous, extra, arrays = _load(resume)
         target, multilabel = _label_columns(extra)
         seed, validation_split = extra.get("seed", seed), extra.get("validation_split", validation_split)
@@ -158,6 +161,8 @@ def run_train(data, target, model, hidden, epochs, batch_size, learning_rate, va
         est.fit(_scale(X_tr, mean, scale), y_tr)
     if multilabel:
         est._label_names = list(multilabel)
+    if getattr(est, "stop_reason_", None):
+        console.print(escape(est.stop_reason_), soft_wrap=True)
     title = "validation" if validation_split > 0 else "training data (no validation split)"
     metrics_report(console, est, _scale(X_va, mean, scale), y_va,
                    f"{title}: {len(X_va)} rows")
@@ -262,7 +267,31 @@ def run_evaluate(model_path, data, target):
         extra = dict(extra, target=target)
     table = _read_for_model(data, extra, require_target=True)
     X = _scale(table.X, arrays["mean"], arrays["scale"])
-    metrics_report(_console(), est, X, table.y, f"{data}: {len(X)} rows")
+    y = table.y
+    if not extra.get("multilabel"):
+        y = _as_model_labels(y, est.classes_, data, table.target)
+    metrics_report(_console(), est, X, y, f"{data}: {len(X)} rows")
+
+
+def _as_model_labels(y, classes, data, target):
+    """The labels of ``data`` as the model's classes: text compared as text, as written.
+
+    A file whose labels are all integers may be scored by a model trained on
+    text labels (``007`` and ``7``): its labels are then the same text.
+    """
+    if classes.dtype.kind in "US" and y.dtype.kind not in "US":
+        y = y.astype(str)
+    unseen = ~np.isin(y, classes)
+    if unseen.any():
+        names = ", ".join(repr(str(v)) for v in np.unique(y[unseen])[:5])
+        raise DataError(f"the column {target!r} of {data} holds classes the model was not trained "
+                        f"on: {names}")
+    return y
+
+
+def _csv_header(path):
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        return [h.strip() for h in next(csv.reader(fh), [])]
 
 
 def run_train_dask(data, target, validation_split, seed, output, C, scheduler, blocksize):
@@ -292,17 +321,32 @@ def run_train_dask(data, target, validation_split, seed, output, C, scheduler, b
         client = distributed.Client(cluster)
     with client:
         console.print(f"Dask scheduler: {client.scheduler.address}", soft_wrap=True)
-        ddf = dd.read_csv(data, blocksize=blocksize)
-        if target not in ddf.columns:
+        header = _csv_header(data)
+        if target not in header:
             raise DataError(f"no column {target!r} in {data}; the columns are: "
-                            f"{', '.join(ddf.columns)}")
+                            f"{', '.join(h for h in header if h)}")
+        # the labels as text, exactly as written (a missing one is NaN), decided below
+        ddf = dd.read_csv(data, blocksize=blocksize, dtype={target: str})
+        if header[0] == "" and len(header) > 1:
+            from ._data import _warn
+
+            _warn(f"{data}: dropped the first column: its header is empty, as pandas writes an "
+                  "index (save with df.to_csv(path, index=False) to avoid this)")
+            ddf = ddf.drop(columns=ddf.columns[0])
         features = [c for c in ddf.columns if c != target]
         for col in features:
             if ddf[col].dtype.kind not in "biuf":
                 raise DataError(f"column {col!r} of {data} is not numeric (read as {ddf[col].dtype})")
         train, valid = ddf.random_split([1.0 - validation_split, validation_split],
                                         random_state=seed)
-        mean, std = dask.compute(train[features].mean(), train[features].std(ddof=0))
+        mean, std, written = dask.compute(train[features].mean(), train[features].std(ddof=0),
+                                          ddf[target].unique())
+        if written.isna().any():
+            raise DataError(f"the label column {target!r} of {data} has an empty or missing cell")
+        if labels_as_written([str(v) for v in written], None, target, data).dtype.kind == "i":
+            ddf = ddf.astype({target: "int64"})  # every label an integer written as one
+            train, valid = ddf.random_split([1.0 - validation_split, validation_split],
+                                            random_state=seed)
         mean, scale = mean.to_numpy(float).copy(), std.to_numpy(float).copy()
         scale[scale == 0] = 1.0
         X = ((train[features] - mean) / scale).to_dask_array(lengths=True)

@@ -22,6 +22,8 @@ from ..optimizers._optimizers import OPTIMIZERS
 
 __all__ = ["MLPClassifier"]
 
+_TOL = 1e-4  # the least improvement of the monitored loss that counts, as scikit-learn's tol
+
 
 class MLPClassifier(ClassifierMixin, BaseEstimator):
     """A multilayer perceptron trained from logits, as a scikit-learn classifier.
@@ -60,6 +62,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     ----------
     classes_, model_ (the trained :class:`~logitlab.Sequential`), loss_curve_,
     n_iter_, n_features_in_, feature_names_in_, n_outputs_
+    stop_reason_ : str
+        Why the last ``fit`` / ``resume_fit`` ended: all ``epochs`` trained, or
+        early stopping, with the epoch and the rule that stopped it.
 
     Examples
     --------
@@ -182,13 +187,15 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         callbacks = list(getattr(self, "_epoch_callbacks", []))
         kwargs = {}
         if self.early_stopping:
-            callbacks.append(EarlyStopping("val_loss", patience=self.n_iter_no_change,
-                                           min_delta=1e-4, restore_best_weights=True))
+            stopper = EarlyStopping("val_loss", patience=self.n_iter_no_change, min_delta=_TOL,
+                                    restore_best_weights=True)
+            callbacks.append(stopper)
             kwargs["validation_split"] = self.validation_fraction
             order = np.random.default_rng(self._seed()).permutation(len(X))
             X, t = X[order], t[order]
         else:
-            callbacks.append(EarlyStopping("loss", patience=self.n_iter_no_change, min_delta=1e-4))
+            stopper = EarlyStopping("loss", patience=self.n_iter_no_change, min_delta=_TOL)
+            callbacks.append(stopper)
         hist = self.model_.fit(X, t, batch_size=self.batch_size, epochs=self.epochs,
                                verbose=self.verbose, callbacks=callbacks,
                                initial_epoch=initial_epoch, **kwargs)
@@ -196,7 +203,19 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if "val_loss" in hist.history:
             self.validation_loss_curve_ = list(hist.history["val_loss"])
         self.n_iter_ = len(self.loss_curve_)
+        self.stop_reason_ = self._stop_reason(stopper)
         return self
+
+    def _stop_reason(self, stopper):
+        """Why training ended, in a sentence (``stop_reason_``)."""
+        if stopper.stopped_epoch is None:
+            return f"trained all {self.epochs} epochs"
+        which = "validation loss" if self.early_stopping else "training loss"
+        best = "" if stopper.best_epoch is None else f" (epoch {stopper.best_epoch + 1})"
+        text = (f"stopped early at epoch {stopper.stopped_epoch + 1} of {self.epochs}: the "
+                f"{which} did not improve on its best{best} by "
+                f"tol={_TOL:g} for {stopper.wait} epochs (n_iter_no_change={self.n_iter_no_change})")
+        return text + ("; the weights of the best epoch were kept" if self.early_stopping else "")
 
     def resume_fit(self, X, y):
         """Continue an interrupted ``fit`` (e.g. a loaded model) up to ``epochs`` epochs.
