@@ -1,20 +1,21 @@
-"""Cross-entropy losses, as functions and as Keras-style classes.
+"""Losses, as functions and as Keras-style classes.
 
 Each class has ``__call__(y_true, y_pred)`` and ``value_and_grad(y_true,
 y_pred)``; from logits the gradient is the closed form ``softmax - target``
-(weighted and normalised), computed in the same pass.
+(weighted and normalised), computed in the same pass. Every loss follows one
+protocol (:class:`Loss`) and is found by name through one registry
+(:func:`get`, :func:`register_loss`); see ``_base.py``.
 """
 
 from ._api import (
     BinaryCrossentropy,
     CategoricalCrossentropy,
-    Loss,
     SparseCategoricalCrossentropy,
     binary_crossentropy,
     categorical_crossentropy,
-    get,
     sparse_categorical_crossentropy,
 )
+from ._base import Loss, get, register_loss, serialize
 from ._crossentropy import EPSILON
 from ._linear import linear_cross_entropy
 
@@ -28,5 +29,7 @@ __all__ = [
     "categorical_crossentropy",
     "binary_crossentropy",
     "get",
+    "register_loss",
+    "serialize",
     "linear_cross_entropy",
 ]

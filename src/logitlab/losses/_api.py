@@ -7,9 +7,11 @@ from ._crossentropy import (
     categorical_ce_value_and_grad,
     check_label_smoothing,
     check_reduction,
+    sparse_ce_logits_inplace,
     sparse_ce_value_and_grad,
 )
 from .._validation import check_weights
+from ._base import Loss
 
 __all__ = [
     "Loss",
@@ -19,7 +21,6 @@ __all__ = [
     "sparse_categorical_crossentropy",
     "categorical_crossentropy",
     "binary_crossentropy",
-    "get",
 ]
 
 
@@ -205,8 +206,8 @@ def binary_crossentropy(y_true, y_pred, *, from_logits=False, label_smoothing=0.
         need_grad=False)[0]
 
 
-class Loss:
-    """Base of the loss classes: validated settings, ``__call__`` and ``value_and_grad``.
+class _CrossentropyLoss(Loss, register=False):
+    """The built-in cross-entropies: validated settings over one value-and-gradient function.
 
     Subclasses set ``_fn`` (the value-and-gradient function) and ``_params``
     (the names of the settings it takes).
@@ -236,20 +237,8 @@ class Loss:
     def get_config_kwargs(self):
         return {k: getattr(self, k) for k in self._params}
 
-    def get_config(self):
-        """The settings, as plain Python values (for saving)."""
-        cfg = {}
-        for k in self._params:
-            v = getattr(self, k)
-            cfg[k] = v.tolist() if hasattr(v, "tolist") else v
-        return cfg
 
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
-
-
-class SparseCategoricalCrossentropy(Loss):
+class SparseCategoricalCrossentropy(_CrossentropyLoss):
     """Cross-entropy for integer labels; see :func:`sparse_categorical_crossentropy`.
 
     Examples
@@ -261,6 +250,8 @@ class SparseCategoricalCrossentropy(Loss):
     (0.126928, [[-0.119203, 0.119203]])
     """
 
+    target = "sparse"
+    name = "sparse_categorical_crossentropy"
     _fn = staticmethod(sparse_ce_value_and_grad)
     _params = ("from_logits", "axis", "ignore_index", "label_smoothing", "class_weight",
                "reduction")
@@ -274,10 +265,28 @@ class SparseCategoricalCrossentropy(Loss):
         self.class_weight = class_weight
         self.reduction = check_reduction(reduction)
 
+    def inplace_value_and_grad(self):
+        """The lean path for the default settings from logits, else None.
 
-class CategoricalCrossentropy(Loss):
+        One pass in the model's dtype, the gradient ``(softmax - onehot) / n``
+        written over the logits (the fused kernel where it serves).
+        """
+        if not (self.from_logits and self.axis in (-1, 1) and self.ignore_index is None
+                and self.label_smoothing == 0 and self.class_weight is None
+                and self.reduction == "mean"):
+            return None
+
+        def lean(y, z):
+            n = len(z)
+            return sparse_ce_logits_inplace(z, y, scale=1.0 / n) / n, z
+        return lean
+
+
+class CategoricalCrossentropy(_CrossentropyLoss):
     """Cross-entropy for one-hot targets; see :func:`categorical_crossentropy`."""
 
+    target = "dense"
+    name = "categorical_crossentropy"
     _fn = staticmethod(categorical_ce_value_and_grad)
     _params = ("from_logits", "axis", "label_smoothing", "class_weight", "reduction")
 
@@ -290,9 +299,11 @@ class CategoricalCrossentropy(Loss):
         self.reduction = check_reduction(reduction)
 
 
-class BinaryCrossentropy(Loss):
+class BinaryCrossentropy(_CrossentropyLoss):
     """Element-wise binary cross-entropy; see :func:`binary_crossentropy`."""
 
+    target = "binary"
+    name = "binary_crossentropy"
     _fn = staticmethod(binary_ce_value_and_grad)
     _params = ("from_logits", "label_smoothing", "pos_weight", "reduction")
 
@@ -304,26 +315,3 @@ class BinaryCrossentropy(Loss):
             check_weights(pos_weight, "pos_weight", positive=True)
         self.pos_weight = pos_weight
         self.reduction = check_reduction(reduction)
-
-
-_BY_NAME = {
-    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
-    "categorical_crossentropy": CategoricalCrossentropy,
-    "binary_crossentropy": BinaryCrossentropy,
-}
-
-
-def get(identifier):
-    """A loss object from a :class:`Loss`, its snake_case name or class name."""
-    if isinstance(identifier, Loss):
-        return identifier
-    if isinstance(identifier, str):
-        key = identifier
-        for name, cls in _BY_NAME.items():
-            if key in (name, cls.__name__):
-                return cls()
-        raise ValueError(
-            f"`loss` must be a logitlab Loss or one of {sorted(_BY_NAME)}; got {identifier!r}"
-        )
-    raise TypeError(f"`loss` must be a logitlab Loss or its name; got {type(identifier).__name__}")
-
