@@ -11,6 +11,13 @@ NumPy in, NumPy out. Every stability trick of the package lives here, once:
 * rows with no entry taking part, or with ``+inf`` entries, are given their
   mathematical limit instead of ``0/0``.
 
+Every NumPy path of the package takes its logsumexp from here
+(``_shifted_exp``, or ``_shifted_exp_inplace`` for the lean in-place sparse
+cross-entropy). Two exceptions, by design: ``losses/_linear.py`` keeps an
+online (running max, rescaled sum) logsumexp over class chunks, since it never
+holds a whole row; and the compiled kernels (``_kernels.py``) compute the same
+identity per row in their own loops.
+
 References
 ----------
 P. Blanchard, D. J. Higham and N. J. Higham, "Accurately computing the
@@ -34,9 +41,11 @@ from ._validation import (
 __all__ = ["logsumexp", "softmax", "log_softmax", "sigmoid", "log_sigmoid", "sparsemax"]
 
 
-def _prepare(x, axis, where, name="x"):
-    """Move the class axis last (contiguous) and put -inf where ``where`` is False."""
-    z, out_dtype = as_float_array(x, name)
+def _prepare(x, axis, where, name="x", min_ndim=0):
+    """``(z, axis, out_dtype)``: ``x`` as a compute array with the class axis moved last
+    (contiguous) and -inf where ``where`` is False. Every NumPy path of the softmax family
+    and the losses starts here."""
+    z, out_dtype = as_float_array(x, name, min_ndim=min_ndim)
     axis = check_axis(axis, z.ndim, array_name=name)
     mask = check_where(where, z.shape)
     if mask is not None:
@@ -132,6 +141,26 @@ def _shifted_exp(z):
         r = np.sum(e, axis=-1, keepdims=True)
     np.put_along_axis(e, top, 1.0, axis=-1)
     return m, shift, d, e, r
+
+
+def _shifted_exp_inplace(z):
+    """:func:`_shifted_exp` in place, for callers that own ``z`` and know it finite.
+
+    ``z``: a C-contiguous (n, C) array of finite logits. Overwrites it with
+    ``e = exp(z - m)`` and returns ``(m, r)``, the row max (shape (n,)) and
+    ``r = sum(e) - 1`` summed without the maximal entry's own 1, so that
+    ``logsumexp = m + log1p(r)`` as in :func:`_lse_last` (the lean sparse
+    cross-entropy's path).
+    """
+    rows = np.arange(len(z))
+    top = np.argmax(z, axis=1)
+    m = z[rows, top]
+    z -= m[:, None]
+    np.exp(z, out=z)
+    z[rows, top] = 0.0
+    r = z.sum(axis=1)
+    z[rows, top] = 1.0
+    return m, r
 
 
 def expit(z):

@@ -26,7 +26,15 @@ import warnings
 import numpy as np
 
 from .. import _jit
-from .._softmax import _kernel_rows, _rows_buffer, expit, log_expit, softmax_parts
+from .._softmax import (
+    _kernel_rows,
+    _prepare,
+    _rows_buffer,
+    _shifted_exp_inplace,
+    expit,
+    log_expit,
+    softmax_parts,
+)
 from .._validation import (
     as_float_array,
     check_axis,
@@ -35,7 +43,6 @@ from .._validation import (
     check_number,
     check_out,
     check_weights,
-    check_where,
     deliver,
 )
 
@@ -82,16 +89,6 @@ def _sample_weight(sample_weight, shape, dtype):
             f"`sample_weight` of shape {sw.shape} does not match the per-sample "
             f"losses of shape {shape}"
         ) from None
-
-
-def _logits_last(y_pred, axis, where):
-    """``y_pred`` as a compute array with the class axis last, plus its mask."""
-    z, out_dtype = as_float_array(y_pred, "y_pred", min_ndim=1)
-    ax = check_axis(axis, z.ndim, array_name="y_pred")
-    mask = check_where(where, z.shape)
-    if mask is not None:
-        z = np.where(mask, z, -np.inf).astype(z.dtype, copy=False)
-    return np.ascontiguousarray(np.moveaxis(z, ax, -1)), ax, out_dtype
 
 
 def _check_probabilities(p):
@@ -145,19 +142,36 @@ def _probability_grad(g_c, cache):
     return (g_q - np.sum(g_q * q, axis=-1, keepdims=True)) / total
 
 
-def _reduce(loss_rows, grad, reduction, denominator, out_dtype, ax, out=None):
+def _grad_scale(reduction, denominator):
+    """What each row's gradient is multiplied by: 1/denominator for the mean (0 when
+    nothing counts), 1 otherwise."""
+    if reduction != "mean":
+        return 1.0
+    return 1.0 / denominator if denominator > 0 else 0.0
+
+
+def _reduce(loss, grad, reduction, denominator, ax, out_dtype, out=None, *, grad_scaled=False):
+    """The one reduction of every loss path, reference and kernel.
+
+    ``loss`` holds the unreduced losses (the shape ``reduction="none"``
+    returns), ``grad`` the gradient with the class axis last, to be moved back
+    to ``ax`` (None: it is already in place) and scaled for the mean unless
+    ``grad_scaled`` (the kernels scale as they write).
+    """
     if reduction == "none":
-        value = loss_rows
+        value = loss
     elif reduction == "sum":
-        value = np.sum(loss_rows)
+        value = np.sum(loss)
     else:
-        value = np.sum(loss_rows) / denominator if denominator > 0 else np.zeros(())
-        if grad is not None:
+        value = np.sum(loss) / denominator if denominator > 0 else np.zeros(())
+        if grad is not None and not grad_scaled:
             grad = grad / denominator if denominator > 0 else np.zeros_like(grad)
     with np.errstate(over="ignore"):  # beyond the dtype's range is +inf, its true rounding
         value = np.asarray(value).astype(out_dtype, copy=False)[()]
         if grad is not None:
-            grad = deliver(np.moveaxis(grad, -1, ax).astype(out_dtype, copy=False), out)
+            if ax is not None:
+                grad = np.moveaxis(grad, -1, ax)
+            grad = deliver(grad.astype(out_dtype, copy=False), out)
     return value, grad
 
 
@@ -182,21 +196,6 @@ def _everywhere(z):
     return np.ones(z.shape, dtype=bool)
 
 
-def _kernel_reduce(loss, grad, reduction, denominator, shape, ax, dtype, out):
-    """The compiled paths' value and gradient, shaped and typed as the reference's."""
-    if reduction == "none":
-        value = loss.reshape(shape[:-1])
-    elif reduction == "sum":
-        value = np.sum(loss)
-    else:
-        value = np.sum(loss) / denominator if denominator > 0 else np.zeros(())
-    with np.errstate(over="ignore"):
-        value = np.asarray(value).astype(dtype, copy=False)[()]
-    if grad is not None:
-        grad = deliver(np.moveaxis(grad.reshape(shape), -1, ax), out)
-    return value, grad
-
-
 def _launch_ce(pair, rows, scale, kernel_args, reference, grad, threaded=False):
     """Run a CE kernel pair over ``rows``: per-row losses and the gradient, into ``grad``.
 
@@ -214,24 +213,34 @@ def _launch_ce(pair, rows, scale, kernel_args, reference, grad, threaded=False):
     return loss, grad
 
 
+def _prepare_sparse(y_true, lead, shape, ignore_index, class_weight, sample_weight, dtype):
+    """Labels, row weights and the mean's denominator: one home for every sparse path.
+
+    Returns ``(y, keep, safe_y, w, w_y, sw, row_w, denominator)``: the labels
+    (shape ``lead``), the rows not ignored, labels safe to index with (0 on
+    ignored rows), the class-weight vector (or None), the weight of each row's
+    class (0 on ignored rows), the sample weights (or None), their product
+    ``w_y * sw`` and ``sum(w_y)`` (PyTorch's denominator for the mean).
+    """
+    y = _sparse_labels(y_true, lead, shape, ignore_index)
+    w = _class_vector(class_weight, "class_weight", shape[-1], dtype)
+    sw = _sample_weight(sample_weight, lead, dtype)
+    keep = np.ones(lead, dtype=bool) if ignore_index is None else y != ignore_index
+    safe_y = np.where(keep, y, 0).astype(np.intp)
+    w_y = np.where(keep, 1.0 if w is None else w[safe_y], 0.0).astype(dtype, copy=False)
+    row_w = w_y if sw is None else w_y * sw
+    return y, keep, safe_y, w, w_y, sw, row_w, float(np.sum(w_y))
+
+
 def _sparse_ce_kernel(found, y_true, ignore_index, class_weight, reduction, sample_weight,
                       need_grad, out):
     """Sparse CE from logits through the fused kernel (same semantics as the reference)."""
     kernels, rows, shape, ax = found
-    lead, n_classes = shape[:-1], shape[-1]
     _warn_if_probabilities(rows)
-    y = _sparse_labels(y_true, lead, shape, ignore_index).reshape(-1)
-    w = _class_vector(class_weight, "class_weight", n_classes, np.float64)
-    sw = _sample_weight(sample_weight, lead, np.float64)
-    keep = np.ones(len(y), dtype=bool) if ignore_index is None else y != ignore_index
-    safe_y = np.where(keep, y, 0).astype(np.intp)
-    w_y = np.where(keep, 1.0 if w is None else w[safe_y], 0.0)
-    denominator = float(np.sum(w_y))
-    row_w = w_y if sw is None else w_y * sw.reshape(-1)
-    if reduction == "mean":
-        scale = 1.0 / denominator if denominator > 0 else 0.0
-    else:
-        scale = 1.0
+    y, _, safe_y, _, _, sw, row_w, denominator = _prepare_sparse(
+        y_true, shape[:-1], shape, ignore_index, class_weight, sample_weight, np.float64)
+    y, safe_y, row_w = y.reshape(-1), safe_y.reshape(-1), np.ascontiguousarray(row_w).reshape(-1)
+    scale = _grad_scale(reduction, denominator)
     loss, grad = _launch_ce(
         kernels.sparse_ce_rows, rows, scale,
         lambda grad, loss, bad: (rows, safe_y, row_w, scale, grad, loss, bad, True),
@@ -240,8 +249,8 @@ def _sparse_ce_kernel(found, y_true, ignore_index, class_weight, reduction, samp
             where=_everywhere(rows[bad]), class_weight=class_weight, reduction="none",
             sample_weight=None if sw is None else sw.reshape(-1)[bad]),
         _rows_buffer(out, rows, ax), threaded=True)
-    return _kernel_reduce(loss, grad if need_grad else None, reduction, denominator, shape, ax,
-                          rows.dtype, out)
+    return _reduce(loss.reshape(shape[:-1]), grad.reshape(shape) if need_grad else None,
+                   reduction, denominator, ax, rows.dtype, out, grad_scaled=True)
 
 
 def sparse_ce_value_and_grad(y_true, y_pred, *, from_logits=False, axis=-1, ignore_index=None,
@@ -258,21 +267,17 @@ def sparse_ce_value_and_grad(y_true, y_pred, *, from_logits=False, axis=-1, igno
             check_out(out, y_pred.shape, y_pred.dtype, inputs)
             return _sparse_ce_kernel(found, y_true, ignore_index, class_weight, reduction,
                                      sample_weight, need_grad, out)
-    z, ax, out_dtype = _logits_last(y_pred, axis, where)
+    z, ax, out_dtype = _prepare(y_pred, axis, where, "y_pred", min_ndim=1)
     check_out(out, np.shape(y_pred), out_dtype, inputs)
-    n_classes = z.shape[-1]
     lead = z.shape[:-1]
-    y = _sparse_labels(y_true, lead, z.shape, ignore_index)
-    w = _class_vector(class_weight, "class_weight", n_classes, z.dtype)
-    sw = _sample_weight(sample_weight, lead, z.dtype)
+    y, keep, safe_y, w, w_y, sw, _, denominator = _prepare_sparse(
+        y_true, lead, z.shape, ignore_index, class_weight, sample_weight, z.dtype)
+    safe_y = safe_y[..., None]
 
     logp, p, cache = _log_proba(z, from_logits, need_grad)
-    keep = np.ones(lead, dtype=bool) if ignore_index is None else y != ignore_index
-    safe_y = np.where(keep, y, 0)[..., None]
-    # alpha: weight on the true class; the smoothing mass spreads over the
-    # entries that take part, beta per entry.
-    w_y = np.ones(lead, dtype=z.dtype) if w is None else w[safe_y[..., 0]]
-    alpha = np.where(keep, (1.0 - eps) * w_y, 0.0)
+    # alpha: weight on the true class (0 on ignored rows); the smoothing mass
+    # spreads over the entries that take part, beta per entry.
+    alpha = (1.0 - eps) * w_y
     taking_part = logp > -np.inf
     alive = taking_part.any(axis=-1)  # rows where some entry takes part
     alpha = np.where(alive, alpha, 0.0)
@@ -287,7 +292,6 @@ def sparse_ce_value_and_grad(y_true, y_pred, *, from_logits=False, axis=-1, igno
             loss = loss + beta[..., 0] * smooth
     if sw is not None:
         loss = loss * sw
-    denominator = float(np.sum(np.where(keep, w_y, 0.0)))
 
     grad = None
     if need_grad and from_logits and eps == 0:
@@ -312,7 +316,7 @@ def sparse_ce_value_and_grad(y_true, y_pred, *, from_logits=False, axis=-1, igno
             grad = _probability_grad(-t / cache[1], cache)
     if grad is not None and sw is not None:
         grad = grad * sw[..., None]
-    return _reduce(loss, grad, reduction, denominator, out_dtype, ax, out)
+    return _reduce(loss, grad, reduction, denominator, ax, out_dtype, out)
 
 
 def _categorical_targets(y_true, z_shape, y_pred_shape, ax, dtype):
@@ -338,7 +342,7 @@ def _categorical_ce_kernel(found, y_true, y_pred_shape, reduction, need_grad, ou
     t = np.ascontiguousarray(_categorical_targets(y_true, shape, y_pred_shape, ax, rows.dtype))
     t = t.reshape(rows.shape)
     denominator = float(len(rows))  # PyTorch: probability targets average over rows
-    scale = 1.0 / denominator if reduction == "mean" and denominator > 0 else 1.0
+    scale = _grad_scale(reduction, denominator)
     loss, grad = _launch_ce(
         kernels.categorical_ce_rows, rows, scale,
         lambda grad, loss, bad: (rows, t, scale, grad, loss, bad),
@@ -346,8 +350,8 @@ def _categorical_ce_kernel(found, y_true, y_pred_shape, reduction, need_grad, ou
             t[bad], rows[bad], from_logits=True, where=_everywhere(rows[bad]),
             reduction="none"),
         _rows_buffer(out, rows, ax))
-    return _kernel_reduce(loss, grad if need_grad else None, reduction, denominator, shape, ax,
-                          rows.dtype, out)
+    return _reduce(loss.reshape(shape[:-1]), grad.reshape(shape) if need_grad else None,
+                   reduction, denominator, ax, rows.dtype, out, grad_scaled=True)
 
 
 def categorical_ce_value_and_grad(y_true, y_pred, *, from_logits=False, axis=-1,
@@ -364,7 +368,7 @@ def categorical_ce_value_and_grad(y_true, y_pred, *, from_logits=False, axis=-1,
             check_out(out, y_pred.shape, y_pred.dtype, inputs)
             return _categorical_ce_kernel(found, y_true, np.shape(y_pred), reduction, need_grad,
                                           out)
-    z, ax, out_dtype = _logits_last(y_pred, axis, where)
+    z, ax, out_dtype = _prepare(y_pred, axis, where, "y_pred", min_ndim=1)
     check_out(out, np.shape(y_pred), out_dtype, inputs)
     t = _categorical_targets(y_true, z.shape, np.shape(y_pred), ax, z.dtype)
     n_classes = z.shape[-1]
@@ -395,7 +399,7 @@ def categorical_ce_value_and_grad(y_true, y_pred, *, from_logits=False, axis=-1,
             grad = _probability_grad(-t / cache[1], cache)
         if sw is not None:
             grad = grad * sw[..., None]
-    return _reduce(loss, grad, reduction, denominator, out_dtype, ax, out)
+    return _reduce(loss, grad, reduction, denominator, ax, out_dtype, out)
 
 
 def binary_ce_value_and_grad(y_true, y_pred, *, from_logits=False, label_smoothing=0.0,
@@ -460,19 +464,7 @@ def binary_ce_value_and_grad(y_true, y_pred, *, from_logits=False, label_smoothi
             grad = np.where(inside, -(yw / c) + (1.0 - y) / (1.0 - c), 0.0)
         if sw is not None:
             grad = grad * sw
-    value_dtype = out_dtype
-    if reduction == "none":
-        value = loss
-    elif reduction == "sum":
-        value = np.sum(loss)
-    else:
-        value = np.sum(loss) / loss.size if loss.size else np.zeros(())
-        if grad is not None and loss.size:
-            grad = grad / loss.size
-    value = np.asarray(value).astype(value_dtype, copy=False)[()]
-    if grad is not None:
-        grad = deliver(grad.astype(out_dtype, copy=False), out)
-    return value, grad
+    return _reduce(loss, grad, reduction, float(loss.size), None, out_dtype, out)
 
 
 _POOL = None
@@ -490,13 +482,11 @@ def _pool():
 def _lean_rows(z, y, sw, scale):
     """In place on one block of rows: see :func:`sparse_ce_logits_inplace`."""
     rows = np.arange(len(z))
-    m = z.max(axis=1, keepdims=True)
-    z -= m  # shift by the row max (the logsumexp identity above): exp cannot overflow
     picked = z[rows, y]
-    np.exp(z, out=z)
-    s = z.sum(axis=1, keepdims=True)
-    per_row = np.log(s[:, 0]) - picked
-    z /= s
+    # z <- exp(z - m); logsumexp = m + log1p(r), the core's identity (_softmax)
+    m, r = _shifted_exp_inplace(z)
+    per_row = np.log1p(r) - (picked - m)
+    z /= (1.0 + r)[:, None]
     z[rows, y] -= 1.0
     if sw is not None:
         per_row *= sw
