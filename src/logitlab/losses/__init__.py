@@ -15,6 +15,14 @@ from ._api import (
     categorical_crossentropy,
     sparse_categorical_crossentropy,
 )
+from ._focal import (
+    BinaryFocalCrossentropy,
+    CategoricalFocalCrossentropy,
+    SparseCategoricalFocalCrossentropy,
+    binary_focal_crossentropy,
+    categorical_focal_crossentropy,
+    sparse_categorical_focal_crossentropy,
+)
 from ._base import Loss, get, register_loss, serialize
 from ._crossentropy import EPSILON
 from ._linear import linear_cross_entropy
@@ -28,6 +36,12 @@ __all__ = [
     "sparse_categorical_crossentropy",
     "categorical_crossentropy",
     "binary_crossentropy",
+    "SparseCategoricalFocalCrossentropy",
+    "CategoricalFocalCrossentropy",
+    "BinaryFocalCrossentropy",
+    "sparse_categorical_focal_crossentropy",
+    "categorical_focal_crossentropy",
+    "binary_focal_crossentropy",
     "get",
     "register_loss",
     "serialize",
