@@ -23,6 +23,14 @@ from ._focal import (
     categorical_focal_crossentropy,
     sparse_categorical_focal_crossentropy,
 )
+from ._fenchel_young import (
+    Entmax15Loss,
+    EntmaxLoss,
+    SparsemaxLoss,
+    entmax15_loss,
+    entmax_loss,
+    sparsemax_loss,
+)
 from ._base import Loss, get, register_loss, serialize
 from ._crossentropy import EPSILON
 from ._linear import linear_cross_entropy
@@ -42,6 +50,12 @@ __all__ = [
     "sparse_categorical_focal_crossentropy",
     "categorical_focal_crossentropy",
     "binary_focal_crossentropy",
+    "SparsemaxLoss",
+    "Entmax15Loss",
+    "EntmaxLoss",
+    "sparsemax_loss",
+    "entmax15_loss",
+    "entmax_loss",
     "get",
     "register_loss",
     "serialize",
