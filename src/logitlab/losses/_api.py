@@ -7,6 +7,7 @@ from ._crossentropy import (
     categorical_ce_value_and_grad,
     check_label_smoothing,
     check_reduction,
+    check_z_loss,
     sparse_ce_logits_inplace,
     sparse_ce_value_and_grad,
 )
@@ -26,7 +27,7 @@ __all__ = [
 
 def sparse_categorical_crossentropy(y_true, y_pred, *, from_logits=False, axis=-1,
                                     ignore_index=None, label_smoothing=0.0, class_weight=None,
-                                    reduction="mean", where=None, sample_weight=None):
+                                    reduction="mean", where=None, sample_weight=None, z_loss=0.0):
     r"""Cross-entropy between integer labels and predicted logits or probabilities.
 
     Parameters
@@ -62,6 +63,10 @@ def sparse_categorical_crossentropy(y_true, y_pred, *, from_logits=False, axis=-
     sample_weight : array-like of shape (n_samples, ...), optional
         Multiplies each row's loss (Keras's ``sample_weight``); it does not
         change the denominator.
+    z_loss : float >= 0, default=0
+        With ``from_logits=True``, adds ``z_loss * logsumexp(z_i)^2`` to each
+        row's loss (PaLM's z-loss, 1e-4 there), weighted like the row; its
+        gradient ``2 z_loss logsumexp(z_i) softmax(z_i)`` joins the same pass.
 
     Returns
     -------
@@ -96,11 +101,12 @@ def sparse_categorical_crossentropy(y_true, y_pred, *, from_logits=False, axis=-
     return sparse_ce_value_and_grad(
         y_true, y_pred, from_logits=from_logits, axis=axis, ignore_index=ignore_index,
         label_smoothing=label_smoothing, class_weight=class_weight, reduction=reduction,
-        where=where, sample_weight=sample_weight, need_grad=False)[0]
+        where=where, sample_weight=sample_weight, z_loss=z_loss, need_grad=False)[0]
 
 
 def categorical_crossentropy(y_true, y_pred, *, from_logits=False, axis=-1, label_smoothing=0.0,
-                             class_weight=None, reduction="mean", where=None, sample_weight=None):
+                             class_weight=None, reduction="mean", where=None, sample_weight=None,
+                             z_loss=0.0):
     r"""Cross-entropy between one-hot (or probability) targets and predictions.
 
     Parameters
@@ -122,6 +128,10 @@ def categorical_crossentropy(y_true, y_pred, *, from_logits=False, axis=-1, labe
     where : array-like of bool, optional
         Entries that take part, as in :func:`sparse_categorical_crossentropy`.
     sample_weight : array-like of shape (n_samples, ...), optional
+    z_loss : float >= 0, default=0
+        With ``from_logits=True``, adds ``z_loss * logsumexp(z_i)^2`` to each
+        row's loss (PaLM's z-loss, 1e-4 there), weighted like the row; its
+        gradient ``2 z_loss logsumexp(z_i) softmax(z_i)`` joins the same pass.
 
     Returns
     -------
@@ -149,7 +159,7 @@ def categorical_crossentropy(y_true, y_pred, *, from_logits=False, axis=-1, labe
     return categorical_ce_value_and_grad(
         y_true, y_pred, from_logits=from_logits, axis=axis, label_smoothing=label_smoothing,
         class_weight=class_weight, reduction=reduction, where=where,
-        sample_weight=sample_weight, need_grad=False)[0]
+        sample_weight=sample_weight, z_loss=z_loss, need_grad=False)[0]
 
 
 def binary_crossentropy(y_true, y_pred, *, from_logits=False, label_smoothing=0.0,
@@ -254,11 +264,12 @@ class SparseCategoricalCrossentropy(_CrossentropyLoss):
     name = "sparse_categorical_crossentropy"
     _fn = staticmethod(sparse_ce_value_and_grad)
     _params = ("from_logits", "axis", "ignore_index", "label_smoothing", "class_weight",
-               "reduction")
+               "reduction", "z_loss")
 
     def __init__(self, from_logits=False, *, axis=-1, ignore_index=None, label_smoothing=0.0,
-                 class_weight=None, reduction="mean"):
+                 class_weight=None, reduction="mean", z_loss=0.0):
         self.from_logits = bool(from_logits)
+        self.z_loss = check_z_loss(z_loss, self.from_logits)
         self.axis = axis
         self.ignore_index = ignore_index
         self.label_smoothing = check_label_smoothing(label_smoothing)
@@ -269,16 +280,19 @@ class SparseCategoricalCrossentropy(_CrossentropyLoss):
         """The lean path for the default settings from logits, else None.
 
         One pass in the model's dtype, the gradient ``(softmax - onehot) / n``
-        written over the logits (the fused kernel where it serves).
+        (plus the z-loss's, if set) written over the logits (the fused kernel
+        where it serves).
         """
         if not (self.from_logits and self.axis in (-1, 1) and self.ignore_index is None
                 and self.label_smoothing == 0 and self.class_weight is None
                 and self.reduction == "mean"):
             return None
 
+        z_loss = self.z_loss
+
         def lean(y, z):
             n = len(z)
-            return sparse_ce_logits_inplace(z, y, scale=1.0 / n) / n, z
+            return sparse_ce_logits_inplace(z, y, scale=1.0 / n, z_loss=z_loss) / n, z
         return lean
 
 
@@ -288,11 +302,12 @@ class CategoricalCrossentropy(_CrossentropyLoss):
     target = "dense"
     name = "categorical_crossentropy"
     _fn = staticmethod(categorical_ce_value_and_grad)
-    _params = ("from_logits", "axis", "label_smoothing", "class_weight", "reduction")
+    _params = ("from_logits", "axis", "label_smoothing", "class_weight", "reduction", "z_loss")
 
     def __init__(self, from_logits=False, *, axis=-1, label_smoothing=0.0, class_weight=None,
-                 reduction="mean"):
+                 reduction="mean", z_loss=0.0):
         self.from_logits = bool(from_logits)
+        self.z_loss = check_z_loss(z_loss, self.from_logits)
         self.axis = axis
         self.label_smoothing = check_label_smoothing(label_smoothing)
         self.class_weight = class_weight

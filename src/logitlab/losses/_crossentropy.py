@@ -28,6 +28,7 @@ import numpy as np
 from .. import _jit
 from .._softmax import (
     _kernel_rows,
+    _lse_last,
     _prepare,
     _rows_buffer,
     _shifted_exp_inplace,
@@ -66,6 +67,27 @@ def check_reduction(reduction):
             f"'sum_over_batch_size'); got {reduction!r}"
         )
     return _REDUCTIONS[reduction]
+
+
+def check_z_loss(z_loss, from_logits=True):
+    """The z-loss weight: finite, >= 0, and only from logits (it regularises logsumexp)."""
+    z_loss = float(check_number(z_loss, "z_loss", low=0.0))
+    if z_loss > 0 and not from_logits:
+        raise ValueError("`z_loss` penalises logsumexp(logits)^2: it needs from_logits=True; "
+                         f"got z_loss={z_loss!r} with from_logits=False")
+    return z_loss
+
+
+def _add_z_loss(loss, grad, z, p, row_weight, alive, z_loss):
+    """PaLM's z-loss: ``z_loss * lse(z)^2`` on each row (times its row weight), and its
+    gradient ``2 z_loss lse(z) softmax(z)``. Rows where nothing takes part add nothing."""
+    lse = np.where(alive, _lse_last(z)[..., 0], 0.0)
+    coef = z_loss * row_weight
+    loss = loss + coef * lse * lse
+    if grad is not None:
+        with np.errstate(invalid="ignore"):
+            grad = grad + (2.0 * coef * lse)[..., None] * np.where(alive[..., None], p, 0.0)
+    return loss, grad
 
 
 def check_label_smoothing(label_smoothing):
@@ -255,13 +277,15 @@ def _sparse_ce_kernel(found, y_true, ignore_index, class_weight, reduction, samp
 
 def sparse_ce_value_and_grad(y_true, y_pred, *, from_logits=False, axis=-1, ignore_index=None,
                              label_smoothing=0.0, class_weight=None, reduction="mean",
-                             where=None, sample_weight=None, need_grad=True, out=None):
+                             where=None, sample_weight=None, z_loss=0.0, need_grad=True,
+                             out=None):
     """Value (and gradient w.r.t. ``y_pred``, into ``out`` if given) of the sparse
     categorical cross-entropy."""
     reduction = check_reduction(reduction)
     eps = check_label_smoothing(label_smoothing)
+    z_loss = check_z_loss(z_loss, from_logits)
     inputs = {"y_true": y_true, "y_pred": y_pred, "sample_weight": sample_weight}
-    if from_logits and eps == 0:
+    if from_logits and eps == 0 and z_loss == 0:
         found = _kernel_rows(y_pred, axis, where, name="y_pred")
         if found is not None:
             check_out(out, y_pred.shape, y_pred.dtype, inputs)
@@ -290,8 +314,6 @@ def sparse_ce_value_and_grad(y_true, y_pred, *, from_logits=False, axis=-1, igno
             wj = taking_part * (1.0 if w is None else w)
             smooth = -np.sum(np.where(wj > 0, wj * logp, 0.0), axis=-1)
             loss = loss + beta[..., 0] * smooth
-    if sw is not None:
-        loss = loss * sw
 
     grad = None
     if need_grad and from_logits and eps == 0:
@@ -314,6 +336,10 @@ def sparse_ce_value_and_grad(y_true, y_pred, *, from_logits=False, axis=-1, igno
                 grad = np.sum(t, axis=-1, keepdims=True) * np.where(alive[..., None], p, 0.0) - t
         else:
             grad = _probability_grad(-t / cache[1], cache)
+    if z_loss:
+        loss, grad = _add_z_loss(loss, grad, z, p, w_y, alive, z_loss)
+    if sw is not None:
+        loss = loss * sw
     if grad is not None and sw is not None:
         grad = grad * sw[..., None]
     return _reduce(loss, grad, reduction, denominator, ax, out_dtype, out)
@@ -356,13 +382,16 @@ def _categorical_ce_kernel(found, y_true, y_pred_shape, reduction, need_grad, ou
 
 def categorical_ce_value_and_grad(y_true, y_pred, *, from_logits=False, axis=-1,
                                   label_smoothing=0.0, class_weight=None, reduction="mean",
-                                  where=None, sample_weight=None, need_grad=True, out=None):
+                                  where=None, sample_weight=None, z_loss=0.0, need_grad=True,
+                                  out=None):
     """Value (and gradient w.r.t. ``y_pred``, into ``out`` if given) of the categorical
     cross-entropy."""
     reduction = check_reduction(reduction)
     eps = check_label_smoothing(label_smoothing)
+    z_loss = check_z_loss(z_loss, from_logits)
     inputs = {"y_true": y_true, "y_pred": y_pred, "sample_weight": sample_weight}
-    if from_logits and eps == 0 and class_weight is None and sample_weight is None:
+    if (from_logits and eps == 0 and class_weight is None and sample_weight is None
+            and z_loss == 0):
         found = _kernel_rows(y_pred, axis, where, name="y_pred")
         if found is not None:
             check_out(out, y_pred.shape, y_pred.dtype, inputs)
@@ -387,8 +416,6 @@ def categorical_ce_value_and_grad(y_true, y_pred, *, from_logits=False, axis=-1,
     t = np.where(alive, t, 0.0)
     with np.errstate(invalid="ignore", divide="ignore"):
         loss = -np.sum(np.where(t > 0, t * logp, 0.0), axis=-1)  # 0 * log 0 = 0
-    if sw is not None:
-        loss = loss * sw
     denominator = float(np.prod(lead))  # PyTorch: probability targets average over rows
 
     grad = None
@@ -397,7 +424,11 @@ def categorical_ce_value_and_grad(y_true, y_pred, *, from_logits=False, axis=-1,
             grad = np.sum(t, axis=-1, keepdims=True) * np.where(alive, p, 0.0) - t
         else:
             grad = _probability_grad(-t / cache[1], cache)
-        if sw is not None:
+    if z_loss:
+        loss, grad = _add_z_loss(loss, grad, z, p, 1.0, alive[..., 0], z_loss)
+    if sw is not None:
+        loss = loss * sw
+        if grad is not None:
             grad = grad * sw[..., None]
     return _reduce(loss, grad, reduction, denominator, ax, out_dtype, out)
 
@@ -479,7 +510,7 @@ def _pool():
     return _POOL
 
 
-def _lean_rows(z, y, sw, scale):
+def _lean_rows(z, y, sw, scale, z_loss=0.0):
     """In place on one block of rows: see :func:`sparse_ce_logits_inplace`."""
     rows = np.arange(len(z))
     picked = z[rows, y]
@@ -487,6 +518,11 @@ def _lean_rows(z, y, sw, scale):
     m, r = _shifted_exp_inplace(z)
     per_row = np.log1p(r) - (picked - m)
     z /= (1.0 + r)[:, None]
+    if z_loss:
+        # + z_loss lse^2 per row; its gradient 2 z_loss lse softmax joins the softmax term
+        lse = m + np.log1p(r)
+        per_row += z_loss * lse * lse
+        z *= (1.0 + 2.0 * z_loss * lse)[:, None]
     z[rows, y] -= 1.0
     if sw is not None:
         per_row *= sw
@@ -496,7 +532,26 @@ def _lean_rows(z, y, sw, scale):
     return float(per_row.sum(dtype=np.float64))
 
 
-def sparse_ce_logits_inplace(z, y, sample_weight=None, scale=1.0, parallel_above=400_000):
+def _kernel_z_loss(g, y, w, scale, loss, picked, z_loss):
+    """Add the z-loss to what the compiled sparse CE kernel left, in place.
+
+    The kernel wrote ``loss_i = w_i (lse_i - z_iy)`` and ``g_i = s_i (p_i - e_y)``
+    with ``s_i = scale w_i``; so ``lse_i = loss_i / w_i + z_iy`` and
+    ``s_i p_i = g_i + s_i e_y``: the z-loss gradient ``2 z_loss lse_i s_i p_i`` is
+    ``c_i (g_i + s_i e_y)`` with ``c_i = 2 z_loss lse_i``. The kernel itself is
+    unchanged (it stays the one compiled loop for every caller).
+    """
+    rows = np.arange(len(g))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lse = np.where(w > 0, loss / w, 0.0) + picked
+    loss += z_loss * w * lse * lse
+    c = 2.0 * z_loss * lse
+    g *= (1.0 + c)[:, None].astype(g.dtype)
+    g[rows, y] += (c * scale * w).astype(g.dtype)
+
+
+def sparse_ce_logits_inplace(z, y, sample_weight=None, scale=1.0, parallel_above=400_000,
+                             z_loss=0.0):
     """The lean path: sum of sparse CE losses from logits, gradient written over ``z``.
 
     For callers that have validated their inputs once (``Sequential.fit``,
@@ -505,8 +560,10 @@ def sparse_ce_logits_inplace(z, y, sample_weight=None, scale=1.0, parallel_above
     Returns ``sum_i sw_i * loss_i``; ``z`` then holds ``scale * sw_i *
     (softmax(z_i) - onehot(y_i))``. The fused kernel does it when it is
     available; otherwise NumPy does, with large arrays split by rows over two
-    threads (NumPy releases the GIL in its loops). The checked public path
-    with every option is :func:`sparse_ce_value_and_grad`.
+    threads (NumPy releases the GIL in its loops). ``z_loss`` adds
+    ``z_loss * lse_i^2`` to each row's loss and ``2 z_loss lse_i softmax(z_i)``
+    to its gradient (before the ``scale * sw_i``), on both paths. The checked
+    public path with every option is :func:`sparse_ce_value_and_grad`.
     """
     n = len(z)
     # float32 batches of PARALLEL_SIZE and more: the kernel. Below, and in float64 (the
@@ -518,14 +575,18 @@ def sparse_ce_logits_inplace(z, y, sample_weight=None, scale=1.0, parallel_above
         w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
         loss = np.empty(n)
         bad = np.zeros(n, dtype=bool)
-        _jit.launch(kernels.sparse_ce_rows, n, z.size, z, np.asarray(y, dtype=np.intp), w,
+        yi = np.asarray(y, dtype=np.intp)
+        picked = z[np.arange(n), yi].astype(np.float64) if z_loss else None
+        _jit.launch(kernels.sparse_ce_rows, n, z.size, z, yi, w,
                     float(scale), z, loss, bad, False, threaded=True)  # in place: no exact refinement
+        if z_loss:
+            _kernel_z_loss(z, yi, w, float(scale), loss, picked, z_loss)
         # non-finite logits break the caller's contract: report NaN (the caller stops)
         return float("nan") if bad.any() else float(np.sum(loss))
     if z.size < parallel_above or n < 2:
-        return _lean_rows(z, y, sample_weight, scale)
+        return _lean_rows(z, y, sample_weight, scale, z_loss)
     half = n // 2
     parts = [(slice(0, half)), (slice(half, n))]
     futures = [_pool().submit(_lean_rows, z[p], y[p], None if sample_weight is None
-                              else sample_weight[p], scale) for p in parts]
+                              else sample_weight[p], scale, z_loss) for p in parts]
     return sum(f.result() for f in futures)
