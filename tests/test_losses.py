@@ -19,6 +19,7 @@ from logitlab.losses import (
     categorical_crossentropy,
     sparse_categorical_crossentropy,
 )
+from logitlab.losses._crossentropy import categorical_ce_value_and_grad, sparse_ce_value_and_grad
 
 FIX = Path(__file__).parent / "fixtures"
 TORCH = np.load(FIX / "torch_losses.npz", allow_pickle=False)
@@ -286,3 +287,49 @@ def test_issue_21_lean_path_keeps_the_winning_rows_relative_accuracy():
                      atol_near_zero=0.0)
     reference = sparse_categorical_crossentropy(y, z, from_logits=True, reduction="none")
     assert_close_rel(np.array(per_row), reference, rtol=1e-14, atol_near_zero=0.0)
+
+
+def test_issue_21_target_mass_on_left_out_entries_is_dropped_as_optax_does(rng):
+    # issue 21: a target with mass on an entry `where` leaves out gave inf with a finite
+    # gradient. Now optax's rule: such entries are left out of the target sum, in the
+    # value and the gradient alike: l = -sum_{j in where} t_j log_softmax(z, where)_j.
+    z = rng.normal(size=(4, 5))
+    where = np.ones((4, 5), dtype=bool)
+    where[:, 1] = False
+    where[2, 3] = False
+    t = rng.dirichlet(np.ones(5), 4)
+    logp = ll.log_softmax(z, where=where)
+    expected = -np.sum(np.where(where, t * logp, 0.0), axis=1)
+    got = categorical_crossentropy(t, z, from_logits=True, where=where, reduction="none")
+    np.testing.assert_allclose(got, expected, rtol=1e-14)
+    f = lambda v: categorical_crossentropy(t, v, from_logits=True, where=where)  # noqa: E731
+    _, g = categorical_ce_value_and_grad(t, z, from_logits=True, where=where)
+    assert_grad_close(g, numerical_grad(f, z), rtol=1e-7)
+    # integer labels: the same rule, equal to the one-hot form (a label on a left-out entry
+    # gives that row 0 and a zero gradient, like a row where nothing takes part)
+    y = np.array([1, 0, 3, 4])
+    got_s = sparse_categorical_crossentropy(y, z, from_logits=True, where=where, reduction="none")
+    np.testing.assert_allclose(got_s, categorical_crossentropy(
+        np.eye(5)[y], z, from_logits=True, where=where, reduction="none"), rtol=1e-14)
+    assert got_s[0] == 0.0 and got_s[2] == 0.0 and np.all(np.isfinite(got_s))
+    fs = lambda v: sparse_categorical_crossentropy(y, v, from_logits=True, where=where)  # noqa: E731
+    _, gs = sparse_ce_value_and_grad(y, z, from_logits=True, where=where)
+    assert_grad_close(gs, numerical_grad(fs, z), rtol=1e-7)
+
+
+@pytest.mark.parametrize("mode", ["never", "always"])
+def test_issue_21_singleton_label_axis_on_the_chosen_class_axis(mode, rng):
+    # issue 21: Keras squeezes a singleton class axis of sparse labels on a user-chosen
+    # axis (labels (2, 1, 4, 4) with axis=1); logitlab did only on the trailing axis.
+    from logitlab import _jit
+
+    z = rng.normal(size=(2, 3, 4, 4))
+    y = rng.integers(0, 3, size=(2, 1, 4, 4))
+    expected, g_expected = SparseCategoricalCrossentropy(from_logits=True).value_and_grad(
+        y[:, 0], np.moveaxis(z, 1, -1))
+    with _jit.kernel_mode(mode):
+        got, g = SparseCategoricalCrossentropy(from_logits=True, axis=1).value_and_grad(y, z)
+    assert got == pytest.approx(expected, rel=1e-14)
+    np.testing.assert_allclose(np.moveaxis(g, 1, -1), g_expected, rtol=1e-13, atol=1e-16)
+    with pytest.raises(ValueError, match="one integer label per row"):
+        sparse_categorical_crossentropy(y[:, :, :3], z, from_logits=True, axis=1)

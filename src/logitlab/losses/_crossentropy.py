@@ -197,12 +197,20 @@ def _reduce(loss, grad, reduction, denominator, ax, out_dtype, out=None, *, grad
     return value, grad
 
 
-def _sparse_labels(y_true, lead, z_shape, ignore_index):
-    """Validated integer labels of shape ``lead`` (one per row of logits of shape ``z_shape``)."""
+def _sparse_labels(y_true, lead, z_shape, ignore_index, ax=None):
+    """Validated integer labels of shape ``lead`` (one per row of logits of shape ``z_shape``).
+
+    A singleton axis where ``y_pred`` has its class axis ``ax`` is dropped, as
+    Keras does (labels (2, 1, 4, 4) for ``y_pred`` (2, C, 4, 4) with ``axis=1``),
+    and so is a trailing one.
+    """
     if ignore_index is not None:
         check_number(ignore_index, "ignore_index", integer=True)
     y = check_integer_labels(y_true, "y_true", z_shape[-1], ignore_index=ignore_index)
     if y.shape != lead:
+        if ax is not None and y.ndim == len(z_shape) and y.shape[ax] == 1 \
+                and y.shape[:ax] + y.shape[ax + 1:] == lead:
+            return np.squeeze(y, axis=ax)
         if y.shape == lead + (1,):
             return y[..., 0]
         raise ValueError(
@@ -211,6 +219,13 @@ def _sparse_labels(y_true, lead, z_shape, ignore_index):
             "(for one-hot targets use categorical_crossentropy)"
         )
     return y
+
+
+def _labels_taking_part(where, shape, ax, safe_y):
+    """Whether each row's label is an entry ``where`` lets take part (optax's rule drops
+    the target mass of the others, from the value and the gradient alike)."""
+    mask = np.moveaxis(np.broadcast_to(np.asarray(where, dtype=bool), shape), ax, -1)
+    return np.take_along_axis(mask, safe_y[..., None], axis=-1)[..., 0]
 
 
 def _everywhere(z):
@@ -235,7 +250,8 @@ def _launch_ce(pair, rows, scale, kernel_args, reference, grad, threaded=False):
     return loss, grad
 
 
-def _prepare_sparse(y_true, lead, shape, ignore_index, class_weight, sample_weight, dtype):
+def _prepare_sparse(y_true, lead, shape, ignore_index, class_weight, sample_weight, dtype,
+                    ax=None):
     """Labels, row weights and the mean's denominator: one home for every sparse path.
 
     Returns ``(y, keep, safe_y, w, w_y, sw, row_w, denominator)``: the labels
@@ -244,7 +260,7 @@ def _prepare_sparse(y_true, lead, shape, ignore_index, class_weight, sample_weig
     class (0 on ignored rows), the sample weights (or None), their product
     ``w_y * sw`` and ``sum(w_y)`` (PyTorch's denominator for the mean).
     """
-    y = _sparse_labels(y_true, lead, shape, ignore_index)
+    y = _sparse_labels(y_true, lead, shape, ignore_index, ax)
     w = _class_vector(class_weight, "class_weight", shape[-1], dtype)
     sw = _sample_weight(sample_weight, lead, dtype)
     keep = np.ones(lead, dtype=bool) if ignore_index is None else y != ignore_index
@@ -260,7 +276,7 @@ def _sparse_ce_kernel(found, y_true, ignore_index, class_weight, reduction, samp
     kernels, rows, shape, ax = found
     _warn_if_probabilities(rows)
     y, _, safe_y, _, _, sw, row_w, denominator = _prepare_sparse(
-        y_true, shape[:-1], shape, ignore_index, class_weight, sample_weight, np.float64)
+        y_true, shape[:-1], shape, ignore_index, class_weight, sample_weight, np.float64, ax)
     y, safe_y, row_w = y.reshape(-1), safe_y.reshape(-1), np.ascontiguousarray(row_w).reshape(-1)
     scale = _grad_scale(reduction, denominator)
     loss, grad = _launch_ce(
@@ -295,13 +311,16 @@ def sparse_ce_value_and_grad(y_true, y_pred, *, from_logits=False, axis=-1, igno
     check_out(out, np.shape(y_pred), out_dtype, inputs)
     lead = z.shape[:-1]
     y, keep, safe_y, w, w_y, sw, _, denominator = _prepare_sparse(
-        y_true, lead, z.shape, ignore_index, class_weight, sample_weight, z.dtype)
+        y_true, lead, z.shape, ignore_index, class_weight, sample_weight, z.dtype, ax)
+    label_in = None if where is None else _labels_taking_part(where, np.shape(y_pred), ax, safe_y)
     safe_y = safe_y[..., None]
 
     logp, p, cache = _log_proba(z, from_logits, need_grad)
     # alpha: weight on the true class (0 on ignored rows); the smoothing mass
     # spreads over the entries that take part, beta per entry.
     alpha = (1.0 - eps) * w_y
+    if label_in is not None:
+        alpha = np.where(label_in, alpha, 0.0)  # mass on a left-out entry is dropped (optax)
     taking_part = logp > -np.inf
     alive = taking_part.any(axis=-1)  # rows where some entry takes part
     alpha = np.where(alive, alpha, 0.0)
@@ -400,6 +419,12 @@ def categorical_ce_value_and_grad(y_true, y_pred, *, from_logits=False, axis=-1,
     z, ax, out_dtype = _prepare(y_pred, axis, where, "y_pred", min_ndim=1)
     check_out(out, np.shape(y_pred), out_dtype, inputs)
     t = _categorical_targets(y_true, z.shape, np.shape(y_pred), ax, z.dtype)
+    if where is not None:
+        # optax's rule: entries `where` leaves out are left out of the target sum too,
+        # in the value and the gradient alike (their mass is dropped, not renormalised)
+        mask = np.moveaxis(np.broadcast_to(np.asarray(where, dtype=bool), np.shape(y_pred)),
+                           ax, -1)
+        t = np.where(mask, t, 0.0)
     n_classes = z.shape[-1]
     lead = z.shape[:-1]
     w = _class_vector(class_weight, "class_weight", n_classes, z.dtype)

@@ -79,11 +79,12 @@ def fy_value_and_grad(y_true, y_pred, *, alpha=1.5, axis=-1, ignore_index=None,
     if not np.isfinite(z).all():
         raise ValueError("`y_pred` must hold finite scores for a Fenchel-Young loss")
     lead = z.shape[:-1]
-    sparse = np.ndim(y_true) < z.ndim or (np.ndim(y_true) == z.ndim
-                                          and np.shape(y_true)[-1:] == (1,) != z.shape[-1:])
+    # labels: one dimension fewer, or a singleton where y_pred has its classes (Keras)
+    sparse = np.ndim(y_true) < z.ndim or (np.ndim(y_true) == z.ndim and z.shape[-1] != 1
+                                          and np.shape(y_true)[ax] == 1)
     if sparse:
         _, keep, safe_y, _, w_y, sw, _, denominator = _prepare_sparse(
-            y_true, lead, z.shape, ignore_index, None, sample_weight, z.dtype)
+            y_true, lead, z.shape, ignore_index, None, sample_weight, z.dtype, ax)
         t = np.zeros_like(z)
         np.put_along_axis(t, safe_y[..., None], 1.0, axis=-1)
     else:

@@ -104,7 +104,7 @@ def _focal_value_and_grad(y_true, y_pred, *, sparse, from_logits=False, axis=-1,
     a = _alpha_vector(alpha, n_classes, z.dtype)
     if sparse:
         _, keep, safe_y, _, w_y, sw, _, denominator = _prepare_sparse(
-            y_true, lead, z.shape, ignore_index, None, sample_weight, z.dtype)
+            y_true, lead, z.shape, ignore_index, None, sample_weight, z.dtype, ax)
         t = np.zeros_like(z)
         np.put_along_axis(t, safe_y[..., None], 1.0, axis=-1)
         t *= keep[..., None]
