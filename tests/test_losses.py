@@ -333,3 +333,22 @@ def test_issue_21_singleton_label_axis_on_the_chosen_class_axis(mode, rng):
     np.testing.assert_allclose(np.moveaxis(g, 1, -1), g_expected, rtol=1e-13, atol=1e-16)
     with pytest.raises(ValueError, match="one integer label per row"):
         sparse_categorical_crossentropy(y[:, :, :3], z, from_logits=True, axis=1)
+
+
+def test_issue_21_float32_probabilities_saturate_where_keras_does():
+    # issue 21: Keras clips float32 probabilities with float32 bounds (1 - 1e-7 rounds to
+    # 1 - 2^-23 = 1 - 1.19e-7), so binary CE at p = 1, y = 0 saturates at
+    # -log(2^-23) = 15.942385 (Keras 3.15.1 prints 15.942385, 16.118095, 16.03024,
+    # 1.192093e-07 for the four calls below); logitlab clipped at float64's bounds
+    # (16.118). The bounds are now rounded to the input's dtype, the log still exact, so
+    # the values equal Keras's to the last bit or within one float32 ulp (its arithmetic).
+    f32 = np.float32
+    assert binary_crossentropy(f32([[0.0]]), f32([[1.0]])) == f32(-np.log(2.0 ** -23))
+    assert binary_crossentropy(f32([[0.0]]), f32([[1.0]])) == f32(15.942385)
+    assert binary_crossentropy(f32([[1.0]]), f32([[0.0]])) == f32(16.118095)
+    # Keras averages in float32 arithmetic; logitlab rounds the exact mean once: 1 ulp apart
+    mean = binary_crossentropy(f32([[0.0, 1.0]]), f32([[1.0, 0.0]]))
+    assert abs(mean - f32(16.03024)) <= np.spacing(f32(16.03024))
+    assert categorical_crossentropy(f32([[0.0, 1.0]]), f32([[0.0, 1.0]])) == f32(1.192093e-07)
+    # float64 inputs keep float64's bounds
+    assert binary_crossentropy([[0.0]], [[1.0]]) == pytest.approx(-np.log(1e-7), rel=1e-9)

@@ -143,7 +143,16 @@ def _warn_if_probabilities(z):
         )
 
 
-def _log_proba(z, from_logits, need_grad):
+def clip_bounds(out_dtype):
+    """Keras's probability clip ``[eps, 1 - eps]``, each bound rounded to the input's dtype
+    as Keras's tensors round it (float32: ``1 - 1e-7`` is ``1 - 1.19e-7``), so the
+    clipped values, then computed exactly, saturate where Keras's do (binary CE on
+    float32: 15.942, not float64's 16.118)."""
+    dt = np.dtype(out_dtype) if np.dtype(out_dtype).kind == "f" else np.dtype(np.float64)
+    return float(dt.type(EPSILON)), float(dt.type(1.0 - EPSILON))
+
+
+def _log_proba(z, from_logits, need_grad, out_dtype=np.float64):
     """Log-probabilities (and what the gradient needs) from logits or probabilities."""
     if from_logits:
         _warn_if_probabilities(z)
@@ -153,14 +162,15 @@ def _log_proba(z, from_logits, need_grad):
     total = np.sum(z, axis=-1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         q = z / total
-    clipped = np.clip(q, EPSILON, 1.0 - EPSILON)
-    return np.log(clipped), None, (q, clipped, total)
+    lo, hi = clip_bounds(out_dtype)
+    clipped = np.clip(q, lo, hi)
+    return np.log(clipped), None, (q, clipped, total, lo, hi)
 
 
 def _probability_grad(g_c, cache):
     """Chain rule through clip(q, eps, 1-eps) and q = p / sum(p) (Keras's graph)."""
-    q, clipped, total = cache
-    g_q = np.where((q >= EPSILON) & (q <= 1.0 - EPSILON), g_c, 0.0)
+    q, clipped, total, lo, hi = cache
+    g_q = np.where((q >= lo) & (q <= hi), g_c, 0.0)
     return (g_q - np.sum(g_q * q, axis=-1, keepdims=True)) / total
 
 
@@ -315,7 +325,7 @@ def sparse_ce_value_and_grad(y_true, y_pred, *, from_logits=False, axis=-1, igno
     label_in = None if where is None else _labels_taking_part(where, np.shape(y_pred), ax, safe_y)
     safe_y = safe_y[..., None]
 
-    logp, p, cache = _log_proba(z, from_logits, need_grad)
+    logp, p, cache = _log_proba(z, from_logits, need_grad, out_dtype)
     # alpha: weight on the true class (0 on ignored rows); the smoothing mass
     # spreads over the entries that take part, beta per entry.
     alpha = (1.0 - eps) * w_y
@@ -430,7 +440,7 @@ def categorical_ce_value_and_grad(y_true, y_pred, *, from_logits=False, axis=-1,
     w = _class_vector(class_weight, "class_weight", n_classes, z.dtype)
     sw = _sample_weight(sample_weight, lead, z.dtype)
 
-    logp, p, cache = _log_proba(z, from_logits, need_grad)
+    logp, p, cache = _log_proba(z, from_logits, need_grad, out_dtype)
     taking_part = logp > -np.inf
     alive = taking_part.any(axis=-1, keepdims=True)
     if eps > 0:
@@ -505,7 +515,8 @@ def binary_ce_value_and_grad(y_true, y_pred, *, from_logits=False, label_smoothi
                  + np.where(y < 1, (1.0 - y) * log_expit(-z), 0.0))
     else:
         _check_probabilities(z)
-        c = np.clip(z, EPSILON, 1.0 - EPSILON)
+        lo, hi = clip_bounds(out_dtype)
+        c = np.clip(z, lo, hi)
         loss = -(yw * np.log(c) + (1.0 - y) * np.log1p(-c))
     if sw is not None:
         loss = loss * sw
@@ -516,7 +527,7 @@ def binary_ce_value_and_grad(y_true, y_pred, *, from_logits=False, label_smoothi
             # d/dz = -pw y sigma(-z) + (1 - y) sigma(z)
             grad = -yw * expit(-z) + (1.0 - y) * expit(z)
         else:
-            inside = (z >= EPSILON) & (z <= 1.0 - EPSILON)
+            inside = (z >= lo) & (z <= hi)
             grad = np.where(inside, -(yw / c) + (1.0 - y) / (1.0 - c), 0.0)
         if sw is not None:
             grad = grad * sw

@@ -14,7 +14,6 @@ from .._softmax import _prepare, expit, log_expit, softmax_parts
 from .._validation import as_float_array, check_number, check_out
 from ._base import Loss
 from ._crossentropy import (
-    EPSILON,
     _categorical_targets,
     _check_probabilities,
     _prepare_sparse,
@@ -24,6 +23,7 @@ from ._crossentropy import (
     _warn_if_probabilities,
     check_label_smoothing,
     check_reduction,
+    clip_bounds,
 )
 
 __all__ = [
@@ -53,7 +53,7 @@ def _alpha_vector(alpha, n_classes, dtype):
     return a.astype(dtype, copy=False)
 
 
-def _focal_rows(t, z, from_logits, gamma, alpha, need_grad):
+def _focal_rows(t, z, from_logits, gamma, alpha, need_grad, out_dtype):
     """Per-row focal loss of dense targets ``t`` (class axis last), and dloss/dz.
 
     With :math:`u_j = 1 - p_j`, :math:`\\ell = -\\sum_j \\alpha_j t_j u_j^\\gamma \\log p_j`.
@@ -70,8 +70,9 @@ def _focal_rows(t, z, from_logits, gamma, alpha, need_grad):
         total = np.sum(z, axis=-1, keepdims=True)
         with np.errstate(invalid="ignore", divide="ignore"):
             q = z / total
-        c = np.clip(q, EPSILON, 1.0 - EPSILON)
-        logp, p, cache = np.log(c), c, (q, c, total)
+        lo, hi = clip_bounds(out_dtype)
+        c = np.clip(q, lo, hi)
+        logp, p, cache = np.log(c), c, (q, c, total, lo, hi)
     at = alpha * t
     live = at > 0
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
@@ -116,7 +117,7 @@ def _focal_value_and_grad(y_true, y_pred, *, sparse, from_logits=False, axis=-1,
         t = t * (1.0 - eps) + eps / n_classes
         if keep is not None:
             t *= keep[..., None]
-    loss, grad = _focal_rows(t, z, from_logits, gamma, a, need_grad)
+    loss, grad = _focal_rows(t, z, from_logits, gamma, a, need_grad, out_dtype)
     if sw is not None:
         loss = loss * sw
         if grad is not None:
@@ -273,7 +274,8 @@ def binary_focal_value_and_grad(y_true, y_pred, *, gamma=2.0, alpha=0.25, from_l
             p, pc = expit(z), expit(-z)  # sigma(z) and 1 - sigma(z), each exact
         else:
             _check_probabilities(z)
-            p = np.clip(z, EPSILON, 1.0 - EPSILON)
+            lo, hi = clip_bounds(out_dtype)
+            p = np.clip(z, lo, hi)
             pc = 1.0 - p
             lp, lq = np.log(p), np.log1p(-p)
         ce = -(np.where(y > 0, y * lp, 0.0) + np.where(y < 1, (1.0 - y) * lq, 0.0))
@@ -289,7 +291,7 @@ def binary_focal_value_and_grad(y_true, y_pred, *, gamma=2.0, alpha=0.25, from_l
             tail = np.where(u > 0, gamma * u ** (gamma - 1.0) * du * ce, 0.0)
             grad = a * (tail + ug * dce)
             if not from_logits:
-                grad = np.where((z >= EPSILON) & (z <= 1.0 - EPSILON), grad, 0.0)
+                grad = np.where((z >= lo) & (z <= hi), grad, 0.0)
     if sw is not None:
         loss = loss * sw
         if grad is not None:
