@@ -19,6 +19,7 @@ from logitlab.losses import (
     categorical_crossentropy,
     sparse_categorical_crossentropy,
 )
+from logitlab.losses._crossentropy import categorical_ce_value_and_grad, sparse_ce_value_and_grad
 
 FIX = Path(__file__).parent / "fixtures"
 TORCH = np.load(FIX / "torch_losses.npz", allow_pickle=False)
@@ -270,3 +271,84 @@ def test_logits_path_equals_probability_path_where_no_clipping(z, data):
     a = sparse_categorical_crossentropy(y, z, from_logits=True)
     b = sparse_categorical_crossentropy(y, p)
     assert a == pytest.approx(b, rel=1e-9)
+
+
+def test_issue_21_lean_path_keeps_the_winning_rows_relative_accuracy():
+    # issue 21: the lean in-place path took log(sum e) where the reference takes
+    # log1p(sum without the max's 1): on a confident, correct row the loss
+    # lse - z_y = log(1 + 2 e^-30) ~ 1.9e-13 kept only ~3 digits.
+    from logitlab.losses._crossentropy import sparse_ce_logits_inplace
+
+    z = np.array([[30.0, 0.0, 0.0], [0.0, 40.0, 1.0], [2.0, 1.0, 0.5]])
+    y = np.array([0, 1, 2])
+    exact = [-mp_log_softmax(row)[k] for row, k in zip(z, y)]
+    per_row = [sparse_ce_logits_inplace(z[i:i + 1].copy(), y[i:i + 1]) for i in range(3)]
+    assert_close_rel(np.array(per_row), np.array([float(e) for e in exact]), rtol=1e-14,
+                     atol_near_zero=0.0)
+    reference = sparse_categorical_crossentropy(y, z, from_logits=True, reduction="none")
+    assert_close_rel(np.array(per_row), reference, rtol=1e-14, atol_near_zero=0.0)
+
+
+def test_issue_21_target_mass_on_left_out_entries_is_dropped_as_optax_does(rng):
+    # issue 21: a target with mass on an entry `where` leaves out gave inf with a finite
+    # gradient. Now optax's rule: such entries are left out of the target sum, in the
+    # value and the gradient alike: l = -sum_{j in where} t_j log_softmax(z, where)_j.
+    z = rng.normal(size=(4, 5))
+    where = np.ones((4, 5), dtype=bool)
+    where[:, 1] = False
+    where[2, 3] = False
+    t = rng.dirichlet(np.ones(5), 4)
+    logp = ll.log_softmax(z, where=where)
+    expected = -np.sum(np.where(where, t * logp, 0.0), axis=1)
+    got = categorical_crossentropy(t, z, from_logits=True, where=where, reduction="none")
+    np.testing.assert_allclose(got, expected, rtol=1e-14)
+    f = lambda v: categorical_crossentropy(t, v, from_logits=True, where=where)  # noqa: E731
+    _, g = categorical_ce_value_and_grad(t, z, from_logits=True, where=where)
+    assert_grad_close(g, numerical_grad(f, z), rtol=1e-7)
+    # integer labels: the same rule, equal to the one-hot form (a label on a left-out entry
+    # gives that row 0 and a zero gradient, like a row where nothing takes part)
+    y = np.array([1, 0, 3, 4])
+    got_s = sparse_categorical_crossentropy(y, z, from_logits=True, where=where, reduction="none")
+    np.testing.assert_allclose(got_s, categorical_crossentropy(
+        np.eye(5)[y], z, from_logits=True, where=where, reduction="none"), rtol=1e-14)
+    assert got_s[0] == 0.0 and got_s[2] == 0.0 and np.all(np.isfinite(got_s))
+    fs = lambda v: sparse_categorical_crossentropy(y, v, from_logits=True, where=where)  # noqa: E731
+    _, gs = sparse_ce_value_and_grad(y, z, from_logits=True, where=where)
+    assert_grad_close(gs, numerical_grad(fs, z), rtol=1e-7)
+
+
+@pytest.mark.parametrize("mode", ["never", "always"])
+def test_issue_21_singleton_label_axis_on_the_chosen_class_axis(mode, rng):
+    # issue 21: Keras squeezes a singleton class axis of sparse labels on a user-chosen
+    # axis (labels (2, 1, 4, 4) with axis=1); logitlab did only on the trailing axis.
+    from logitlab import _jit
+
+    z = rng.normal(size=(2, 3, 4, 4))
+    y = rng.integers(0, 3, size=(2, 1, 4, 4))
+    expected, g_expected = SparseCategoricalCrossentropy(from_logits=True).value_and_grad(
+        y[:, 0], np.moveaxis(z, 1, -1))
+    with _jit.kernel_mode(mode):
+        got, g = SparseCategoricalCrossentropy(from_logits=True, axis=1).value_and_grad(y, z)
+    assert got == pytest.approx(expected, rel=1e-14)
+    np.testing.assert_allclose(np.moveaxis(g, 1, -1), g_expected, rtol=1e-13, atol=1e-16)
+    with pytest.raises(ValueError, match="one integer label per row"):
+        sparse_categorical_crossentropy(y[:, :, :3], z, from_logits=True, axis=1)
+
+
+def test_issue_21_float32_probabilities_saturate_where_keras_does():
+    # issue 21: Keras clips float32 probabilities with float32 bounds (1 - 1e-7 rounds to
+    # 1 - 2^-23 = 1 - 1.19e-7), so binary CE at p = 1, y = 0 saturates at
+    # -log(2^-23) = 15.942385 (Keras 3.15.1 prints 15.942385, 16.118095, 16.03024,
+    # 1.192093e-07 for the four calls below); logitlab clipped at float64's bounds
+    # (16.118). The bounds are now rounded to the input's dtype, the log still exact, so
+    # the values equal Keras's to the last bit or within one float32 ulp (its arithmetic).
+    f32 = np.float32
+    assert binary_crossentropy(f32([[0.0]]), f32([[1.0]])) == f32(-np.log(2.0 ** -23))
+    assert binary_crossentropy(f32([[0.0]]), f32([[1.0]])) == f32(15.942385)
+    assert binary_crossentropy(f32([[1.0]]), f32([[0.0]])) == f32(16.118095)
+    # Keras averages in float32 arithmetic; logitlab rounds the exact mean once: 1 ulp apart
+    mean = binary_crossentropy(f32([[0.0, 1.0]]), f32([[1.0, 0.0]]))
+    assert abs(mean - f32(16.03024)) <= np.spacing(f32(16.03024))
+    assert categorical_crossentropy(f32([[0.0, 1.0]]), f32([[0.0, 1.0]])) == f32(1.192093e-07)
+    # float64 inputs keep float64's bounds
+    assert binary_crossentropy([[0.0]], [[1.0]]) == pytest.approx(-np.log(1e-7), rel=1e-9)

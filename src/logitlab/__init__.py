@@ -2,7 +2,7 @@
 
 The functional core (NumPy in, NumPy out) is importable from here:
 ``softmax``, ``log_softmax``, ``logsumexp``, ``sigmoid``, ``log_sigmoid``,
-``sparsemax``, ``one_hot``, ``entropy``, ``kl_divergence``,
+``sparsemax``, ``entmax15``, ``entmax_bisect``, ``one_hot``, ``entropy``, ``kl_divergence``,
 ``cross_entropy``. Losses live in :mod:`logitlab.losses`; networks in
 :class:`Sequential`, :mod:`logitlab.layers`, :mod:`logitlab.optimizers`;
 scikit-learn estimators are :class:`SoftmaxRegression` and
@@ -12,7 +12,16 @@ light).
 
 from ._distributions import cross_entropy, entropy, kl_divergence, one_hot
 from ._jit import KernelUnavailableWarning
-from ._softmax import log_sigmoid, log_softmax, logsumexp, sigmoid, softmax, sparsemax
+from ._softmax import (
+    entmax15,
+    entmax_bisect,
+    log_sigmoid,
+    log_softmax,
+    logsumexp,
+    sigmoid,
+    softmax,
+    sparsemax,
+)
 from ._random import set_random_seed
 from ._saving import ModelFileError
 from ._validation import LogitlabError
@@ -36,6 +45,8 @@ __all__ = [
     "sigmoid",
     "log_sigmoid",
     "sparsemax",
+    "entmax15",
+    "entmax_bisect",
     "one_hot",
     "entropy",
     "kl_divergence",

@@ -11,6 +11,13 @@ NumPy in, NumPy out. Every stability trick of the package lives here, once:
 * rows with no entry taking part, or with ``+inf`` entries, are given their
   mathematical limit instead of ``0/0``.
 
+Every NumPy path of the package takes its logsumexp from here
+(``_shifted_exp``, or ``_shifted_exp_inplace`` for the lean in-place sparse
+cross-entropy). Two exceptions, by design: ``losses/_linear.py`` keeps an
+online (running max, rescaled sum) logsumexp over class chunks, since it never
+holds a whole row; and the compiled kernels (``_kernels.py``) compute the same
+identity per row in their own loops.
+
 References
 ----------
 P. Blanchard, D. J. Higham and N. J. Higham, "Accurately computing the
@@ -25,18 +32,22 @@ from . import _jit
 from ._validation import (
     as_float_array,
     check_axis,
+    check_number,
     check_out,
     check_where,
     compute_dtype,
     deliver,
 )
 
-__all__ = ["logsumexp", "softmax", "log_softmax", "sigmoid", "log_sigmoid", "sparsemax"]
+__all__ = ["logsumexp", "softmax", "log_softmax", "sigmoid", "log_sigmoid", "sparsemax",
+           "entmax15", "entmax_bisect"]
 
 
-def _prepare(x, axis, where, name="x"):
-    """Move the class axis last (contiguous) and put -inf where ``where`` is False."""
-    z, out_dtype = as_float_array(x, name)
+def _prepare(x, axis, where, name="x", min_ndim=0):
+    """``(z, axis, out_dtype)``: ``x`` as a compute array with the class axis moved last
+    (contiguous) and -inf where ``where`` is False. Every NumPy path of the softmax family
+    and the losses starts here."""
+    z, out_dtype = as_float_array(x, name, min_ndim=min_ndim)
     axis = check_axis(axis, z.ndim, array_name=name)
     mask = check_where(where, z.shape)
     if mask is not None:
@@ -132,6 +143,26 @@ def _shifted_exp(z):
         r = np.sum(e, axis=-1, keepdims=True)
     np.put_along_axis(e, top, 1.0, axis=-1)
     return m, shift, d, e, r
+
+
+def _shifted_exp_inplace(z):
+    """:func:`_shifted_exp` in place, for callers that own ``z`` and know it finite.
+
+    ``z``: a C-contiguous (n, C) array of finite logits. Overwrites it with
+    ``e = exp(z - m)`` and returns ``(m, r)``, the row max (shape (n,)) and
+    ``r = sum(e) - 1`` summed without the maximal entry's own 1, so that
+    ``logsumexp = m + log1p(r)`` as in :func:`_lse_last` (the lean sparse
+    cross-entropy's path).
+    """
+    rows = np.arange(len(z))
+    top = np.argmax(z, axis=1)
+    m = z[rows, top]
+    z -= m[:, None]
+    np.exp(z, out=z)
+    z[rows, top] = 0.0
+    r = z.sum(axis=1)
+    z[rows, top] = 1.0
+    return m, r
 
 
 def expit(z):
@@ -426,6 +457,20 @@ def log_sigmoid(x):
     return log_expit(z).astype(out_dtype, copy=False)[()]
 
 
+def _sparsemax_last(d):
+    """sparsemax of shifted scores (class axis last), by the sorted closed form."""
+    n = d.shape[-1]
+    with np.errstate(invalid="ignore", over="ignore"):
+        srt = -np.sort(-d, axis=-1)
+        cs = np.cumsum(srt, axis=-1)
+        k = np.arange(1, n + 1, dtype=d.dtype)
+        support = 1.0 + k * srt > cs
+    kz = np.maximum(np.sum(support, axis=-1, keepdims=True), 1)
+    tau = (np.take_along_axis(cs, kz - 1, axis=-1) - 1.0) / kz
+    with np.errstate(invalid="ignore"):
+        return np.maximum(d - tau, 0.0)
+
+
 def sparsemax(x, axis=-1, *, where=None):
     r"""Sparsemax: the Euclidean projection of the logits onto the simplex.
 
@@ -475,21 +520,184 @@ def sparsemax(x, axis=-1, *, where=None):
     array([0.1, 0.6, 0.3])
     """
     z, ax, out_dtype = _prepare(x, axis, where)
-    n = z.shape[-1]
-    if n == 0:
+    if z.shape[-1] == 0:
         return _finish(z, ax, out_dtype)
     m = np.max(z, axis=-1, keepdims=True)
     shift = np.where(np.isfinite(m), m, 0.0)
     with np.errstate(invalid="ignore", over="ignore"):
-        d = z - shift
-        srt = -np.sort(-d, axis=-1)
-        cs = np.cumsum(srt, axis=-1)
-        k = np.arange(1, n + 1, dtype=z.dtype)
-        support = 1.0 + k * srt > cs
-    kz = np.maximum(np.sum(support, axis=-1, keepdims=True), 1)
-    tau = (np.take_along_axis(cs, kz - 1, axis=-1) - 1.0) / kz
+        p = _sparsemax_last(z - shift)
+    if not np.isfinite(m).all():
+        p = _patch_rows(m, z, p)
+    return _finish(p, ax, out_dtype)
+
+
+def _entmax15_last(d):
+    """1.5-entmax of shifted scores (class axis last, max 0), by the sorted closed form.
+
+    Peters, Niculae and Martins (2019), Alg. 2 (the ``entmax`` package's
+    ``_entmax_threshold_and_support``): with ``x = d / 2`` sorted down,
+    ``tau_k = mean_k - sqrt(max(0, (1 - ss_k) / k))`` where ``mean_k`` and
+    ``ss_k`` are the mean and the summed squared deviation of the top ``k``;
+    the support is the ``k`` with ``tau_k <= x_(k)``, and ``p = max(x - tau, 0)^2``.
+    """
+    n = d.shape[-1]
+    x = d / 2.0
+    srt = -np.sort(-x, axis=-1)
+    k = np.arange(1, n + 1, dtype=d.dtype)
+    with np.errstate(invalid="ignore", over="ignore"):
+        mean = np.cumsum(srt, axis=-1) / k
+        mean_sq = np.cumsum(srt * srt, axis=-1) / k
+        ss = k * (mean_sq - mean * mean)
+        tau = mean - np.sqrt(np.maximum((1.0 - ss) / k, 0.0))
+        support = np.maximum(np.sum(tau <= srt, axis=-1, keepdims=True), 1)
+        tau_star = np.take_along_axis(tau, support - 1, axis=-1)
+        return np.maximum(x - tau_star, 0.0) ** 2
+
+
+def entmax15(x, axis=-1, *, where=None):
+    r"""1.5-entmax: a sparse softmax between softmax (alpha=1) and sparsemax (alpha=2).
+
+    Parameters
+    ----------
+    x : array-like of shape (..., n_classes, ...)
+        Scores (logits).
+    axis : int, default=-1
+        The class axis.
+    where : array-like of bool, broadcastable to ``x.shape``, optional
+        Entries that take part; the others get probability 0.
+
+    Returns
+    -------
+    proba : ndarray of the shape of ``x``
+
+    Notes
+    -----
+    The maximiser of :math:`\langle p, z\rangle + H^T_{3/2}(p)` over the
+    simplex (Tsallis entropy), in closed form:
+
+    .. math:: \operatorname{entmax}_{1.5}(z)_i = \big[z_i/2 - \tau\big]_+^2 ,
+
+    with :math:`\tau` from the sorted scores (Peters et al. 2019, Alg. 2).
+    Exact zeros outside the support. Computed after shifting by the row max
+    (shift invariant); rows with no entry taking part, ``+inf`` entries or NaN
+    as in :func:`softmax`.
+
+    See Also
+    --------
+    entmax_bisect, sparsemax, softmax
+
+    References
+    ----------
+    B. Peters, V. Niculae and A. F. T. Martins, "Sparse sequence-to-sequence
+    models", ACL 2019.
+
+    Examples
+    --------
+    >>> from logitlab import entmax15
+    >>> entmax15([0.0, 1.0, 4.0])
+    array([0., 0., 1.])
+    >>> entmax15([0.0, 1.0, 1.5]).round(4)
+    array([0.0048, 0.324 , 0.6712])
+    """
+    z, ax, out_dtype = _prepare(x, axis, where)
+    if z.shape[-1] == 0:
+        return _finish(z, ax, out_dtype)
+    m = np.max(z, axis=-1, keepdims=True)
+    shift = np.where(np.isfinite(m), m, 0.0)
     with np.errstate(invalid="ignore"):
-        p = np.maximum(d - tau, 0.0)
+        p = _entmax15_last(z - shift)
+    if not np.isfinite(m).all():
+        p = _patch_rows(m, z, p)
+    return _finish(p, ax, out_dtype)
+
+
+def _entmax_bisect_last(d, alpha):
+    """alpha-entmax of shifted scores (class axis last, max 0) by bisection on tau.
+
+    ``p_i = [(alpha - 1) d_i - tau]_+^{1/(alpha - 1)}`` with ``sum p = 1``;
+    ``tau`` lies in ``[-1, -(1/n)^(alpha - 1)]`` (the ``entmax`` package's
+    bracket). The bracket is halved until it stops shrinking in the compute
+    dtype (at most ``nmant + 3`` halvings: 55 in float64, where float32 is
+    computed), then ``p`` is normalised to sum exactly to one, as the package
+    does with ``ensure_sum_one``.
+    """
+    n = d.shape[-1]
+    a1 = alpha - 1.0
+    x = d * a1
+    inv = 1.0 / a1
+    lo = np.full(d.shape[:-1] + (1,), -1.0, dtype=d.dtype)
+    width = 1.0 - (1.0 / n) ** a1
+    with np.errstate(invalid="ignore", over="ignore"):
+        f_lo = np.sum(np.maximum(x - lo, 0.0) ** inv, axis=-1, keepdims=True) - 1.0
+        for _ in range(np.finfo(d.dtype).nmant + 3):
+            width /= 2.0
+            mid = lo + width
+            f_mid = np.sum(np.maximum(x - mid, 0.0) ** inv, axis=-1, keepdims=True) - 1.0
+            lo = np.where(f_mid * f_lo >= 0, mid, lo)
+            if width <= np.finfo(d.dtype).eps / 4:  # below half an ulp of |tau| <= 1
+                break
+        p = np.maximum(x - lo, 0.0) ** inv
+        return p / np.sum(p, axis=-1, keepdims=True)
+
+
+def entmax_bisect(x, alpha=1.5, axis=-1, *, where=None):
+    r"""alpha-entmax by bisection: softmax at alpha=1, sparsemax at alpha=2.
+
+    Parameters
+    ----------
+    x : array-like of shape (..., n_classes, ...)
+        Scores (logits).
+    alpha : float >= 1, default=1.5
+        1 gives :func:`softmax`; larger values give sparser outputs.
+    axis : int, default=-1
+        The class axis.
+    where : array-like of bool, optional
+        Entries that take part; the others get probability 0.
+
+    Returns
+    -------
+    proba : ndarray of the shape of ``x``
+
+    Notes
+    -----
+    .. math:: \operatorname{entmax}_\alpha(z)_i = \big[(\alpha - 1) z_i - \tau\big]_+^{1/(\alpha-1)},
+              \qquad \sum_i \operatorname{entmax}_\alpha(z)_i = 1 .
+
+    :math:`\tau` is found by bisection on :math:`[m - 1, m - n^{1-\alpha}]`
+    (``m`` the scaled row max), halved until the bracket is below half a
+    unit in the last place: at most 55 halvings in float64 (float32 inputs
+    are computed in float64), so the result is as accurate as the dtype
+    allows; it is then normalised to sum to one (the ``entmax`` package's
+    ``ensure_sum_one``; the package's default is 50 halvings).
+
+    See Also
+    --------
+    entmax15, sparsemax, softmax
+
+    References
+    ----------
+    B. Peters, V. Niculae and A. F. T. Martins, "Sparse sequence-to-sequence
+    models", ACL 2019; M. Blondel, A. F. T. Martins and V. Niculae, "Learning
+    with Fenchel-Young losses", JMLR 21 (2020).
+
+    Examples
+    --------
+    >>> from logitlab import entmax_bisect
+    >>> entmax_bisect([0.0, 1.0, 1.5], alpha=1.5).round(4)
+    array([0.0048, 0.324 , 0.6712])
+    >>> entmax_bisect([1.0, 1.5, 1.2], alpha=2.0).round(4)
+    array([0.1, 0.6, 0.3])
+    """
+    alpha = float(check_number(alpha, "alpha", low=1.0))
+    if alpha == 1.0:
+        return softmax(x, axis, where=where)
+    z, ax, out_dtype = _prepare(x, axis, where)
+    if z.shape[-1] == 0:
+        return _finish(z, ax, out_dtype)
+    m = np.max(z, axis=-1, keepdims=True)
+    shift = np.where(np.isfinite(m), m, 0.0)
+    with np.errstate(invalid="ignore"):
+        p = _entmax_bisect_last(z - shift, alpha)
     if not np.isfinite(m).all():
         p = _patch_rows(m, z, p)
     return _finish(p, ax, out_dtype)

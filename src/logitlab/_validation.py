@@ -94,6 +94,30 @@ def as_float_array(x, name: str, *, min_ndim: int = 0):
     return arr.astype(compute, copy=False), out
 
 
+def check_inputs(x, name="x", dtype=np.float32):
+    """A network's inputs: a finite 2-D (n_samples, n_features) array in ``dtype``."""
+    try:
+        arr = np.asarray(x)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"`{name}` must be a 2-D array of numbers: {exc}") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"`{name}` must be an array of numbers; got {describe(arr)}")
+    if arr.ndim == 1:
+        raise ValueError(
+            f"`{name}` must be 2-D (n_samples, n_features); got shape {arr.shape}. "
+            "Reshape a single feature with x.reshape(-1, 1)"
+        )
+    if arr.ndim != 2:
+        raise ValueError(f"`{name}` must be 2-D (n_samples, n_features); got shape {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"`{name}` must have at least one sample and one feature; "
+                         f"got shape {arr.shape}")
+    arr = arr.astype(dtype, copy=False)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"`{name}` contains NaN or inf")
+    return arr
+
+
 def compute_dtype(out_dtype) -> np.dtype:
     """The dtype a result of dtype ``out_dtype`` is computed in."""
     out_dtype = np.dtype(out_dtype)

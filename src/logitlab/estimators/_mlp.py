@@ -16,7 +16,7 @@ from .._softmax import log_sigmoid, log_softmax, sigmoid, softmax
 from ..callbacks import EarlyStopping
 from ..layers import L2, Dense
 from ..layers._activations import ACTIVATIONS
-from ..losses import BinaryCrossentropy, SparseCategoricalCrossentropy
+from .. import losses as _losses
 from ..models import Sequential
 from ..optimizers._optimizers import OPTIMIZERS
 
@@ -154,8 +154,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         layers = [Dense(s, activation=self.activation, kernel_regularizer=reg) for s in sizes]
         layers.append(Dense(n_outputs, activation=None, kernel_regularizer=reg))
         model = Sequential(layers, seed=self._seed(), dtype="float64")
-        loss = (BinaryCrossentropy(from_logits=True) if multilabel
-                else SparseCategoricalCrossentropy(from_logits=True))
+        loss = _losses.get("binary_crossentropy" if multilabel
+                           else "sparse_categorical_crossentropy", from_logits=True)
         model.compile(loss=loss, optimizer=OPTIMIZERS[self.optimizer](learning_rate=self.learning_rate))
         model.build(n_features)
         return model

@@ -16,6 +16,7 @@ import numpy as np
 from .._softmax import log_softmax as _log_softmax
 from .._softmax import sigmoid as _sigmoid
 from .._softmax import softmax as _softmax
+from .._softmax import entmax15 as _entmax15
 from .._softmax import sparsemax as _sparsemax
 
 __all__ = ["Activation", "get", "ACTIVATIONS"]
@@ -120,6 +121,13 @@ def _sparsemax_b(x, y, g):
     return np.where(s, g - mean, 0.0)
 
 
+def _entmax15_b(x, y, g):
+    # Peters et al. (2019): with s = sqrt(y), J^T g = s g - s <s, g> / sum(s)
+    s = np.sqrt(y)
+    sg = s * g
+    return sg - s * (np.sum(sg, axis=-1, keepdims=True) / np.sum(s, axis=-1, keepdims=True))
+
+
 ACTIVATIONS = {
     "linear": Activation("linear", _linear_f, _linear_b),
     "relu": Activation("relu", _relu_f, _relu_b),
@@ -131,6 +139,7 @@ ACTIVATIONS = {
     "softmax": Activation("softmax", _softmax, _softmax_b),
     "log_softmax": Activation("log_softmax", _log_softmax, _log_softmax_b),
     "sparsemax": Activation("sparsemax", _sparsemax, _sparsemax_b),
+    "entmax15": Activation("entmax15", _entmax15, _entmax15_b),
 }
 
 

@@ -7,9 +7,12 @@ from ._crossentropy import (
     categorical_ce_value_and_grad,
     check_label_smoothing,
     check_reduction,
+    check_z_loss,
+    sparse_ce_logits_inplace,
     sparse_ce_value_and_grad,
 )
 from .._validation import check_weights
+from ._base import Loss
 
 __all__ = [
     "Loss",
@@ -19,13 +22,12 @@ __all__ = [
     "sparse_categorical_crossentropy",
     "categorical_crossentropy",
     "binary_crossentropy",
-    "get",
 ]
 
 
 def sparse_categorical_crossentropy(y_true, y_pred, *, from_logits=False, axis=-1,
                                     ignore_index=None, label_smoothing=0.0, class_weight=None,
-                                    reduction="mean", where=None, sample_weight=None):
+                                    reduction="mean", where=None, sample_weight=None, z_loss=0.0):
     r"""Cross-entropy between integer labels and predicted logits or probabilities.
 
     Parameters
@@ -61,6 +63,10 @@ def sparse_categorical_crossentropy(y_true, y_pred, *, from_logits=False, axis=-
     sample_weight : array-like of shape (n_samples, ...), optional
         Multiplies each row's loss (Keras's ``sample_weight``); it does not
         change the denominator.
+    z_loss : float >= 0, default=0
+        With ``from_logits=True``, adds ``z_loss * logsumexp(z_i)^2`` to each
+        row's loss (PaLM's z-loss, 1e-4 there), weighted like the row; its
+        gradient ``2 z_loss logsumexp(z_i) softmax(z_i)`` joins the same pass.
 
     Returns
     -------
@@ -95,11 +101,12 @@ def sparse_categorical_crossentropy(y_true, y_pred, *, from_logits=False, axis=-
     return sparse_ce_value_and_grad(
         y_true, y_pred, from_logits=from_logits, axis=axis, ignore_index=ignore_index,
         label_smoothing=label_smoothing, class_weight=class_weight, reduction=reduction,
-        where=where, sample_weight=sample_weight, need_grad=False)[0]
+        where=where, sample_weight=sample_weight, z_loss=z_loss, need_grad=False)[0]
 
 
 def categorical_crossentropy(y_true, y_pred, *, from_logits=False, axis=-1, label_smoothing=0.0,
-                             class_weight=None, reduction="mean", where=None, sample_weight=None):
+                             class_weight=None, reduction="mean", where=None, sample_weight=None,
+                             z_loss=0.0):
     r"""Cross-entropy between one-hot (or probability) targets and predictions.
 
     Parameters
@@ -121,6 +128,10 @@ def categorical_crossentropy(y_true, y_pred, *, from_logits=False, axis=-1, labe
     where : array-like of bool, optional
         Entries that take part, as in :func:`sparse_categorical_crossentropy`.
     sample_weight : array-like of shape (n_samples, ...), optional
+    z_loss : float >= 0, default=0
+        With ``from_logits=True``, adds ``z_loss * logsumexp(z_i)^2`` to each
+        row's loss (PaLM's z-loss, 1e-4 there), weighted like the row; its
+        gradient ``2 z_loss logsumexp(z_i) softmax(z_i)`` joins the same pass.
 
     Returns
     -------
@@ -148,7 +159,7 @@ def categorical_crossentropy(y_true, y_pred, *, from_logits=False, axis=-1, labe
     return categorical_ce_value_and_grad(
         y_true, y_pred, from_logits=from_logits, axis=axis, label_smoothing=label_smoothing,
         class_weight=class_weight, reduction=reduction, where=where,
-        sample_weight=sample_weight, need_grad=False)[0]
+        sample_weight=sample_weight, z_loss=z_loss, need_grad=False)[0]
 
 
 def binary_crossentropy(y_true, y_pred, *, from_logits=False, label_smoothing=0.0,
@@ -205,8 +216,8 @@ def binary_crossentropy(y_true, y_pred, *, from_logits=False, label_smoothing=0.
         need_grad=False)[0]
 
 
-class Loss:
-    """Base of the loss classes: validated settings, ``__call__`` and ``value_and_grad``.
+class _CrossentropyLoss(Loss, register=False):
+    """The built-in cross-entropies: validated settings over one value-and-gradient function.
 
     Subclasses set ``_fn`` (the value-and-gradient function) and ``_params``
     (the names of the settings it takes).
@@ -236,20 +247,8 @@ class Loss:
     def get_config_kwargs(self):
         return {k: getattr(self, k) for k in self._params}
 
-    def get_config(self):
-        """The settings, as plain Python values (for saving)."""
-        cfg = {}
-        for k in self._params:
-            v = getattr(self, k)
-            cfg[k] = v.tolist() if hasattr(v, "tolist") else v
-        return cfg
 
-    def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
-
-
-class SparseCategoricalCrossentropy(Loss):
+class SparseCategoricalCrossentropy(_CrossentropyLoss):
     """Cross-entropy for integer labels; see :func:`sparse_categorical_crossentropy`.
 
     Examples
@@ -261,38 +260,65 @@ class SparseCategoricalCrossentropy(Loss):
     (0.126928, [[-0.119203, 0.119203]])
     """
 
+    target = "sparse"
+    name = "sparse_categorical_crossentropy"
     _fn = staticmethod(sparse_ce_value_and_grad)
     _params = ("from_logits", "axis", "ignore_index", "label_smoothing", "class_weight",
-               "reduction")
+               "reduction", "z_loss")
 
     def __init__(self, from_logits=False, *, axis=-1, ignore_index=None, label_smoothing=0.0,
-                 class_weight=None, reduction="mean"):
+                 class_weight=None, reduction="mean", z_loss=0.0):
         self.from_logits = bool(from_logits)
+        self.z_loss = check_z_loss(z_loss, self.from_logits)
         self.axis = axis
         self.ignore_index = ignore_index
         self.label_smoothing = check_label_smoothing(label_smoothing)
         self.class_weight = class_weight
         self.reduction = check_reduction(reduction)
 
+    def inplace_value_and_grad(self):
+        """The lean path for the default settings from logits, else None.
 
-class CategoricalCrossentropy(Loss):
+        One pass in the model's dtype, the gradient ``(softmax - onehot) / n``
+        (plus the z-loss's, if set) written over the logits (the fused kernel
+        where it serves).
+        """
+        if not (self.from_logits and self.axis in (-1, 1) and self.ignore_index is None
+                and self.label_smoothing == 0 and self.class_weight is None
+                and self.reduction == "mean"):
+            return None
+
+        z_loss = self.z_loss
+
+        def lean(y, z):
+            n = len(z)
+            return sparse_ce_logits_inplace(z, y, scale=1.0 / n, z_loss=z_loss) / n, z
+        return lean
+
+
+class CategoricalCrossentropy(_CrossentropyLoss):
     """Cross-entropy for one-hot targets; see :func:`categorical_crossentropy`."""
 
+    target = "dense"
+    name = "categorical_crossentropy"
     _fn = staticmethod(categorical_ce_value_and_grad)
-    _params = ("from_logits", "axis", "label_smoothing", "class_weight", "reduction")
+    _params = ("from_logits", "axis", "label_smoothing", "class_weight", "reduction", "z_loss")
 
     def __init__(self, from_logits=False, *, axis=-1, label_smoothing=0.0, class_weight=None,
-                 reduction="mean"):
+                 reduction="mean", z_loss=0.0):
         self.from_logits = bool(from_logits)
+        self.z_loss = check_z_loss(z_loss, self.from_logits)
         self.axis = axis
         self.label_smoothing = check_label_smoothing(label_smoothing)
         self.class_weight = class_weight
         self.reduction = check_reduction(reduction)
 
 
-class BinaryCrossentropy(Loss):
+class BinaryCrossentropy(_CrossentropyLoss):
     """Element-wise binary cross-entropy; see :func:`binary_crossentropy`."""
 
+    target = "binary"
+    name = "binary_crossentropy"
     _fn = staticmethod(binary_ce_value_and_grad)
     _params = ("from_logits", "label_smoothing", "pos_weight", "reduction")
 
@@ -304,26 +330,3 @@ class BinaryCrossentropy(Loss):
             check_weights(pos_weight, "pos_weight", positive=True)
         self.pos_weight = pos_weight
         self.reduction = check_reduction(reduction)
-
-
-_BY_NAME = {
-    "sparse_categorical_crossentropy": SparseCategoricalCrossentropy,
-    "categorical_crossentropy": CategoricalCrossentropy,
-    "binary_crossentropy": BinaryCrossentropy,
-}
-
-
-def get(identifier):
-    """A loss object from a :class:`Loss`, its snake_case name or class name."""
-    if isinstance(identifier, Loss):
-        return identifier
-    if isinstance(identifier, str):
-        key = identifier
-        for name, cls in _BY_NAME.items():
-            if key in (name, cls.__name__):
-                return cls()
-        raise ValueError(
-            f"`loss` must be a logitlab Loss or one of {sorted(_BY_NAME)}; got {identifier!r}"
-        )
-    raise TypeError(f"`loss` must be a logitlab Loss or its name; got {type(identifier).__name__}")
-

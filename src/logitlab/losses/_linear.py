@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from .._validation import check_integer_labels, check_number, describe
-from ._crossentropy import check_reduction
+from ._crossentropy import check_reduction, check_z_loss
 
 __all__ = ["linear_cross_entropy"]
 
@@ -36,7 +36,7 @@ def _chunk_logits(hidden, weight, bias, lo, hi):
 
 
 def linear_cross_entropy(hidden, weight, labels, bias=None, *, chunk_size=4096,
-                         reduction="mean"):
+                         reduction="mean", z_loss=0.0):
     r"""Sparse cross-entropy of ``hidden @ weight.T + bias``, with gradients, in class chunks.
 
     Parameters
@@ -51,6 +51,9 @@ def linear_cross_entropy(hidden, weight, labels, bias=None, *, chunk_size=4096,
         Classes per chunk; peak extra memory is about
         ``n_samples * chunk_size`` floats.
     reduction : {"mean", "sum"}, default="mean"
+    z_loss : float >= 0, default=0
+        Adds ``z_loss * lse(z_i)^2`` per row (PaLM's z-loss), its gradient
+        ``2 z_loss lse(z_i) softmax(z_i)`` in the same second pass.
 
     Returns
     -------
@@ -106,6 +109,7 @@ def linear_cross_entropy(hidden, weight, labels, bias=None, *, chunk_size=4096,
     if y.shape != (n,):
         raise ValueError(f"`labels` must have shape ({n},); got {y.shape}")
     chunk = int(check_number(chunk_size, "chunk_size", low=1, integer=True))
+    z_loss = check_z_loss(z_loss)
     rows = np.arange(n)
 
     # pass 1: running max and rescaled sum of exponentials, and the true-class logit
@@ -128,7 +132,12 @@ def linear_cross_entropy(hidden, weight, labels, bias=None, *, chunk_size=4096,
     lse = m + np.log(s)
     # an empty batch: loss 0 and zero gradients, as the core's mean over no rows
     scale = (1.0 / n if n else 0.0) if reduction == "mean" else 1.0
-    loss = float(np.sum(lse - z_true, dtype=np.float64)) * scale
+    per_row = lse - z_true
+    if z_loss:
+        per_row = per_row + z_loss * lse * lse
+    loss = float(np.sum(per_row, dtype=np.float64)) * scale
+    # the softmax term's factor: 1, or 1 + 2 z_loss lse with the z-loss
+    p_factor = (1.0 + 2.0 * z_loss * lse)[:, None] if z_loss else None
 
     # pass 2: recompute each chunk, G = (softmax - onehot) * scale, accumulate the gradients
     grad_h = np.zeros_like(h)
@@ -139,6 +148,8 @@ def linear_cross_entropy(hidden, weight, labels, bias=None, *, chunk_size=4096,
         g = _chunk_logits(h, W, b, lo, hi)
         g -= lse[:, None]
         np.exp(g, out=g)
+        if p_factor is not None:
+            g *= p_factor
         inside = (y >= lo) & (y < hi)
         g[rows[inside], y[inside] - lo] -= 1.0
         g *= scale

@@ -1,10 +1,9 @@
-"""Training metrics, chosen from the loss as Keras does."""
+"""Training metrics; "accuracy" is the one the loss declares (its ``metric()``), as Keras
+chooses it from the loss."""
 
 from __future__ import annotations
 
 import numpy as np
-
-from ..losses import BinaryCrossentropy, CategoricalCrossentropy, SparseCategoricalCrossentropy
 
 
 def _sparse_accuracy(y_true, y_pred, loss):
@@ -30,6 +29,13 @@ def _top_k(k):
     return top_k_accuracy
 
 
+_BY_NAME = {
+    "sparse_categorical_accuracy": _sparse_accuracy,
+    "categorical_accuracy": _categorical_accuracy,
+    "binary_accuracy": _binary_accuracy,
+}
+
+
 def resolve_metrics(metrics, loss):
     """``[(name, fn(y_true, y_pred, loss) -> float)]`` from names or callables."""
     out = []
@@ -38,12 +44,15 @@ def resolve_metrics(metrics, loss):
             name = getattr(m, "__name__", type(m).__name__)
             out.append((name, lambda yt, yp, loss, f=m: f(yt, yp)))
         elif m in ("accuracy", "acc"):
-            if isinstance(loss, SparseCategoricalCrossentropy):
-                out.append(("accuracy", _sparse_accuracy))
-            elif isinstance(loss, CategoricalCrossentropy):
-                out.append(("accuracy", _categorical_accuracy))
-            elif isinstance(loss, BinaryCrossentropy):
-                out.append(("accuracy", _binary_accuracy))
+            declared = loss.metric()
+            if declared not in _BY_NAME:
+                raise ValueError(
+                    f"{type(loss).__name__}.default_metric must be one of {sorted(_BY_NAME)}; "
+                    f"got {declared!r}"
+                )
+            out.append(("accuracy", _BY_NAME[declared]))
+        elif m in _BY_NAME:
+            out.append((m, _BY_NAME[m]))
         elif m == "top_k_accuracy":
             out.append(("top_k_accuracy", _top_k(5)))
         elif isinstance(m, str) and m.startswith("top_") and m.endswith("_accuracy") \
@@ -51,7 +60,7 @@ def resolve_metrics(metrics, loss):
             out.append((m, _top_k(int(m[4:-9]))))
         else:
             raise ValueError(
-                "`metrics` entries must be 'accuracy', 'top_k_accuracy', 'top_<k>_accuracy' "
-                f"or a callable f(y_true, y_pred); got {m!r}"
+                "`metrics` entries must be 'accuracy', 'top_k_accuracy', 'top_<k>_accuracy', "
+                f"one of {sorted(_BY_NAME)} or a callable f(y_true, y_pred); got {m!r}"
             )
     return out

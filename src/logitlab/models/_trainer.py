@@ -1,0 +1,255 @@
+"""The training half of :class:`~logitlab.Sequential`: ``fit``, ``evaluate`` and their loop.
+
+Keras splits its ``Trainer`` from the model's structure the same way:
+:class:`Trainer` holds the loop and asks its model only for ``_forward``,
+``_backward``, the flat weight buffers and the layers, and its loss only for
+the loss protocol (``check_targets``, ``value_and_grad``,
+``inplace_value_and_grad``; see ``losses/_base.py``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .._validation import (
+    DivergenceCheck,
+    TrainingDivergedError,
+    check_inputs,
+    check_number,
+    describe,
+    fit_sample_weight,
+)
+from ..callbacks._callbacks import Callback, History, ProgressLogger
+from ..layers._layers import Dense
+
+__all__ = ["Trainer", "TrainingDivergedError"]
+
+
+def _is_chunk_source(x):
+    """An iterable of (x, y) chunks, or a function returning one (not an array-like)."""
+    if callable(x):
+        return True
+    if isinstance(x, np.ndarray) or not hasattr(x, "__iter__") or hasattr(x, "__array__"):
+        return False
+    first = next(iter(x), None) if not (iter(x) is x) else None
+    if isinstance(x, (list, tuple)):
+        return isinstance(first, tuple) and len(first) == 2
+    return True
+
+
+
+class Trainer:
+    """``fit`` and ``evaluate`` for a model with layers, a loss and an optimizer."""
+
+    def _check_targets(self, y, n, name="y"):
+        """Targets checked as the loss's target kind asks (``loss.check_targets``)."""
+        try:
+            count = len(y)
+        except TypeError:
+            count = None  # a scalar: the loss's check names it
+        if count is not None and count != n:
+            raise ValueError(f"`x` and `{name}` must have the same number of samples; "
+                             f"got {n} and {count}")
+        last = self.layers[-1] if self.layers else None
+        n_outputs = last.units if isinstance(last, Dense) else None
+        return self.loss.check_targets(y, n_outputs, name)
+
+    def _fused_loss(self):
+        """The loss's lean in-place path (``loss.inplace_value_and_grad()``), or None.
+
+        Only where the model can give up its output: it is overwritten with
+        the gradient, so the last layer must be a linear Dense (its backward
+        pass keeps nothing in it) and no regulariser may read it.
+        """
+        if (any(getattr(layer, "kernel_regularizer", None) for layer in self.layers)
+                or not isinstance(self.layers[-1], Dense)
+                or self.layers[-1].activation.name != "linear"):
+            return None
+        return self.loss.inplace_value_and_grad()
+
+    def _batch_loss(self, yb, out, swb):
+        value, grad = self.loss.value_and_grad(yb, out, sample_weight=swb)
+        reg = sum(layer.regularization_loss() for layer in self.layers)
+        return float(value) + reg, grad
+
+    def fit(self, x, y=None, batch_size=32, epochs=1, verbose=1, validation_split=0.0,
+            validation_data=None, shuffle=True, callbacks=None, class_weight=None,
+            sample_weight=None, initial_epoch=0):
+        """Train for ``epochs`` epochs; returns a :class:`~logitlab.callbacks.History`.
+
+        ``x`` is an array (n_samples, n_features) with targets ``y``; or, with
+        ``y=None``, a source of ``(x_chunk, y_chunk)`` pairs for out-of-core
+        training: a list, any re-iterable (e.g. the blocks of a Dask array),
+        or a function returning a fresh iterator each epoch (a one-shot
+        iterator serves one epoch only). Each chunk is shuffled and batched.
+
+        ``history.history["loss"]`` holds, per epoch, the mean of the batch
+        losses weighted by batch size (Keras 3's running mean), plus each
+        metric and their ``val_`` versions. ``verbose=1`` shows an
+        ``Epoch i/n`` line and a progress bar, 2 one line per epoch, 0 nothing.
+        ``sample_weight`` (one finite, non-negative weight per sample) and
+        ``class_weight`` (a dict of class index to weight, a sequence of one
+        weight per class, or ``"balanced"``: scikit-learn's
+        ``n_samples / (n_classes * bincount(y))``) multiply each sample's loss.
+        A NaN or inf loss or gradient, or a loss a million times its first
+        (:class:`~logitlab._validation.DivergenceCheck`), raises
+        :class:`TrainingDivergedError` and leaves the weights the step started from.
+        """
+        if self.loss is None:
+            raise ValueError("call compile(loss=..., optimizer=...) before fit")
+        batch_size = int(check_number(batch_size, "batch_size", low=1, integer=True))
+        epochs = int(check_number(epochs, "epochs", low=0, integer=True))
+        initial_epoch = int(check_number(initial_epoch, "initial_epoch", low=0, integer=True))
+        check_number(validation_split, "validation_split", low=0.0, high=1.0, high_open=True)
+        if verbose not in (0, 1, 2, True, False):
+            raise ValueError(f"`verbose` must be 0, 1 or 2; got {verbose!r}")
+        if y is None and _is_chunk_source(x):
+            if validation_split or class_weight is not None or sample_weight is not None:
+                raise ValueError("with a source of (x, y) chunks, use validation_data; "
+                                 "validation_split, class_weight and sample_weight need arrays")
+            batches = self._chunk_batches(x, epochs - initial_epoch, shuffle, batch_size)
+            return self._train(batches, None, batch_size, epochs, verbose, validation_data,
+                               callbacks, initial_epoch)
+        if y is None:
+            raise ValueError("`y` is required when `x` is an array (or pass an iterable of "
+                             "(x, y) chunks as `x`)")
+        x = check_inputs(x, dtype=self.dtype)
+        y = self._check_targets(y, len(x))
+        self._ensure_built(x)
+        sw = fit_sample_weight(len(x), sample_weight, class_weight, y,
+                               max(self._output_dim(), 2))
+        if validation_data is None and validation_split:
+            cut = int(len(x) * (1.0 - validation_split))
+            validation_data = (x[cut:], y[cut:])
+            x, y = x[:cut], y[:cut]
+            sw = None if sw is None else sw[:cut]
+        n = len(x)
+
+        def batches():
+            order = self._rng.permutation(n) if shuffle else np.arange(n)
+            for start in range(0, n, batch_size):
+                idx = order[start:start + batch_size]
+                yield x[idx], y[idx], None if sw is None else sw[idx]
+
+        return self._train(batches, math.ceil(n / batch_size), batch_size, epochs, verbose,
+                           validation_data, callbacks, initial_epoch)
+
+    def _chunk_batches(self, source, n_epochs, shuffle, batch_size):
+        """A function giving, per epoch, the batches of every (x, y) chunk of ``source``."""
+        one_shot = iter(source) is source if not callable(source) else False
+        if one_shot and n_epochs > 1:
+            raise ValueError("`x` is a one-shot iterator but fit runs several epochs: pass a "
+                             "list, a re-iterable, or a function returning an iterator")
+
+        def batches():
+            chunks = source() if callable(source) else source
+            for i, pair in enumerate(chunks):
+                if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                    raise ValueError(f"chunk {i} of `x` must be an (x, y) pair; "
+                                     f"got {describe(pair)}")
+                xc = np.asarray(pair[0].compute() if hasattr(pair[0], "compute") else pair[0])
+                yc = np.asarray(pair[1].compute() if hasattr(pair[1], "compute") else pair[1])
+                xc = check_inputs(xc, f"chunk {i} x", self.dtype)
+                yc = self._check_targets(yc, len(xc), f"chunk {i} y")
+                self._ensure_built(xc)
+                order = self._rng.permutation(len(xc)) if shuffle else np.arange(len(xc))
+                for start in range(0, len(xc), batch_size):
+                    idx = order[start:start + batch_size]
+                    yield xc[idx], yc[idx], None
+        return batches
+
+    def _train(self, batches, steps, batch_size, epochs, verbose, validation_data, callbacks,
+               initial_epoch):
+        """The training loop shared by arrays (``steps`` known) and chunk sources (None).
+
+        ``batches()`` yields one epoch's ``(x, y, sample_weight)`` batches.
+        """
+        if validation_data is not None:
+            vx = check_inputs(validation_data[0], "validation_data[0]", self.dtype)
+            vy = self._check_targets(validation_data[1], len(vx), "validation_data[1]")
+        if self.built and not self.optimizer.slots and self.trainable_weights:
+            self.optimizer.build(self._flat_params)
+
+        history = History()
+        cbs: list[Callback] = [history]
+        if verbose:
+            cbs.append(ProgressLogger(int(verbose), epochs, steps))
+        for cb in callbacks or []:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"`callbacks` must hold Callback objects; got {describe(cb)}")
+            cbs.append(cb)
+        for cb in cbs:
+            cb.set_model(self)
+            cb.on_train_begin()
+        self.stop_training = False
+        names = ["loss"] + [name for name, _ in self._metric_fns]
+        fused = self._fused_loss()
+        watch = DivergenceCheck(self.optimizer.learning_rate)
+
+        for epoch in range(initial_epoch, epochs):
+            for cb in cbs:
+                cb.on_epoch_begin(epoch)
+            sums = np.zeros(len(names))
+            seen = 0
+            logs = {}
+            for step, (xb, yb, swb) in enumerate(batches()):
+                if step == 0 and not self.optimizer.slots and self.trainable_weights:
+                    self.optimizer.build(self._flat_params)
+                # overflow is checked for explicitly below, so NumPy need not warn
+                with np.errstate(over="ignore", invalid="ignore"):
+                    out = self._forward(xb, training=True)
+                    # metrics first: the fused loss overwrites the outputs with the gradient
+                    metric_values = [fn(yb, out, self.loss) for _, fn in self._metric_fns]
+                    value, g = (fused(yb, out) if fused is not None and swb is None
+                                else self._batch_loss(yb, out, swb))
+                    watch.loss(value, epoch, step)
+                    self._backward(g)
+                watch.gradient(np.isfinite(self._flat_grads[0]).all(), epoch, step)
+                self.optimizer.apply(self._flat_params, self._flat_grads)
+                m = len(xb)
+                sums[0] += value * m
+                for j, v in enumerate(metric_values, 1):
+                    sums[j] += v * m
+                seen += m
+                logs = dict(zip(names, sums / seen))
+                for cb in cbs:
+                    cb.on_batch_end(step, logs)
+            if validation_data is not None:
+                vals = self._evaluate_arrays(vx, vy, batch_size)
+                logs.update({f"val_{k}": v for k, v in zip(names, vals)})
+            self.epoch = epoch + 1
+            for cb in cbs:
+                cb.on_epoch_end(epoch, logs)
+            if self.stop_training:
+                break
+        for cb in cbs:
+            cb.on_train_end()
+        self.history = history
+        return history
+
+    def _evaluate_arrays(self, x, y, batch_size):
+        names = 1 + len(self._metric_fns)
+        sums = np.zeros(names)
+        for i in range(0, len(x), batch_size):
+            xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+            out = self._forward(xb)
+            sums[0] += self._batch_loss(yb, out, None)[0] * len(xb)
+            for j, (_, fn) in enumerate(self._metric_fns, 1):
+                sums[j] += fn(yb, out, self.loss) * len(xb)
+        return sums / max(len(x), 1)
+
+    def evaluate(self, x, y, batch_size=32, verbose=0, return_dict=False):
+        """The loss (and metrics) on ``(x, y)``, averaged over samples as Keras does."""
+        if self.loss is None:
+            raise ValueError("call compile(loss=..., optimizer=...) before evaluate")
+        x = check_inputs(x, dtype=self.dtype)
+        y = self._check_targets(y, len(x))
+        self._ensure_built(x)
+        batch_size = int(check_number(batch_size, "batch_size", low=1, integer=True))
+        vals = self._evaluate_arrays(x, y, batch_size)
+        names = ["loss"] + [name for name, _ in self._metric_fns]
+        if return_dict:
+            return {k: float(v) for k, v in zip(names, vals)}
+        return float(vals[0]) if len(vals) == 1 else [float(v) for v in vals]
