@@ -16,6 +16,7 @@ from logitlab.metrics import (
     classwise_calibration_error,
     expected_calibration_error,
     log_loss_from_logits,
+    plot_reliability_diagram,
     reliability_curve,
     top_k_accuracy,
 )
@@ -189,3 +190,53 @@ def test_inputs_are_not_modified():
     expected_calibration_error(y, p)
     np.testing.assert_array_equal(p, REF["mc_proba"])
     np.testing.assert_array_equal(y, REF["mc_y"])
+
+
+# ---- reliability diagram ------------------------------------------------------------
+
+def _accuracy_bars(ax):
+    (bars,) = [c for c in ax.containers if c.get_label() == "accuracy"]
+    return np.array([b.get_height() for b in bars]), np.array([b.get_x() for b in bars])
+
+
+def test_reliability_diagram_bars_are_the_curve():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    y, p = REF["mc_y"], REF["mc_proba"]
+    fig = plot_reliability_diagram(y, p, n_bins=10)
+    curve = reliability_curve(y, p, n_bins=10)
+    heights, lefts = _accuracy_bars(fig.axes[0])
+    filled = curve.count > 0
+    np.testing.assert_array_equal(heights, curve.accuracy[filled])
+    np.testing.assert_array_equal(lefts, curve.edges[:-1][filled])
+    assert f"ECE = {expected_calibration_error(y, p, n_bins=10):.4f}" in fig.axes[0].get_title()
+    fig.canvas.draw()  # renders
+    plt.close(fig)
+
+
+def test_reliability_diagram_before_and_after_on_one_figure(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    y, p = REF["mc_y"], REF["mc_proba"]
+    soft = np.sqrt(p) / np.sqrt(p).sum(axis=1, keepdims=True)
+    fig = plot_reliability_diagram(y, {"before": p, "after": soft})
+    diagrams = [ax for ax in fig.axes if ax.containers and ax.containers[0].get_label() == "accuracy"]
+    assert [ax.get_title().split(":")[0] for ax in diagrams] == ["before", "after"]
+    for ax, probs in zip(diagrams, (p, soft)):
+        curve = reliability_curve(y, probs)
+        np.testing.assert_array_equal(_accuracy_bars(ax)[0], curve.accuracy[curve.count > 0])
+    fig.savefig(tmp_path / "r.png")
+    assert (tmp_path / "r.png").stat().st_size > 1000
+    plt.close(fig)
+    # into a caller's axes: one set only
+    fig, ax = plt.subplots()
+    assert plot_reliability_diagram(y, p, ax=ax) is fig
+    with pytest.raises(ValueError, match="`ax` takes one set"):
+        plot_reliability_diagram(y, {"a": p, "b": p}, ax=ax)
+    plt.close(fig)

@@ -13,6 +13,7 @@ from ._calibration import (
     reliability_curve,
     top_k_accuracy,
 )
+from ._plot import plot_reliability_diagram
 
 __all__ = [
     "ReliabilityCurve",
@@ -22,4 +23,5 @@ __all__ = [
     "brier_score",
     "log_loss_from_logits",
     "top_k_accuracy",
+    "plot_reliability_diagram",
 ]
