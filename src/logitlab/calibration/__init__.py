@@ -2,17 +2,20 @@
 
 :class:`TemperatureScaling`, :class:`VectorScaling` and :class:`MatrixScaling`
 map held-out logits to calibrated logits (NumPy in, NumPy out);
+:class:`MultilabelThresholds` tunes per-label decision thresholds;
 :class:`CalibratedClassifier` wraps any scikit-learn classifier (imported on
 first use, so that ``import logitlab.calibration`` does not load scikit-learn).
 """
 
 from ._scaling import MatrixScaling, NotFittedError, TemperatureScaling, VectorScaling
+from ._thresholds import MultilabelThresholds
 
 __all__ = [
     "TemperatureScaling",
     "VectorScaling",
     "MatrixScaling",
     "CalibratedClassifier",
+    "MultilabelThresholds",
     "NotFittedError",
 ]
 

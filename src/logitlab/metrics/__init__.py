@@ -13,6 +13,7 @@ from ._calibration import (
     reliability_curve,
     top_k_accuracy,
 )
+from ._multilabel import multilabel_scores
 from ._plot import plot_reliability_diagram
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "log_loss_from_logits",
     "top_k_accuracy",
     "plot_reliability_diagram",
+    "multilabel_scores",
 ]
