@@ -225,14 +225,21 @@ def test_bad_input_gets_named_errors(logits, y, match):
             scaler.fit(logits, y)
 
 
+def test_a_calibration_set_without_mistakes_warns():
+    z = np.eye(3) * 2 + 0.1
+    with pytest.warns(UserWarning, match="every calibration sample is classified correctly"):
+        TemperatureScaling().fit(z, [0, 1, 2])
+
+
 def test_transform_checks_columns_and_fitting():
     with pytest.raises(NotFittedError, match="not fitted"):
         TemperatureScaling().transform(np.zeros((2, 3)))
-    ts = TemperatureScaling().fit(np.eye(3) * 2, [0, 1, 2])
+    z = np.vstack([np.eye(3) * 2, [[2.0, 0.0, 0.0]]])
+    ts = TemperatureScaling().fit(z, [0, 1, 2, 1])
     with pytest.raises(ValueError, match="3 column"):
         ts.transform(np.zeros((2, 4)))
     with pytest.raises(ValueError, match="`C`"):
-        MatrixScaling(C=0).fit(np.eye(3), [0, 1, 2])
+        MatrixScaling(C=0).fit(z, [0, 1, 2, 1])
 
 
 def test_calibrated_classifier_bad_input():

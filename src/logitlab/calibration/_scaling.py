@@ -119,6 +119,9 @@ def nll_and_grad(zs, y, sw, kind):
 class _Scaling:
     """Shared fitting, checks and outputs of the scalers."""
 
+    #: L-BFGS-B's stopping rule: relative decrease of J, largest projected gradient entry
+    _options = {"maxiter": 5000, "ftol": 1e-12, "gtol": 1e-8}
+
     def _objective(self, theta, z, y, sw):  # pragma: no cover - every scaler overrides it
         raise NotImplementedError
 
@@ -151,9 +154,15 @@ class _Scaling:
         kind, z, y, sw, was_1d = prepare(logits, y, sample_weight)
         k = z.shape[1]
         self.kind_, self.n_columns_ = kind, k
+        if kind == "multiclass" and np.all(np.argmax(z, axis=1) == y):
+            warnings.warn(
+                "every calibration sample is classified correctly: the likelihood keeps "
+                "rising as the logits are sharpened, so the fit stops where the optimiser "
+                "does, not where the data say; calibrate on a set with mistakes",
+                UserWarning, stacklevel=2)
         res = minimize(self._objective, self._initial(k), args=(z, y, sw), jac=True,
                        method="L-BFGS-B", bounds=self._bounds(k),
-                       options={"maxiter": 1000, "ftol": 1e-15, "gtol": 1e-10})
+                       options=self._options)
         if res.status == 1:  # the iteration limit; line-search stops at full precision are fine
             warnings.warn(f"{type(self).__name__} did not converge in {res.nit} iterations",
                           UserWarning, stacklevel=2)
@@ -254,6 +263,10 @@ class TemperatureScaling(_Scaling):
     >>> bool(2.6 < ts.temperature_ < 3.4)
     True
     """
+
+    # one to a few parameters and a handful of iterations: converge to the last digits
+    # (scikit-learn's Brent search stops at 1.5e-8 relative in log T)
+    _options = {"maxiter": 1000, "ftol": 1e-15, "gtol": 1e-10}
 
     def _initial(self, k):
         return np.zeros(k if self.kind_ == "multilabel" else 1)
