@@ -225,6 +225,13 @@ def test_bad_input_gets_named_errors(logits, y, match):
             scaler.fit(logits, y)
 
 
+def test_one_hot_labels_warn_that_they_are_read_as_multilabel(rng):
+    z = rng.normal(size=(30, 3))
+    y = np.eye(3)[np.arange(30) % 3]
+    with pytest.warns(UserWarning, match="`y` is one-hot"):
+        TemperatureScaling().fit(z, y)
+
+
 def test_a_calibration_set_without_mistakes_warns():
     z = np.eye(3) * 2 + 0.1
     with pytest.warns(UserWarning, match="every calibration sample is classified correctly"):

@@ -240,3 +240,9 @@ def test_reliability_diagram_before_and_after_on_one_figure(tmp_path):
     with pytest.raises(ValueError, match="`ax` takes one set"):
         plot_reliability_diagram(y, {"a": p, "b": p}, ax=ax)
     plt.close(fig)
+
+
+def test_one_hot_targets_warn_that_they_are_read_as_multilabel():
+    p = np.array([[0.8, 0.2], [0.3, 0.7]])
+    with pytest.warns(UserWarning, match="`y_true` is one-hot"):
+        brier_score(np.eye(2), p)

@@ -37,6 +37,7 @@ __all__ = [
     "deliver",
     "describe",
     "fit_sample_weight",
+    "warn_if_one_hot",
     "warn_if_probabilities",
 ]
 
@@ -533,3 +534,16 @@ def check_calibration_labels(y, n_classes: int, name: str = "y"):
             "every class must be present in the calibration set"
         )
     return y
+
+
+def warn_if_one_hot(y, name: str = "y", *, stacklevel: int = 3):
+    """Warn when a 0/1 indicator matrix ``y`` has exactly one 1 in every row: taken as
+    multilabel targets, it is more likely one-hot multiclass labels."""
+    if y.ndim == 2 and y.shape[1] > 1 and len(y) and np.all(y.sum(axis=1) == 1):
+        warnings.warn(
+            f"`{name}` is one-hot (exactly one 1 per row) and is taken as multilabel targets "
+            "(a sigmoid per column); for multiclass (softmax) pass integer labels, "
+            f"e.g. {name}.argmax(axis=1)",
+            UserWarning,
+            stacklevel=stacklevel + 1,
+        )

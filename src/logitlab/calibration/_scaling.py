@@ -28,6 +28,7 @@ from .._validation import (
     check_finite,
     check_number,
     describe,
+    warn_if_one_hot,
     warn_if_probabilities,
 )
 from ..losses._crossentropy import binary_ce_value_and_grad, sparse_ce_logits_inplace
@@ -77,6 +78,7 @@ def prepare(logits, y, sample_weight=None):
     if z.ndim == 2 and z.shape[1] > 1 and y_shape == z.shape:
         kind = "multilabel"
         y = _binary_targets(y, z.shape)
+        warn_if_one_hot(y, "y", stacklevel=3)
     elif z.ndim == 1 or z.shape[1] == 1:
         kind = "binary"
         y = _binary_targets(np.reshape(y, -1) if len(y_shape) == 2 and y_shape[1:] == (1,) else y,

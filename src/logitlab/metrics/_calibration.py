@@ -40,6 +40,7 @@ from .._validation import (
     check_number,
     check_probabilities,
     describe,
+    warn_if_one_hot,
     warn_if_probabilities,
 )
 
@@ -88,7 +89,9 @@ def _kind(y_true, scores, name):
     check_finite(s, name)
     y_shape = np.shape(y_true)
     if s.ndim == 2 and y_shape == s.shape and s.shape[1] > 1:
-        return "multilabel", _binary_labels(y_true, "y_true", s.shape), s
+        y = _binary_labels(y_true, "y_true", s.shape)
+        warn_if_one_hot(y, "y_true", stacklevel=4)
+        return "multilabel", y, s
     if s.ndim == 2 and s.shape[1] == 1:
         s = s[:, 0]
     if s.ndim == 1:
