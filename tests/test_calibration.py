@@ -161,6 +161,20 @@ def test_temperature_equals_sklearn_multiclass_decision_function(cv):
     np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), rtol=0, atol=1e-6)
 
 
+def test_temperature_equals_sklearn_with_sample_weight():
+    X, y = make_classification(300, 8, n_informative=4, n_classes=3, flip_y=0.1,
+                               random_state=2)
+    sw = np.random.default_rng(2).uniform(0.2, 3.0, size=len(y))
+    est = LogisticRegression(C=10.0, max_iter=2000)
+    ours = CalibratedClassifier(est, cv=3).fit(X, y, sample_weight=sw)
+    theirs = CalibratedClassifierCV(est, method="temperature", cv=3).fit(X, y, sample_weight=sw)
+    sk_t = [1 / float(c.calibrators[0].beta_) for c in theirs.calibrated_classifiers_]
+    np.testing.assert_allclose(ours.temperature_, sk_t, rtol=1e-6)
+    unweighted = CalibratedClassifier(est, cv=3).fit(X, y).temperature_
+    assert np.max(np.abs(unweighted / ours.temperature_ - 1)) > 1e-3  # the weights matter
+    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), rtol=0, atol=1e-6)
+
+
 def test_temperature_equals_sklearn_binary_decision_function_halved():
     """scikit-learn's binary logits are (-d, d), so its T is twice ours; probabilities agree."""
     X, y = make_classification(300, 6, n_informative=3, flip_y=0.15, random_state=1)
