@@ -252,6 +252,18 @@ def test_a_calibration_set_without_mistakes_warns():
         TemperatureScaling().fit(z, [0, 1, 2])
 
 
+@pytest.mark.parametrize("sw, match", [
+    ([1.0, -1.0, 1.0, 1.0], "non-negative weights"),
+    ([1.0, np.nan, 1.0, 1.0], "finite"),
+    ([0.0, 0.0, 0.0, 0.0], "at least one non-zero weight"),
+    ([1.0, 1.0], r"shape \(4,\)"),
+])
+def test_bad_sample_weight_is_named(sw, match):
+    z = np.vstack([np.eye(3) * 2, [[2.0, 0.0, 0.0]]])
+    with pytest.raises(ValueError, match=match):
+        TemperatureScaling().fit(z, [0, 1, 2, 1], sample_weight=sw)
+
+
 def test_transform_checks_columns_and_fitting():
     with pytest.raises(NotFittedError, match="not fitted"):
         TemperatureScaling().transform(np.zeros((2, 3)))

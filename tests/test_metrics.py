@@ -146,7 +146,7 @@ def test_log_loss_is_exact_where_probabilities_underflow():
 
 def test_log_loss_binary_and_multilabel_exact():
     z = np.array([-800.0, -3.0, 0.5, 40.0])
-    y = np.array([1, 0, 1, 0])
+    y = np.array([1, 0, 1, 1])
     exact = [mpmath.log1p(mpmath.exp(-mpmath.mpf(v))) if t else mpmath.log1p(mpmath.exp(mpmath.mpf(v)))
              for v, t in zip(z, y)]
     want = float(mpmath.fsum(exact) / 4)

@@ -27,6 +27,8 @@ from .._validation import (
     check_calibration_labels,
     check_finite,
     check_number,
+    check_some_weight,
+    check_weights,
     describe,
     warn_if_one_hot,
     warn_if_probabilities,
@@ -96,13 +98,8 @@ def prepare(logits, y, sample_weight=None):
         raise ValueError("`logits` must hold at least one sample")
     sw = None
     if sample_weight is not None:
-        sw, _ = as_float_array(sample_weight, "sample_weight")
-        sw = sw.astype(np.float64, copy=False)
-        if sw.shape != (n,):
-            raise ValueError(f"`sample_weight` must have shape ({n},); got shape {sw.shape}")
-        check_finite(sw, "sample_weight")
-        if np.any(sw < 0) or sw.sum() <= 0:
-            raise ValueError("`sample_weight` must be non-negative with a positive sum")
+        sw = check_weights(sample_weight, "sample_weight", shape=(n,))
+        check_some_weight(sw, "`sample_weight`")
     return kind, z.reshape(n, -1), y, sw, z.ndim == 1
 
 
