@@ -16,7 +16,8 @@ def rng():
     return np.random.default_rng(SEED)
 
 # Run by hand to record peer values; it imports the peers, which are not test dependencies.
-collect_ignore = ["fixtures/record_references.py", "fixtures/record_loss_peers.py"]
+collect_ignore = ["fixtures/record_references.py", "fixtures/record_loss_peers.py",
+                  "fixtures/record_calibration_references.py"]
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -10,6 +10,7 @@ import math
 import numbers
 import operator
 import os
+import warnings
 
 import numpy as np
 
@@ -20,11 +21,14 @@ __all__ = [
     "TrainingDivergedError",
     "as_float_array",
     "check_axis",
+    "check_calibration_labels",
     "check_choice",
     "check_class_weight",
+    "check_finite",
     "check_integer_labels",
     "check_number",
     "check_out",
+    "check_probabilities",
     "check_result_size",
     "check_same_shape",
     "check_some_weight",
@@ -33,6 +37,8 @@ __all__ = [
     "deliver",
     "describe",
     "fit_sample_weight",
+    "warn_if_one_hot",
+    "warn_if_probabilities",
 ]
 
 
@@ -481,4 +487,87 @@ class DivergenceCheck:
             f"training diverged: {what} at epoch {epoch + 1}, step {step + 1} "
             f"(learning rate {self.learning_rate:g}); the model keeps the weights this step "
             "started from. Try a lower `learning_rate`, or standardise the inputs `x`."
+        )
+
+
+def check_finite(x, name: str):
+    """``x`` (an array) holds no NaN or infinity."""
+    finite = np.isfinite(x)
+    if not finite.all():
+        bad = x[~finite].ravel()[0].item()
+        raise ValueError(f"`{name}` must be finite; got the value {bad!r}")
+    return x
+
+
+def check_probabilities(p, name: str, *, rows_sum_to_one: bool = False, atol: float = 1e-4):
+    """``p`` holds probabilities in [0, 1] (and, if asked, rows summing to 1 within ``atol``)."""
+    with np.errstate(invalid="ignore"):
+        bad = ~((p >= 0) & (p <= 1))
+    if bad.any():
+        raise ValueError(
+            f"`{name}` must hold probabilities in [0, 1]; got the value "
+            f"{p[bad].ravel()[0].item()!r} (for logits, take softmax or sigmoid first)"
+        )
+    if rows_sum_to_one and p.size:
+        total = p.sum(axis=-1)
+        off = np.abs(total - 1.0) > atol
+        if off.any():
+            raise ValueError(
+                f"`{name}` must have rows summing to 1 (within {atol}); row "
+                f"{int(np.flatnonzero(off.ravel())[0])} sums to {total.ravel()[off.ravel()][0]!r}"
+            )
+    return p
+
+
+def warn_if_probabilities(z, name: str, *, hint: str, stacklevel: int = 3):
+    """Warn when logits ``z`` (class axis last) look like probabilities: every row
+    in [0, 1] and summing to 1. ``hint`` says what the caller probably meant."""
+    if z.size == 0 or z.ndim < 2 or z.shape[-1] < 2:
+        return False
+    with np.errstate(invalid="ignore"):
+        looks = bool(
+            np.all((z >= 0) & (z <= 1))
+            and np.allclose(z.sum(axis=-1), 1.0, rtol=0, atol=1e-3)
+        )
+    if looks:
+        warnings.warn(
+            f"`{name}` looks like probabilities (every row is in [0, 1] and sums to 1) "
+            f"but logits are expected; {hint}",
+            UserWarning,
+            stacklevel=stacklevel + 1,
+        )
+    return looks
+
+
+def check_calibration_labels(y, n_classes: int, name: str = "y"):
+    """Integer labels for fitting a calibration: at least as many samples as classes,
+    and every class present (a missing class has no data to calibrate on)."""
+    y = check_integer_labels(y, name, n_classes)
+    if y.ndim != 1:
+        raise ValueError(f"`{name}` must be 1-D (one label per row); got shape {y.shape}")
+    if len(y) < n_classes:
+        raise ValueError(
+            f"`{name}` has {len(y)} samples, fewer than the {n_classes} classes: "
+            "a calibration needs at least one sample of every class"
+        )
+    counts = np.bincount(y, minlength=n_classes)
+    if not counts.all():
+        missing = np.flatnonzero(counts == 0).tolist()
+        raise ValueError(
+            f"`{name}` has no sample of class(es) {missing[:10]} of the {n_classes}: "
+            "every class must be present in the calibration set"
+        )
+    return y
+
+
+def warn_if_one_hot(y, name: str = "y", *, stacklevel: int = 3):
+    """Warn when a 0/1 indicator matrix ``y`` has exactly one 1 in every row: taken as
+    multilabel targets, it is more likely one-hot multiclass labels."""
+    if y.ndim == 2 and y.shape[1] > 1 and len(y) and np.all(y.sum(axis=1) == 1):
+        warnings.warn(
+            f"`{name}` is one-hot (exactly one 1 per row) and is taken as multilabel targets "
+            "(a sigmoid per column); for multiclass (softmax) pass integer labels, "
+            f"e.g. {name}.argmax(axis=1)",
+            UserWarning,
+            stacklevel=stacklevel + 1,
         )
