@@ -342,6 +342,10 @@ SOFTMAX_DAMAGE = {
 
 CLI_ONLY = {"mean of the wrong shape", "scale of the wrong shape", "zero scale", "NaN mean",
             "feature count against n_features_in"}
+# Hyper-parameters are checked by scikit-learn's constraints when the estimator is loaded to be
+# used (or refitted); `logitlab predict` and `evaluate` load a light predictor without
+# scikit-learn (issue 20) and never read them.
+LOADER_ONLY = {"an unknown parameter"}
 
 
 @pytest.mark.parametrize("damage", list(SOFTMAX_DAMAGE))
@@ -354,7 +358,8 @@ def test_issue19_softmax_file_arrays_are_checked(softmax_file, blobs_csv, tmp_pa
     if damage not in CLI_ONLY:  # the CLI's own entries: load_estimator does not know them
         with pytest.raises(ModelFileError, match=match):
             load_estimator(bad)
-    cli_rejected(bad, blobs_csv, match)
+    if damage not in LOADER_ONLY:
+        cli_rejected(bad, blobs_csv, match)
 
 
 MLP_DAMAGE = {
