@@ -2,7 +2,8 @@
 
 The ```python and ```sh blocks run in order, each in its own subprocess, in one
 temporary folder (a later block may use a file an earlier one wrote); ```text
-blocks are output; a block after a ``readme-test: skip`` comment is not run.
+blocks are output; a block of ``make`` commands (the set-up, which ``make test``,
+the command running this test, is) or after a ``readme-test: skip`` comment is not run.
 """
 
 import os
@@ -31,8 +32,10 @@ def readme_blocks(text):
         if end is None:
             raise ValueError(f"README.md:{start + 1}: a code block that never ends")
         before = next((lines[j] for j in range(start - 1, -1, -1) if lines[j].strip()), "")
-        blocks.append((start + 1, lang, "\n".join(lines[start + 1:end]) + "\n",
-                       "readme-test: skip" in before))
+        body = lines[start + 1:end]
+        setup = lang == "sh" and all(ln.startswith("make ") for ln in body if ln.strip())
+        blocks.append((start + 1, lang, "\n".join(body) + "\n",
+                       "readme-test: skip" in before or setup))
         i = end + 1
     return blocks
 
@@ -46,6 +49,7 @@ def test_readme_blocks_parse():
     assert not unknown, f"README blocks without a known language (python, sh, text): {unknown}"
     assert readme_blocks("a\n```sh\nls\n```\n<!-- readme-test: skip -->\n```python\nx\n```\n") \
         == [(2, "sh", "ls\n", False), (6, "python", "x\n", True)]
+    assert readme_blocks("```sh\nmake demo  # set-up\n\nmake test\n```\n")[0][3]
 
 
 @pytest.mark.slow
