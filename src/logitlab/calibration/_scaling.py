@@ -214,6 +214,33 @@ class _Scaling:
     def fit_transform(self, logits, y, sample_weight=None):
         return self.fit(logits, y, sample_weight).transform(logits)
 
+    #: the fitted parameters, by name, as a model file stores them (float64 arrays)
+    _fitted = ()
+
+    def get_fitted(self):
+        """``(kind_, {name: float64 array})``: the fitted parameters, for saving."""
+        self._check_fitted()
+        return self.kind_, {name: np.atleast_1d(np.asarray(getattr(self, name + "_"),
+                                                           dtype=np.float64)).copy()
+                            for name in self._fitted}
+
+    @classmethod
+    def fitted_shapes(cls, kind, n_columns):
+        """The shape of each fitted parameter for logits of ``n_columns`` columns."""
+        return cls._shapes(kind, n_columns)
+
+    @classmethod
+    def from_fitted(cls, kind, n_columns, params, **init):
+        """A fitted scaler from :meth:`get_fitted` output, for logits of ``n_columns``
+        columns (the caller checks the shapes against :meth:`fitted_shapes`)."""
+        scaler = cls(**init)
+        scaler.kind_, scaler.n_columns_ = kind, int(n_columns)
+        for name in cls._fitted:
+            setattr(scaler, name + "_", np.array(params[name], dtype=np.float64))
+        if cls is TemperatureScaling and kind != "multilabel":
+            scaler.temperature_ = float(scaler.temperature_[0])
+        return scaler
+
 
 class TemperatureScaling(_Scaling):
     r"""Temperature scaling: divide the logits by one fitted temperature ``T > 0``.
@@ -266,6 +293,11 @@ class TemperatureScaling(_Scaling):
     # one to a few parameters and a handful of iterations: converge to the last digits
     # (scikit-learn's Brent search stops at 1.5e-8 relative in log T)
     _options = {"maxiter": 1000, "ftol": 1e-15, "gtol": 1e-10}
+    _fitted = ("temperature",)
+
+    @staticmethod
+    def _shapes(kind, k):
+        return {"temperature": (k if kind == "multilabel" else 1,)}
 
     def _initial(self, k):
         return np.zeros(k if self.kind_ == "multilabel" else 1)
@@ -316,6 +348,12 @@ class VectorScaling(_Scaling):
     --------
     TemperatureScaling, MatrixScaling
     """
+
+    _fitted = ("coef", "intercept")
+
+    @staticmethod
+    def _shapes(kind, k):
+        return {"coef": (k,), "intercept": (k,)}
 
     def _initial(self, k):
         return np.concatenate([np.ones(k), np.zeros(k)])
@@ -373,6 +411,12 @@ class MatrixScaling(_Scaling):
     --------
     TemperatureScaling, VectorScaling
     """
+
+    _fitted = ("coef", "intercept")
+
+    @staticmethod
+    def _shapes(kind, k):
+        return {"coef": (k, k), "intercept": (k,)}
 
     def __init__(self, C=1.0):
         self.C = C

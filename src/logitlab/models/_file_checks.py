@@ -17,7 +17,11 @@ from .._saving import ModelFileError, check_array
 from ..layers._layers import layer_from_config
 from ..optimizers._optimizers import from_config as optimizer_from_config
 
-__all__ = ["check_state"]
+__all__ = ["check_state", "SCALINGS"]
+
+#: ``Sequential.calibrate``'s methods and the scalings (``logitlab.calibration``) they fit
+SCALINGS = {"temperature": "TemperatureScaling", "vector": "VectorScaling",
+            "matrix": "MatrixScaling"}
 
 # running means of squared gradients: a negative one makes sqrt() NaN at the next step
 _SQUARED_SLOTS = {"velocities", "velocity_hats"}
@@ -84,6 +88,7 @@ def check_state(config, arrays, prefix=""):
     used = {name for name, _, _ in expected}
     used |= _check_optimizer(config, arrays, prefix, dtype, total,
                              built=config.get("input_dim") is not None)
+    used |= _check_calibration(config, arrays, prefix, layers, total)
     training = config.get("training") or {}
     if not isinstance(training, dict):
         raise ModelFileError("the config's training state is malformed")
@@ -128,4 +133,59 @@ def _check_optimizer(config, arrays, prefix, dtype, total, built):
             check_array(arrays, name, shape, f"{cls} slot {slot!r}", dtype=dtype,
                         nonnegative=slot in _SQUARED_SLOTS, label=prefix + name)
             used.add(name)
+    return used
+
+
+def _output_dim(config, layers):
+    dim = config["input_dim"]
+    for layer in layers:
+        dim = layer.output_dim(dim)
+    return dim
+
+
+def _check_calibration(config, arrays, prefix, layers, total):
+    """The calibration (``Sequential.calibrate``) and thresholds (``set_thresholds``):
+    each array of the shape the model's outputs give it, float64, finite (thresholds
+    may be +inf: never predicted), temperatures > 0."""
+    used = set()
+    cal = config.get("calibration")
+    thresholds = config.get("thresholds")
+    if (cal is not None or thresholds is not None) and config.get("input_dim") is None:
+        raise ModelFileError("the config has a calibration or thresholds but no weights")
+    if cal is not None:
+        if not isinstance(cal, dict) or cal.get("method") not in SCALINGS:
+            raise ModelFileError(f"the config's calibration must name a method among "
+                                 f"{sorted(SCALINGS)}; got {cal!r}"[:300])
+        k = _output_dim(config, layers)
+        kind = cal.get("kind")
+        allowed = ("binary",) if k == 1 else ("multiclass", "multilabel")
+        if kind not in allowed:
+            raise ModelFileError(f"the calibration's kind must be one of {allowed} for a model "
+                                 f"of {k} output(s); got {kind!r}")
+        from .. import calibration as _calibration
+
+        scaling = getattr(_calibration, SCALINGS[cal["method"]])
+        expected = {"method", "kind"} | ({"C"} if cal["method"] == "matrix" else set())
+        if set(cal) != expected:
+            raise ModelFileError(f"the calibration entry must hold {sorted(expected)}; "
+                                 f"it holds {sorted(cal)}")
+        if "C" in cal and cal["C"] is not None and not (
+                isinstance(cal["C"], float) and math.isfinite(cal["C"]) and cal["C"] > 0):
+            raise ModelFileError(f"the calibration's C must be a finite number > 0 or null; "
+                                 f"got {cal['C']!r}")
+        for name, shape in scaling.fitted_shapes(kind, k).items():
+            label = f"calibration/{name}"
+            check_array(arrays, label, shape, f"the {cal['method']} scaling's {name}",
+                        dtype=np.float64, positive=name == "temperature", label=prefix + label)
+            used.add(label)
+    if thresholds is not None:
+        if thresholds is not True:
+            raise ModelFileError(f"the config's thresholds entry must be true; got {thresholds!r}")
+        k = _output_dim(config, layers)
+        t = check_array(arrays, "thresholds", (k,), "the multilabel thresholds",
+                        dtype=np.float64, finite=False, label=prefix + "thresholds")
+        if np.isnan(t).any() or (t == -np.inf).any():
+            raise ModelFileError(f"the multilabel thresholds: array {prefix + 'thresholds'!r} "
+                                 "holds NaN or -inf")
+        used.add("thresholds")
     return used

@@ -15,11 +15,14 @@ from .. import losses as _losses
 from .._saving import ModelFileError, read_model_file, write_model_file
 from ..layers._layers import layer_from_config
 from ..optimizers._optimizers import from_config as optimizer_from_config
+from ._file_checks import SCALINGS as _SCALINGS
 from ._file_checks import check_state
 
 __all__ = ["KIND", "get_state", "from_state", "save", "load"]
 
 KIND = "Sequential"
+
+_METHODS = {cls: method for method, cls in _SCALINGS.items()}
 
 
 def _jsonable_rng(state):
@@ -45,6 +48,17 @@ def get_state(model):
         for k, v in state.items():
             for i, a in enumerate(v):
                 arrays[f"opt/{k}/{i}"] = a
+    if model.calibration is not None:
+        kind, params = model.calibration.get_fitted()
+        config["calibration"] = {"method": _METHODS[type(model.calibration).__name__],
+                                 "kind": kind}
+        if hasattr(model.calibration, "C"):
+            c = float(model.calibration.C)  # JSON has no inf: None is no penalty
+            config["calibration"]["C"] = None if c == np.inf else c
+        arrays.update({f"calibration/{k}": v for k, v in params.items()})
+    if model.thresholds is not None:
+        config["thresholds"] = True
+        arrays["thresholds"] = np.asarray(model.thresholds, dtype=np.float64)
     config["training"] = {"epoch": model.epoch,
                           "rng_state": _jsonable_rng(model._rng.bit_generator.state)}
     return config, arrays
@@ -89,6 +103,18 @@ def from_state(cls, config, arrays):
             for k, count in ostate["slots"].items():
                 state[k] = [arrays[f"opt/{k}/{i}"] for i in range(int(count))]
             model.optimizer.set_state(state)
+    cal = config.get("calibration")
+    if cal is not None:
+        from .. import calibration as _calibration  # checked by check_state already
+
+        cls_ = getattr(_calibration, _SCALINGS[cal["method"]])
+        init = {"C": np.inf if cal["C"] is None else cal["C"]} if "C" in cal else {}
+        model.calibration = cls_.from_fitted(
+            cal["kind"], model._output_dim(),
+            {k[len("calibration/"):]: v for k, v in arrays.items()
+             if k.startswith("calibration/")}, **init)
+    if config.get("thresholds"):
+        model.thresholds = np.array(arrays["thresholds"], dtype=np.float64)
     training = config.get("training") or {}
     model.epoch = int(training.get("epoch", 0))
     if "rng_state" in training:

@@ -7,15 +7,19 @@ and the model file is written and read by ``_format.py``, as Keras splits
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from .. import losses as _losses
 from .. import optimizers as _optimizers
 from .._dask_adapter import is_dask_collection, map_rows
 from .._random import make_rng
-from .._validation import check_inputs, check_number, describe
+from .._softmax import sigmoid, softmax
+from .._validation import as_float_array, check_choice, check_inputs, check_number, describe
 from ..layers._layers import Layer
 from . import _format
+from ._file_checks import SCALINGS as _SCALINGS
 from ._metrics import resolve_metrics
 from ._trainer import Trainer, TrainingDivergedError
 
@@ -67,6 +71,8 @@ class Sequential(Trainer):
         if np.dtype(dtype) not in (np.float32, np.float64):
             raise ValueError(f"`dtype` must be 'float32' or 'float64'; got {dtype!r}")
         self.dtype = np.dtype(dtype)
+        self.calibration = None
+        self.thresholds = None
 
     # ---- construction -------------------------------------------------------
     def add(self, layer):
@@ -191,6 +197,148 @@ class Sequential(Trainer):
         check_number(batch_size, "batch_size", low=1, integer=True)
         return np.concatenate([self._forward(x[i:i + batch_size])
                                for i in range(0, len(x), batch_size)])
+
+    # ---- probabilities: calibration and multilabel thresholds ---------------
+    def _output_kind(self, n_columns):
+        """How the outputs become probabilities: ``"softmax"``, ``"sigmoid"`` or
+        ``"proba"`` (the outputs already are: a loss with ``from_logits=False``)."""
+        if self.loss is not None and not self.loss.from_logits:
+            return "proba"
+        if n_columns == 1 or (self.loss is not None and self.loss.target == "binary"):
+            return "sigmoid"
+        return "softmax"
+
+    def calibrate(self, x_val, y_val, method="temperature", **params):
+        """Fit a scaling of the logits on held-out data and keep it in the model.
+
+        The scaling (:class:`~logitlab.calibration.TemperatureScaling`,
+        :class:`~logitlab.calibration.VectorScaling` or
+        :class:`~logitlab.calibration.MatrixScaling`) is fitted on
+        ``self.predict(x_val)``; :meth:`predict` still returns the raw logits,
+        :meth:`predict_proba` the calibrated probabilities, and :meth:`save`
+        writes the scaling's parameters with the model.
+
+        Parameters
+        ----------
+        x_val : array-like of shape (n_samples, n_features)
+            Held-out inputs (not the training data: on those the model is sure
+            and right, and the fitted scaling would sharpen it further).
+        y_val : array-like of shape (n_samples,) or (n_samples, n_labels)
+            Integer class labels (softmax outputs), 0/1 (one sigmoid output) or a
+            0/1 indicator matrix (multilabel: a sigmoid per label, one
+            temperature per label).
+        method : {"temperature", "vector", "matrix"}, default="temperature"
+        **params
+            Passed to the scaling (``C`` for ``"matrix"``).
+
+        Returns
+        -------
+        self
+
+        Notes
+        -----
+        Thresholds set with :meth:`set_thresholds` were chosen on the
+        probabilities before this calibration; they are dropped (with a warning).
+        """
+        from .. import calibration as _calibration  # SciPy's optimiser: loaded when used
+
+        check_choice(method, tuple(_SCALINGS), "method")
+        if self.built and self._output_kind(self._output_dim()) == "proba":
+            raise ValueError(
+                "calibrate needs a model whose outputs are logits; this model's loss has "
+                "from_logits=False (its last layer outputs probabilities)")
+        logits = self.predict(x_val)
+        y = np.asarray(y_val)
+        if logits.shape[1] > 1 and y.shape == logits.shape and (
+                self.loss is None or self.loss.target != "binary"):
+            raise ValueError(
+                f"`y_val` has the shape of the outputs {logits.shape} but the model's outputs "
+                "are softmax logits: pass integer class labels of shape (n_samples,)")
+        if logits.shape[1] > 1 and y.ndim == 1 and self.loss is not None \
+                and self.loss.target == "binary":
+            raise ValueError(
+                f"the model is multilabel (a sigmoid per output): `y_val` must be a 0/1 "
+                f"indicator matrix of shape (n_samples, {logits.shape[1]}); got {describe(y)}")
+        scaling = getattr(_calibration, _SCALINGS[method])(**params)
+        scaling.fit(logits, y_val)
+        if self.thresholds is not None:
+            warnings.warn("the multilabel thresholds were set on uncalibrated probabilities; "
+                          "they are dropped: set them again on predict_proba's output",
+                          UserWarning, stacklevel=2)
+            self.thresholds = None
+        self.calibration = scaling
+        return self
+
+    def predict_proba(self, x, batch_size=None):
+        """Probabilities: the softmax (or sigmoid, per output, for binary and multilabel
+        models) of the logits, calibrated when :meth:`calibrate` was called.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_outputs), float64 when calibrated
+        """
+        logits = self.predict(x, batch_size=batch_size)
+        if self.calibration is not None:
+            return self.calibration.predict_proba(logits).reshape(len(logits), -1)
+        kind = self._output_kind(logits.shape[1])
+        if kind == "proba":
+            return logits
+        return sigmoid(logits) if kind == "sigmoid" else softmax(logits, axis=1)
+
+    def set_thresholds(self, thresholds):
+        """Per-output decision thresholds for :meth:`predict_labels` (multilabel models).
+
+        Parameters
+        ----------
+        thresholds : MultilabelThresholds (fitted), array-like of shape (n_outputs,) or None
+            On the scale of :meth:`predict_proba` (calibrated, if the model is): fit a
+            :class:`~logitlab.calibration.MultilabelThresholds` on
+            ``model.predict_proba(x_val)``. ``inf`` never predicts that label.
+            ``None`` goes back to 0.5.
+
+        Returns
+        -------
+        self
+        """
+        if thresholds is None:
+            self.thresholds = None
+            return self
+        if hasattr(thresholds, "thresholds_"):
+            values = thresholds.thresholds_
+        elif hasattr(thresholds, "fit") and hasattr(thresholds, "metric"):
+            raise ValueError("`thresholds` is a MultilabelThresholds that is not fitted yet: "
+                             "fit it on model.predict_proba(x_val) first")
+        else:
+            values = thresholds
+        t, _ = as_float_array(values, "thresholds")
+        t = t.astype(np.float64)
+        if not self.built:
+            raise ValueError("build or fit the model before setting its thresholds")
+        n = self._output_dim()
+        if t.shape != (n,):
+            raise ValueError(f"`thresholds` must hold one threshold per output, shape ({n},); "
+                             f"got shape {t.shape}")
+        if np.isnan(t).any() or (t == -np.inf).any():
+            raise ValueError("`thresholds` must be numbers or +inf; got NaN or -inf")
+        self.thresholds = t.copy()
+        return self
+
+    def predict_labels(self, x, batch_size=None):
+        """0/1 decisions of a multilabel (or one-output binary) model:
+        ``predict_proba(x) >= thresholds`` (0.5 where none were set).
+
+        Returns
+        -------
+        labels : ndarray of int64, shape (n_samples, n_outputs)
+        """
+        proba = self.predict_proba(x, batch_size=batch_size)
+        kind = self._output_kind(proba.shape[1]) if self.calibration is None \
+            else ("softmax" if self.calibration.kind_ == "multiclass" else "sigmoid")
+        if kind == "softmax":
+            raise ValueError("predict_labels is for sigmoid outputs (binary or multilabel); "
+                             "this model's outputs are a softmax: take np.argmax(predict(x), 1)")
+        cut = 0.5 if self.thresholds is None else self.thresholds
+        return (proba >= cut).astype(np.int64)
 
     def summary(self, print_fn=print):
         """Print the layers, their output shapes and parameter counts."""
