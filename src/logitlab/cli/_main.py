@@ -60,11 +60,11 @@ def _refuse_same_file(output, inputs, option="--output"):
                                "the input; choose another output path")
 
 
-def _check_output(output, inputs=()):
+def _check_output(output, inputs=(), option="--output"):
     """Before any work: the output is not an input, and its folder takes a new file."""
     from .._io import WriteError, check_writable
 
-    _refuse_same_file(output, inputs)
+    _refuse_same_file(output, inputs, option)
     try:
         check_writable(output)
     except WriteError as exc:
@@ -161,11 +161,14 @@ def demo(output):
 @click.option("--blocksize", default="64MB", show_default=True, help="Dask chunk size of the CSV.")
 @click.option("--resume", type=click.Path(dir_okay=False),
               help="Continue training a model file saved by an earlier (interrupted) train.")
+@click.option("--calibrate", is_flag=True,
+              help="Hold out 20% of the training rows, fit a temperature on them and store it "
+                   "in the model (its probabilities are then calibrated).")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
               help="Where to save the model file.")
 @_user_errors
 def train(data, target, model, hidden, epochs, batch_size, learning_rate, C, validation_split,
-          multilabel, seed, engine, scheduler, blocksize, resume, output):
+          multilabel, seed, engine, scheduler, blocksize, resume, calibrate, output):
     """Train a classifier on a CSV (header row) or .npz file and save it.
 
     \b
@@ -178,14 +181,15 @@ def train(data, target, model, hidden, epochs, batch_size, learning_rate, C, val
     if engine == "dask":
         from ._train import run_train_dask
 
-        if model != "softmax" or multilabel or resume:
-            raise UsageFailure("--engine dask trains --model softmax on a single --target")
+        if model != "softmax" or multilabel or resume or calibrate:
+            raise UsageFailure("--engine dask trains --model softmax on a single --target "
+                               "(without --resume or --calibrate)")
         return run_train_dask(data, target, validation_split or 0.2, seed, output, C, scheduler,
                               blocksize)
     from ._train import run_train
 
     run_train(data, target, model, hidden, epochs, batch_size, learning_rate, validation_split,
-              multilabel, seed, output, C, resume)
+              multilabel, seed, output, C, resume, calibrate)
 
 
 @cli.command()
@@ -217,17 +221,22 @@ def predict(model, data, proba, output):
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.argument("data", type=click.Path(dir_okay=False))
 @click.option("--target", help="The label column (default: the one used in training).")
+@click.option("--plot", type=click.Path(dir_okay=False),
+              help="Write the reliability diagram to this PNG file.")
 @_user_errors
-def evaluate(model, data, target):
-    """Accuracy, log loss, per-class precision/recall and confusion matrix on DATA.
+def evaluate(model, data, target, plot):
+    """Accuracy, log loss, ECE, Brier score, top-k accuracy, per-class precision/recall
+    and confusion matrix on DATA.
 
     \b
     Example:
-      logitlab evaluate iris.logitlab test.csv --target species
+      logitlab evaluate iris.logitlab test.csv --target species --plot reliability.png
     """
+    if plot is not None:
+        _check_output(plot, [("model file", model), ("data file", data)], "--plot")
     from ._train import run_evaluate
 
-    run_evaluate(model, data, target)
+    run_evaluate(model, data, target, plot)
 
 
 @cli.command()

@@ -56,6 +56,8 @@ def metrics_report(console, est, X, y, title, pred=None, proba=None):
         summary.add_row("accuracy", f"{accuracy(y, pred):.4f}")
         summary.add_row("log loss", f"{log_loss(y, proba, labels=est.classes_):.4f}")
         labels = [str(c) for c in est.classes_]
+    for name, value in calibration_rows(y, proba, est.classes_, multilabel):
+        summary.add_row(name, f"{value:.4f}")
     console.print(summary)
     prec, rec, support = precision_recall_support(
         y, pred, labels=None if multilabel else est.classes_)
@@ -76,6 +78,50 @@ def metrics_report(console, est, X, y, title, pred=None, proba=None):
         console.print(table)
 
 
+def calibration_rows(y, proba, classes, multilabel):
+    """``[(name, value)]``: ECE (15 uniform bins, top-label; every entry of a multilabel
+    matrix), Brier score and top-k accuracies (k = 2, 5 below the number of classes),
+    from ``logitlab.metrics`` (NumPy only)."""
+    from ..metrics import brier_score, expected_calibration_error, top_k_accuracy
+    from ._metrics import _indices
+
+    proba = np.asarray(proba, dtype=np.float64)
+    target = np.asarray(y) if multilabel else _indices(y, np.asarray(classes), "y_true")
+    rows = [("ECE (15 bins)", expected_calibration_error(target, proba)),
+            ("Brier score", brier_score(target, proba))]
+    if not multilabel:
+        rows += [(f"top-{k} accuracy", top_k_accuracy(target, proba, k))
+                 for k in (2, 5) if k < proba.shape[1]]
+    return rows
+
+
+def _calibration_report(console, est, temperature, X, y, title):
+    """ECE, Brier and log loss of ``est``'s probabilities before and after ``temperature``."""
+    from ..metrics import brier_score, expected_calibration_error
+    from ._calibrate import calibration_targets, logits_of, proba_from_logits
+    from ._metrics import log_loss
+
+    multilabel = getattr(est, "_multilabel", False)
+    z = logits_of(est, X)
+    target = calibration_targets(est, y)
+    table = Table(title=title)
+    for col in ("metric", "before", "after"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    values = {}
+    for when, t in (("before", 1.0), ("after", temperature)):
+        p = proba_from_logits(est, z, t)
+        if multilabel:
+            q = np.clip(p, 1e-15, 1 - 1e-15)
+            nll = float(-np.mean(target * np.log(q) + (1 - target) * np.log1p(-q)))
+        else:
+            nll = log_loss(y, p, labels=est.classes_)
+        values[when] = [expected_calibration_error(target, p), brier_score(target, p), nll]
+    for i, name in enumerate(("ECE (15 bins)", "Brier score",
+                              "log loss (mean binary)" if multilabel else "log loss")):
+        table.add_row(name, f"{values['before'][i]:.4f}", f"{values['after'][i]:.4f}")
+    console.print(table)
+
+
 class _SaveEachEpoch(Callback):
     """After every epoch, write the model file (atomically), so a killed run can --resume."""
 
@@ -94,8 +140,12 @@ class _SaveEachEpoch(Callback):
         save_estimator(self.est, self.path, extra=self.extra, extra_arrays=self.extra_arrays)
 
 
+#: the fraction of the training rows ``--calibrate`` holds out to fit the temperature
+CALIBRATION_SPLIT = 0.2
+
+
 def run_train(data, target, model, hidden, epochs, batch_size, learning_rate, validation_split,
-              multilabel, seed, output, C, resume=None):
+              multilabel, seed, output, C, resume=None, calibrate=False):
     from sklearn.model_selection import train_test_split
 
     from ..estimators import MLPClassifier, SoftmaxRegression, save_estimator
@@ -128,6 +178,18 @@ def run_train(data, target, model, hidden, epochs, batch_size, learning_rate, va
                                                   random_state=seed, stratify=stratify)
     else:
         X_tr, X_va, y_tr, y_va = X, X, y, y
+    if calibrate:  # a part of the training rows the model never sees, for the temperature
+        if resume:
+            raise DataError("--calibrate calibrates a new model; it cannot be used with --resume")
+        strat = None
+        if not multilabel and np.unique(y_tr, return_counts=True)[1].min() >= 2:
+            strat = y_tr
+        try:
+            X_tr, X_cal, y_tr, y_cal = train_test_split(
+                X_tr, y_tr, test_size=CALIBRATION_SPLIT, random_state=seed, stratify=strat)
+        except ValueError as exc:
+            raise DataError(f"--calibrate holds out {CALIBRATION_SPLIT:.0%} of the training rows: "
+                            f"{exc}") from None
     mean = X_tr.mean(axis=0)
     scale = X_tr.std(axis=0)
     scale[scale == 0] = 1.0
@@ -164,7 +226,19 @@ def run_train(data, target, model, hidden, epochs, batch_size, learning_rate, va
     if getattr(est, "stop_reason_", None):
         console.print(escape(est.stop_reason_), soft_wrap=True)
     title = "validation" if validation_split > 0 else "training data (no validation split)"
-    metrics_report(console, est, _scale(X_va, mean, scale), y_va,
+    reported = est
+    if calibrate:
+        from ._calibrate import Calibrated, fit_temperature
+
+        temperature = fit_temperature(est, _scale(X_cal, mean, scale), y_cal)
+        arrays_out["temperature"] = temperature
+        shown = ", ".join(f"{t:.4g}" for t in temperature)
+        console.print(f"temperature fitted on {len(X_cal)} held-out training rows: T = {shown}",
+                      soft_wrap=True)
+        _calibration_report(console, est, temperature, _scale(X_va, mean, scale), y_va,
+                            f"calibration, {title}: {len(X_va)} rows")
+        reported = Calibrated(est, temperature)
+    metrics_report(console, reported, _scale(X_va, mean, scale), y_va,
                    f"{title}: {len(X_va)} rows")
     est._epoch_callbacks = []
     save_estimator(est, output, extra=extra_out, extra_arrays=arrays_out)
@@ -194,6 +268,13 @@ def _load(model_path, predict_only=False):
         raise DataError(str(exc)) from None
     if extra.get("multilabel"):
         est._label_names = list(extra["multilabel"])
+    if predict_only:  # a temperature stored by `train --calibrate` (a resumed model drops it)
+        from ._calibrate import with_stored_temperature
+
+        try:
+            est = with_stored_temperature(est, arrays, str(model_path))
+        except ModelFileError as exc:
+            raise DataError(str(exc)) from None
     return est, extra, arrays
 
 
@@ -259,7 +340,7 @@ def run_predict(model_path, data, proba, output):
         sys.stdout.write(text)
 
 
-def run_evaluate(model_path, data, target):
+def run_evaluate(model_path, data, target, plot=None):
     est, extra, arrays = _load(model_path, predict_only=True)  # no scikit-learn
     if extra.get("multilabel"):
         target = None
@@ -270,7 +351,33 @@ def run_evaluate(model_path, data, target):
     y = table.y
     if not extra.get("multilabel"):
         y = _as_model_labels(y, est.classes_, data, table.target)
-    metrics_report(_console(), est, X, y, f"{data}: {len(X)} rows")
+    console = _console()
+    proba = est.predict_proba(X)
+    metrics_report(console, est, X, y, f"{data}: {len(X)} rows", proba=proba)
+    if plot is not None:
+        _write_reliability_plot(plot, est, y, proba, f"{data}")
+        console.print(f"wrote the reliability diagram to {escape(str(plot))}", soft_wrap=True)
+
+
+def _write_reliability_plot(path, est, y, proba, title):
+    """The reliability diagram of ``proba`` to ``path`` (PNG), atomically; matplotlib
+    is imported here only."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..metrics import plot_reliability_diagram
+
+    multilabel = getattr(est, "_multilabel", False)
+    target = np.asarray(y) if multilabel else np.searchsorted(est.classes_, y)
+    fig = plot_reliability_diagram(target, proba)
+    fig.suptitle(title)
+    try:
+        with atomic_write(path, "wb") as fh:
+            fig.savefig(fh, format="png", dpi=110)
+    finally:
+        plt.close(fig)
 
 
 def _as_model_labels(y, classes, data, target):
