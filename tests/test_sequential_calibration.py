@@ -213,3 +213,27 @@ def test_predict_labels_refuses_softmax_models(rng):
     m, X, _ = _fitted(rng)
     with pytest.raises(ValueError, match="softmax"):
         m.predict_labels(X)
+
+
+def test_mlp_classifier_multilabel_thresholds_are_used_and_saved(rng, tmp_path):
+    from logitlab import MLPClassifier
+    from logitlab.estimators import load_estimator, save_estimator
+
+    X, Y = _data(rng, n=600, kind="multilabel")
+    clf = MLPClassifier(hidden_layer_sizes=(16,), epochs=20, random_state=0).fit(X[:300], Y[:300])
+    np.testing.assert_array_equal(clf.predict(X[450:]), (clf.predict_proba(X[450:]) > 0.5))
+    tuned = MultilabelThresholds().fit(clf.predict_proba(X[300:450]), Y[300:450])
+    clf.set_thresholds(tuned)
+    expected = tuned.predict(clf.predict_proba(X[450:]))
+    assert (expected != (clf.predict_proba(X[450:]) > 0.5)).any()  # the thresholds matter
+    np.testing.assert_array_equal(clf.predict(X[450:]), expected)
+    save_estimator(clf, tmp_path / "ml.logitlab")
+    for predict_only in (False, True):
+        back, _, _ = load_estimator(tmp_path / "ml.logitlab", predict_only=predict_only)
+        np.testing.assert_array_equal(back.predict(X[450:]), expected)
+    clf.set_thresholds(None)
+    np.testing.assert_array_equal(clf.predict(X[450:]), (clf.predict_proba(X[450:]) > 0.5))
+    y = np.argmax(X[:300, :3], axis=1)
+    single = MLPClassifier(hidden_layer_sizes=(8,), epochs=2, random_state=0).fit(X[:300], y)
+    with pytest.raises(ValueError, match="multilabel"):
+        single.set_thresholds([0.5, 0.5, 0.5])

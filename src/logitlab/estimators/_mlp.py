@@ -267,8 +267,32 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "model_")
         return map_rows(getattr(self, method), X, n_out, dtype)
 
+    def set_thresholds(self, thresholds):
+        """Per-label decision thresholds for a multilabel classifier's :meth:`predict`.
+
+        Parameters
+        ----------
+        thresholds : MultilabelThresholds (fitted), array-like of shape (n_labels,) or None
+            On the scale of :meth:`predict_proba`: fit a
+            :class:`~logitlab.calibration.MultilabelThresholds` on
+            ``clf.predict_proba(X_val)``. ``None`` goes back to 0.5 (a logit > 0).
+            Kept in the network (``model_``), so :func:`save_estimator` saves them;
+            a new ``fit`` starts without them.
+
+        Returns
+        -------
+        self
+        """
+        check_is_fitted(self, "model_")
+        if not self._multilabel:
+            raise ValueError("set_thresholds is for a multilabel classifier (fitted on a 0/1 "
+                             f"indicator matrix); this one has classes {self.classes_[:5]!r}")
+        self.model_.set_thresholds(thresholds)
+        return self
+
     def predict(self, X):
-        """Labels: argmax of the logits, or each logit > 0 for multilabel.
+        """Labels: argmax of the logits, or for multilabel each logit > 0 (probability
+        >= the label's threshold, when :meth:`set_thresholds` set them).
 
         On a Dask array, ``predict``, ``predict_proba`` and
         ``predict_log_proba`` return lazy Dask arrays, chunk by chunk.
@@ -278,6 +302,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                               np.int64 if self._multilabel else self.classes_.dtype)
         z = self._logits(X)
         if self._multilabel:
+            if self.model_.thresholds is not None:
+                return (sigmoid(z) >= self.model_.thresholds).astype(int)
             return (z > 0).astype(int)
         return self.classes_[np.argmax(z[:, :len(self.classes_)], axis=1)]
 

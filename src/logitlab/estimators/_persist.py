@@ -50,6 +50,8 @@ class _Predictor:
     def predict(self, X):
         z = self._logits(X)
         if self.kind == "MLPClassifier" and self._multilabel:
+            if self.model_.thresholds is not None:  # MLPClassifier.set_thresholds
+                return (sigmoid(z) >= self.model_.thresholds).astype(int)
             return (z > 0).astype(int)
         if self.kind == "SoftmaxRegression" and z.shape[1] == 1:  # two classes: one logit
             return self.classes_[(z[:, 0] > 0).astype(int)]
