@@ -150,9 +150,10 @@ def test_demo_tells_the_story_and_leaves_figures(tmp_path):
     res = run("demo", "--output", tmp_path / "figs")
     assert res.returncode == 0, res.stderr
     for words in ("[nan nan nan]", "Epoch 10/10", "two example output vectors", "largest value",
-                  "category: ", "decision_regions.png", "loss_curves.png"):
+                  "category: ", "decision_regions.png", "loss_curves.png", "temperature T = ",
+                  "softmax(logits / T)", "reliability.png"):
         assert words in res.stdout, words
-    for name in ("decision_regions.png", "loss_curves.png"):
+    for name in ("decision_regions.png", "loss_curves.png", "reliability.png"):
         data = (tmp_path / "figs" / name).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 20_000
 

@@ -49,7 +49,7 @@ def show_losses(console: Console):
 
 
 CENTERS = [[-5, 2], [-2, -2], [1, 2], [5, -2]]
-FIGURES = ("decision_regions.png", "loss_curves.png")
+FIGURES = ("decision_regions.png", "loss_curves.png", "reliability.png")
 
 
 def _train_both(console, X, y):
@@ -92,6 +92,32 @@ def _show_outputs(console, models, X):
         console.print(escape(f"{p_preferred[i]}, category: {np.argmax(p_preferred[i])}"))
 
 
+def show_calibration(console, model, X_cal, y_cal, X_test, y_test):
+    """Temperature scaling of the lab model on fresh blobs: T, and NLL, ECE and Brier on
+    a second fresh sample, before and after. Returns the two probability sets."""
+    from logitlab.metrics import brier_score, expected_calibration_error, log_loss_from_logits
+
+    console.rule("[bold]calibration[/]: are the preferred model's probabilities right?")
+    logits = model.predict(X_test).astype(np.float64)
+    before = ll.softmax(logits, axis=1)
+    model.calibrate(X_cal, y_cal)  # a temperature fitted on held-out blobs, kept in the model
+    t = model.calibration.temperature_
+    after = model.predict_proba(X_test)
+    table = Table(title=f"{len(X_test)} new blobs; temperature T = {t:.4g} fitted on "
+                        f"{len(X_cal)} others")
+    for col in ("probabilities", "log loss", "ECE (15 bins)", "Brier score"):
+        table.add_column(col, justify="left" if col == "probabilities" else "right")
+    for name, p, z in (("softmax(logits)", before, logits), ("softmax(logits / T)", after,
+                                                              logits / t)):
+        table.add_row(name, f"{log_loss_from_logits(y_test, z):.4f}",
+                      f"{expected_calibration_error(y_test, p):.4f}",
+                      f"{brier_score(y_test, p):.4f}")
+    console.print(table)
+    console.print("predict still returns the logits; predict_proba the calibrated "
+                  "probabilities (T > 1: the model was over-confident, T < 1: under-confident)")
+    return {"before: softmax(logits)": before, f"after: softmax(logits / {t:.3g})": after}
+
+
 def _save_png(fig, path):
     import io
 
@@ -103,7 +129,7 @@ def _save_png(fig, path):
         fh.write(buf.getvalue())
 
 
-def _figures(models, X, y, output):
+def _figures(models, X, y, output, calibration=None, y_test=None):
     import os
 
     import matplotlib
@@ -166,7 +192,17 @@ def _figures(models, X, y, output):
     curves_path = os.path.join(output, FIGURES[1])
     _save_png(fig, curves_path)
     plt.close(fig)
-    return [regions_path, curves_path]
+    paths = [regions_path, curves_path]
+    if calibration is not None:
+        from logitlab.metrics import plot_reliability_diagram
+
+        fig = plot_reliability_diagram(y_test, calibration)
+        fig.suptitle("The preferred model's reliability on new blobs, before and after "
+                     "temperature scaling", y=1.03)
+        paths.append(os.path.join(output, FIGURES[2]))
+        _save_png(fig, paths[-1])
+        plt.close(fig)
+    return paths
 
 
 def run_demo(output: str):
@@ -179,7 +215,11 @@ def run_demo(output: str):
     X, y = make_blobs(n_samples=2000, centers=CENTERS, cluster_std=1.0, random_state=30)
     models = _train_both(console, X, y)
     _show_outputs(console, models, X)
-    paths = _figures(models, X, y, output)
+    # fresh blobs from the same centres: half to fit a temperature, half to judge it
+    X_new, y_new = make_blobs(n_samples=2000, centers=CENTERS, cluster_std=1.0, random_state=31)
+    calibration = show_calibration(console, models["preferred"], X_new[:1000], y_new[:1000],
+                                   X_new[1000:], y_new[1000:])
+    paths = _figures(models, X, y, output, calibration, y_new[1000:])
     console.rule("[bold]figures")
     for p in paths:
         console.print(f"wrote {escape(p)}", soft_wrap=True)
