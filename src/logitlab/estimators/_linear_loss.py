@@ -1,0 +1,157 @@
+"""The penalised logistic objective of a linear model, in one place.
+
+In the spirit of scikit-learn's ``linear_model/_linear_loss.py``
+(``LinearModelLoss``): one object knows the parameter layout, the data term's
+loss and gradient for dense or sparse ``X`` in float32 or float64, the L2
+penalty, the L-BFGS options and how to read the solution back. The in-memory
+fit (:class:`SoftmaxRegression`) and the Dask fit (per-chunk partial sums,
+:mod:`logitlab.estimators._dask`) both use it, so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+from scipy import optimize
+
+from ..losses._crossentropy import binary_ce_value_and_grad, sparse_ce_logits_inplace
+
+__all__ = ["LinearSoftmaxLoss", "blas_threads_for"]
+
+#: Rows per block of the fused evaluation: the block's rows of ``X`` (at most a
+#: few hundred kB) are still in cache when ``G_b^T X_b`` reads them again.
+BLOCK_ROWS = 4096
+
+
+def blas_threads_for(n_elements: int):
+    """BLAS threads for a problem of this size: one below ~2M elements.
+
+    Small matrix products run slower with two threads than with one (the
+    thread start-up dominates); threadpoolctl sets the count per fit.
+    """
+    return 1 if n_elements < 2_000_000 else None
+
+
+def _gT_X(g, X):
+    """``G^T X`` of shape (k, n_features); ``X`` dense or scipy.sparse, never densified."""
+    if sp.issparse(X):
+        return np.asarray((X.T @ g).T)  # CSR^T is CSC: one pass over the non-zeros
+    return g.T @ X
+
+
+class LinearSoftmaxLoss:
+    r"""Objective and gradient of L2-penalised binary or multinomial logistic regression.
+
+    Parameters
+    ----------
+    n_classes : int
+        Two classes use one coefficient row and the binary logistic loss, as
+        scikit-learn does; more use one row per class and the softmax.
+    n_features : int
+    C : float or None
+        Inverse penalty strength; ``None`` or ``inf``: no penalty.
+    fit_intercept : bool
+    dtype : {numpy.float32, numpy.float64}
+        The precision of the evaluation (logits, cross-entropy, products);
+        the parameters the optimiser sees, and the gradient it gets, are
+        float64 (as in scikit-learn).
+
+    Notes
+    -----
+    With :math:`W` the ``(k, n_features)`` coefficients, :math:`b` the
+    intercepts and :math:`s = \sum_i s_i` the summed sample weights,
+
+    .. math::
+
+        f(W, b) = \frac{1}{s}\Big(\sum_i s_i\, \ell(y_i, W x_i + b)
+                  + \frac{1}{2C}\lVert W\rVert_F^2\Big),
+
+    scikit-learn's scaling, so that ``tol`` means the same. The gradient
+    with respect to the logits, :math:`G`, comes from the core with the loss
+    in one pass; then :math:`\nabla_W = (G^T X + W / C) / s` and
+    :math:`\nabla_b = G^T 1 / s`.
+    """
+
+    def __init__(self, n_classes, n_features, *, C=None, fit_intercept=True, dtype=np.float64):
+        self.binary = n_classes == 2
+        self.n_classes = n_classes
+        self.k = 1 if self.binary else n_classes
+        self.n_features = n_features
+        self.fit_intercept = bool(fit_intercept)
+        self.cols = n_features + int(self.fit_intercept)
+        self.inv_C = 0.0 if C is None or np.isinf(C) else 1.0 / float(C)
+        self.dtype = np.dtype(dtype)
+
+    @property
+    def n_params(self):
+        return self.k * self.cols
+
+    def weights(self, params):
+        """``(coef, intercept)`` in the evaluation dtype (intercept None without one)."""
+        W = np.asarray(params).reshape(self.k, self.cols)
+        coef = W[:, :self.n_features].astype(self.dtype)
+        intercept = W[:, self.n_features].astype(self.dtype) if self.fit_intercept else None
+        return coef, intercept
+
+    def _block(self, X, y, sw, coef, intercept, grad):
+        """Loss sum of rows ``X``; adds their gradient into ``grad`` (float64, (k, cols))."""
+        logits = X @ coef.T
+        logits = np.ascontiguousarray(logits, dtype=self.dtype)
+        if intercept is not None:
+            logits += intercept
+        if self.binary:
+            loss, g = binary_ce_value_and_grad(
+                np.asarray(y, dtype=self.dtype)[:, None], logits, from_logits=True,
+                reduction="sum", sample_weight=None if sw is None else sw[:, None])
+        else:  # inputs validated once by fit: the core's lean in-place path
+            loss = sparse_ce_logits_inplace(logits, y, sample_weight=sw)
+            g = logits
+        grad[:, :self.n_features] += _gT_X(g, X)
+        if intercept is not None:
+            grad[:, self.n_features] += g.sum(axis=0, dtype=np.float64)
+        return float(loss)
+
+    def data_sums(self, params, X, y, sample_weight=None):
+        """Unscaled, unpenalised ``sum_i s_i loss_i`` and its gradient of shape (k, cols).
+
+        One chunk's part of the objective: the Dask fit adds them over chunks
+        and then calls :meth:`finish`. ``y`` holds class indices.
+        """
+        coef, intercept = self.weights(params)
+        grad = np.zeros((self.k, self.cols))
+        return self._block(X, y, sample_weight, coef, intercept, grad), grad
+
+    def finish(self, params, loss, grad, sw_sum):
+        """Add the penalty to summed ``(loss, grad)`` and scale by ``1 / sw_sum``."""
+        if self.inv_C:
+            coef = np.asarray(params).reshape(self.k, self.cols)[:, :self.n_features]
+            loss = loss + 0.5 * self.inv_C * float(np.sum(coef * coef))
+            grad[:, :self.n_features] += self.inv_C * coef
+        return loss / sw_sum, grad.ravel() / sw_sum
+
+    def loss_gradient(self, params, X, y, sample_weight, sw_sum):
+        """The objective and its gradient (float64) at ``params``: what L-BFGS calls."""
+        return self.finish(params, *self.data_sums(params, X, y, sample_weight), sw_sum)
+
+    def loss(self, params, X, y, sample_weight, sw_sum):
+        return self.loss_gradient(params, X, y, sample_weight, sw_sum)[0]
+
+    def minimize(self, fun, x0, *, tol, max_iter, args=(), callback=None):
+        """L-BFGS-B on ``fun`` (value and gradient) from ``x0``: the one set of options."""
+        return optimize.minimize(
+            fun, np.asarray(x0, dtype=np.float64), args=args, jac=True, method="L-BFGS-B",
+            callback=callback,
+            options={"maxiter": max_iter, "maxls": 50, "gtol": tol,
+                     "ftol": 64 * np.finfo(float).eps})
+
+    def solution(self, params):
+        """``(coef_, intercept_)`` in the evaluation dtype; multinomial intercepts centred
+        (the objective fixes them only up to a shared shift)."""
+        W = np.asarray(params).reshape(self.k, self.cols)
+        coef = np.ascontiguousarray(W[:, :self.n_features], dtype=self.dtype)
+        if not self.fit_intercept:
+            return coef, np.zeros(self.k, dtype=self.dtype)
+        intercept = W[:, self.n_features].copy()
+        if not self.binary:
+            intercept -= intercept.mean()
+        return coef, intercept.astype(self.dtype)
