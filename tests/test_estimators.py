@@ -61,6 +61,27 @@ def test_objective_gradient_matches_finite_differences(rng, sparse, C, fit_inter
         assert_grad_close(g, numerical_grad(lambda v: obj.loss(v, Xin, y, sw, sw.sum()), w))  # noqa: B023
 
 
+@pytest.mark.parametrize("fmt", ["dense", "csr", "csc"])
+@pytest.mark.parametrize("n_classes", [2, 7])
+def test_blocked_evaluation_equals_one_pass(rng, monkeypatch, fmt, n_classes):
+    # the fit's evaluation (row blocks, two threads) sums the same terms as one pass
+    from logitlab.estimators import _linear_loss
+
+    monkeypatch.setattr(_linear_loss, "BLOCK_ROWS", 37)
+    monkeypatch.setattr(_linear_loss, "THREADED_SIZE", 1)
+    X, y = _text_like(rng, n=500, p=40, n_classes=n_classes, density=0.2)
+    X = X.toarray() if fmt == "dense" else X.asformat(fmt)
+    sw = rng.uniform(0.5, 2.0, 500)
+    obj = LinearSoftmaxLoss(n_classes, 40, C=3.0)
+    parts = obj.split(X, y, sw)
+    assert len(parts) == (1 if fmt == "csc" else 2)
+    w = rng.normal(size=obj.n_params)
+    f1, g1 = obj.loss_gradient(w, X, y, sw, sw.sum())
+    f2, g2 = obj.blocked_loss_gradient(w, parts, sw.sum())
+    assert abs(f2 - f1) <= 1e-13 * abs(f1)
+    np.testing.assert_allclose(g2, g1, rtol=1e-12, atol=1e-14 * np.abs(g1).max())
+
+
 def _reference_objective(coef, intercept, X, y, C, sw=None):
     """scikit-learn's penalised objective, from scikit-learn's own loss (an independent reference)."""
     from sklearn.metrics import log_loss

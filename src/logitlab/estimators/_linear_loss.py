@@ -10,26 +10,49 @@ fit (:class:`SoftmaxRegression`) and the Dask fit (per-chunk partial sums,
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import scipy.sparse as sp
 from scipy import optimize
 
+from .. import _jit
 from ..losses._crossentropy import binary_ce_value_and_grad, sparse_ce_logits_inplace
 
 __all__ = ["LinearSoftmaxLoss", "blas_threads_for"]
 
-#: Rows per block of the fused evaluation: the block's rows of ``X`` (at most a
-#: few hundred kB) are still in cache when ``G_b^T X_b`` reads them again.
+#: Rows per block of the blocked evaluation: a block's rows of ``X`` are still in
+#: cache when ``G_b^T X_b`` reads them again, so ``X`` is read from memory once.
 BLOCK_ROWS = 4096
+#: From this many stored elements of ``X`` on, the blocks are shared by two threads
+#: (each with one BLAS thread): tall-and-skinny products use one core badly.
+THREADED_SIZE = 1 << 18
+
+_POOL = None
+
+
+def _pool():
+    global _POOL
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="logitlab-linear")
+    return _POOL
+
+
+def _n_threads(size):
+    return 2 if size >= THREADED_SIZE and (os.cpu_count() or 1) > 1 else 1
 
 
 def blas_threads_for(n_elements: int):
-    """BLAS threads for a problem of this size: one below ~2M elements.
+    """BLAS threads for the blocked evaluation of ``X`` of this many stored elements: one.
 
     Small matrix products run slower with two threads than with one (the
-    thread start-up dominates); threadpoolctl sets the count per fit.
+    thread start-up dominates), and from ``THREADED_SIZE`` on the evaluation
+    shares its row blocks between two threads itself, each product then one
+    block's; threadpoolctl sets the count per fit.
     """
-    return 1 if n_elements < 2_000_000 else None
+    return 1
 
 
 def _gT_X(g, X):
@@ -120,6 +143,46 @@ class LinearSoftmaxLoss:
         coef, intercept = self.weights(params)
         grad = np.zeros((self.k, self.cols))
         return self._block(X, y, sample_weight, coef, intercept, grad), grad
+
+    def split(self, X, y, sample_weight=None):
+        """Row blocks of the data, made once per fit: a list (one per thread) of lists of
+        ``(X_b, y_b, sw_b)``. Dense blocks are views; CSR blocks are sliced once (the
+        copy a CSR row slice costs is paid here, not per evaluation); CSC stays whole."""
+        n = X.shape[0]
+        size = X.nnz if sp.issparse(X) else X.size
+        if sp.issparse(X) and X.format != "csr":
+            return [[(X, y, sample_weight)]]
+        threads = _n_threads(size)
+        bounds = np.linspace(0, n, threads + 1).astype(int)
+        # with two threads, blocks whose logits stay under the kernels' PARALLEL_SIZE: the
+        # cross-entropy then runs in NumPy, which releases the GIL, on both threads at once
+        rows = BLOCK_ROWS if threads == 1 else max(64, min(BLOCK_ROWS, (_jit.PARALLEL_SIZE - 1)
+                                                                      // self.k))
+        parts = []
+        for lo, hi in zip(bounds[:-1], bounds[1:]):
+            parts.append([(X[a:min(a + rows, hi)], y[a:min(a + rows, hi)],
+                           None if sample_weight is None else sample_weight[a:min(a + rows, hi)])
+                          for a in range(lo, hi, rows)])
+        return [p for p in parts if p]
+
+    def _part_sums(self, coef, intercept, blocks):
+        grad = np.zeros((self.k, self.cols))
+        loss = 0.0
+        for Xb, yb, swb in blocks:
+            loss += self._block(Xb, yb, swb, coef, intercept, grad)
+        return loss, grad
+
+    def blocked_loss_gradient(self, params, parts, sw_sum):
+        """:meth:`loss_gradient` over :meth:`split`'s blocks, the parts on two threads."""
+        coef, intercept = self.weights(params)
+        if len(parts) == 1:
+            loss, grad = self._part_sums(coef, intercept, parts[0])
+        else:  # the caller holds BLAS to one thread (blas_threads_for): the parts are the threads
+            futures = [_pool().submit(self._part_sums, coef, intercept, p) for p in parts]
+            results = [f.result() for f in futures]
+            loss = sum(r[0] for r in results)
+            grad = sum(r[1] for r in results)
+        return self.finish(params, loss, grad, sw_sum)
 
     def finish(self, params, loss, grad, sw_sum):
         """Add the penalty to summed ``(loss, grad)`` and scale by ``1 / sw_sum``."""

@@ -204,7 +204,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         size = X.nnz if sp.issparse(X) else X.size
         with threadpool_limits(limits=blas_threads_for(size), user_api="blas"), progress:
             result = objective.minimize(
-                objective.loss_gradient, self._initial_params(objective), args=(X, y_enc, sw, sw_sum),
+                objective.blocked_loss_gradient, self._initial_params(objective),
+                args=(objective.split(X, y_enc, sw), sw_sum),
                 tol=self.tol, max_iter=self.max_iter,
                 callback=progress.callback if self.verbose else None)
         return self._finish(objective, result)
