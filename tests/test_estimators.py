@@ -74,7 +74,7 @@ def test_blocked_evaluation_equals_one_pass(rng, monkeypatch, fmt, n_classes):
     sw = rng.uniform(0.5, 2.0, 500)
     obj = LinearSoftmaxLoss(n_classes, 40, C=3.0)
     parts = obj.split(X, y, sw)
-    assert len(parts) == (1 if fmt == "csc" else 2)
+    assert len(parts) == (2 if fmt == "dense" else 1)
     w = rng.normal(size=obj.n_params)
     f1, g1 = obj.loss_gradient(w, X, y, sw, sw.sum())
     f2, g2 = obj.blocked_loss_gradient(w, parts, sw.sum())
