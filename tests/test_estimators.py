@@ -4,7 +4,9 @@ import warnings
 
 import numpy as np
 import pytest
-from sklearn.datasets import load_breast_cancer, load_digits, load_iris, load_wine, make_blobs
+import scipy.sparse
+from sklearn.datasets import (load_breast_cancer, load_digits, load_iris, load_wine, make_blobs,
+                              make_classification)
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, cross_val_score
@@ -15,7 +17,7 @@ from sklearn.utils.estimator_checks import check_estimator
 
 from helpers import assert_grad_close, numerical_grad
 from logitlab import MLPClassifier, SoftmaxRegression
-from logitlab.estimators._softmax_regression import multinomial_objective
+from logitlab.estimators._linear_loss import LinearSoftmaxLoss
 
 
 @pytest.mark.parametrize("estimator", [SoftmaxRegression(), MLPClassifier()],
@@ -44,14 +46,186 @@ def test_agrees_with_scikit_learn(load, C):
     np.testing.assert_array_equal(ours.classes_, sk.classes_)
 
 
-def test_objective_gradient_matches_finite_differences(rng):
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("C", [0.7, np.inf])
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "csr"])
+def test_objective_gradient_matches_finite_differences(rng, sparse, C, fit_intercept):
     X = rng.normal(size=(20, 3))
-    for binary, k, y in ((False, 4, rng.integers(0, 4, 20)), (True, 1, rng.integers(0, 2, 20) * 1.0)):
+    X[X < -0.5] = 0.0  # some structural zeros for the sparse case
+    Xin = scipy.sparse.csr_matrix(X) if sparse else X
+    for n_classes, y in ((4, rng.integers(0, 4, 20)), (2, rng.integers(0, 2, 20))):
         sw = rng.uniform(0.5, 2, 20)
-        args = (X, y, sw, sw.sum(), 2 if binary else 4, 0.7, True, binary)
-        w = rng.normal(size=k * 4)
-        _, g = multinomial_objective(w, *args)
-        assert_grad_close(g, numerical_grad(lambda v: multinomial_objective(v, *args)[0], w))
+        obj = LinearSoftmaxLoss(n_classes, 3, C=C, fit_intercept=fit_intercept)
+        w = rng.normal(size=obj.n_params)
+        _, g = obj.loss_gradient(w, Xin, y, sw, sw.sum())
+        assert_grad_close(g, numerical_grad(lambda v: obj.loss(v, Xin, y, sw, sw.sum()), w))  # noqa: B023
+
+
+@pytest.mark.parametrize("fmt", ["dense", "csr", "csc"])
+@pytest.mark.parametrize("n_classes", [2, 7])
+def test_blocked_evaluation_equals_one_pass(rng, monkeypatch, fmt, n_classes):
+    # the fit's evaluation (row blocks, two threads) sums the same terms as one pass
+    from logitlab.estimators import _linear_loss
+
+    monkeypatch.setattr(_linear_loss, "BLOCK_ROWS", 37)
+    monkeypatch.setattr(_linear_loss, "THREADED_SIZE", 1)
+    X, y = _text_like(rng, n=500, p=40, n_classes=n_classes, density=0.2)
+    X = X.toarray() if fmt == "dense" else X.asformat(fmt)
+    sw = rng.uniform(0.5, 2.0, 500)
+    obj = LinearSoftmaxLoss(n_classes, 40, C=3.0)
+    parts = obj.split(X, y, sw)
+    assert len(parts) == (2 if fmt == "dense" else 1)
+    w = rng.normal(size=obj.n_params)
+    f1, g1 = obj.loss_gradient(w, X, y, sw, sw.sum())
+    f2, g2 = obj.blocked_loss_gradient(w, parts, sw.sum())
+    assert abs(f2 - f1) <= 1e-13 * abs(f1)
+    np.testing.assert_allclose(g2, g1, rtol=1e-12, atol=1e-14 * np.abs(g1).max())
+
+
+def _reference_objective(coef, intercept, X, y, C, sw=None):
+    """scikit-learn's penalised objective, from scikit-learn's own loss (an independent reference)."""
+    from sklearn.metrics import log_loss
+
+    X = np.asarray(X.toarray() if scipy.sparse.issparse(X) else X, dtype=np.float64)
+    scores = X @ np.asarray(coef, dtype=np.float64).T + intercept
+    if scores.shape[1] == 1:
+        scores = np.column_stack([np.zeros(len(X)), scores[:, 0]])
+    proba = np.exp(scores - scores.max(axis=1, keepdims=True))
+    proba /= proba.sum(axis=1, keepdims=True)
+    sw = np.ones(len(X)) if sw is None else sw
+    data = log_loss(y, proba, sample_weight=sw, normalize=False)
+    penalty = 0.0 if np.isinf(C) else 0.5 / C * np.sum(np.asarray(coef, dtype=np.float64) ** 2)
+    return (data + penalty) / sw.sum()
+
+
+def _text_like(rng, n=600, p=300, n_classes=5, density=0.02):
+    """A sparse, TF-IDF-like problem: non-negative counts, a few per row."""
+    X = scipy.sparse.random(n, p, density=density, format="csr", random_state=rng,
+                            data_rvs=lambda k: rng.uniform(0.1, 1.0, k))
+    W = rng.normal(size=(n_classes, p)) * 3
+    y = np.argmax(X @ W.T + rng.gumbel(size=(n, n_classes)), axis=1)
+    return X, y
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc"])
+@pytest.mark.parametrize("n_classes", [2, 5])
+def test_sparse_fit_equals_dense_fit(rng, fmt, n_classes):
+    X, y = _text_like(rng, n_classes=n_classes)
+    X = X.asformat(fmt)
+    sw = rng.uniform(0.5, 2.0, X.shape[0])
+    dense = SoftmaxRegression(C=10.0).fit(X.toarray(), y, sample_weight=sw)
+    sparse = SoftmaxRegression(C=10.0).fit(X, y, sample_weight=sw)
+    f_dense = _reference_objective(dense.coef_, dense.intercept_, X, y, 10.0, sw)
+    f_sparse = _reference_objective(sparse.coef_, sparse.intercept_, X, y, 10.0, sw)
+    assert abs(f_sparse - f_dense) <= 1e-8 * abs(f_dense)
+    assert abs(sparse.objective_ - f_sparse) <= 1e-10 * f_sparse  # objective_ is the reference's
+    for method in ("decision_function", "predict_proba", "predict_log_proba", "predict"):
+        got, want = getattr(sparse, method)(X), getattr(sparse, method)(X.toarray())
+        assert not scipy.sparse.issparse(got)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-14)
+
+
+def test_sparse_input_is_never_densified(rng, monkeypatch):
+    X, y = _text_like(rng)
+    calls = []
+    for cls in (scipy.sparse.csr_matrix, scipy.sparse.csc_matrix):
+        for name in ("toarray", "todense"):
+            orig = getattr(cls, name)
+            monkeypatch.setattr(cls, name, lambda self, *a, _o=orig, **k: calls.append(1) or _o(self, *a, **k))
+    clf = SoftmaxRegression().fit(X, y)
+    clf.predict_proba(X)
+    assert calls == []
+
+
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_dtype_match(rng, n_classes, fit_intercept):
+    # scikit-learn's test_logistic.py test_dtype_match, for SoftmaxRegression: float32
+    # input keeps float32 (coef_, intercept_, decision_function), dense or sparse, and
+    # the float32 fit is the float64 fit to float32's accuracy
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    if n_classes == 2:
+        X, y = X[y > 0], y[y > 0]
+    fits = {}
+    for dtype in (np.float32, np.float64):
+        for fmt in ("dense", "csr"):
+            Xd = X.astype(dtype)
+            Xin = scipy.sparse.csr_matrix(Xd) if fmt == "csr" else Xd
+            clf = SoftmaxRegression(fit_intercept=fit_intercept, tol=1e-6).fit(Xin, y)
+            assert clf.coef_.dtype == dtype and clf.intercept_.dtype == dtype
+            assert clf.decision_function(Xin).dtype == dtype
+            assert clf.predict_proba(Xin).dtype == dtype
+            fits[dtype, fmt] = clf
+    ref = fits[np.float64, "dense"]
+    for key, clf in fits.items():
+        np.testing.assert_allclose(clf.coef_, ref.coef_, rtol=2e-3, atol=2e-4, err_msg=str(key))
+        f = _reference_objective(clf.coef_, clf.intercept_, X, y, 1.0)
+        f_ref = _reference_objective(ref.coef_, ref.intercept_, X, y, 1.0)
+        assert f - f_ref <= 1e-6 * f_ref, key  # float32 reaches the optimum to its precision
+
+
+def test_float32_evaluation_is_float32(rng):
+    X = rng.normal(size=(50, 4)).astype(np.float32)
+    y = rng.integers(0, 3, 50)
+    obj = LinearSoftmaxLoss(3, 4, C=1.0, dtype=np.float32)
+    coef, intercept = obj.weights(rng.normal(size=obj.n_params))
+    assert coef.dtype == intercept.dtype == np.float32
+    f, g = obj.loss_gradient(rng.normal(size=obj.n_params), X, y, np.ones(50), 50.0)
+    assert g.dtype == np.float64 and isinstance(f, float)  # what L-BFGS works in
+
+
+def test_penalty_none():
+    # scikit-learn's test_penalty_none: penalty=None warns that C is ignored, and equals C=inf
+    X, y = make_classification(n_samples=1000, n_redundant=0, random_state=0)
+    with pytest.warns(UserWarning, match="Setting penalty=None will ignore the C"):
+        SoftmaxRegression(penalty=None, C=4).fit(X, y)
+    none = SoftmaxRegression(penalty=None).fit(X, y)
+    c_inf = SoftmaxRegression(penalty="l2", C=np.inf).fit(X, y)
+    np.testing.assert_array_equal(none.predict(X), c_inf.predict(X))
+    np.testing.assert_allclose(none.coef_, c_inf.coef_, rtol=1e-12)
+
+
+def test_c_inf_no_warning():
+    # scikit-learn's test_c_inf_no_warning (ported): C=inf is an unpenalised fit, no warning
+    X, y = make_classification(n_samples=300, n_classes=3, n_informative=4, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clf = SoftmaxRegression(C=np.inf).fit(X, y)
+    sk = LogisticRegression(C=np.inf, tol=1e-10, max_iter=10000).fit(X, y)
+    f = _reference_objective(clf.coef_, clf.intercept_, X, y, np.inf)
+    f_sk = _reference_objective(sk.coef_, sk.intercept_, X, y, np.inf)
+    assert f <= f_sk * (1 + 1e-6)
+
+
+def test_logistic_regression_sample_weights():
+    # scikit-learn's test_logistic.py test_logistic_regression_sample_weights, ported:
+    # unit weights are no weights; a class weight equals the matching sample weights
+    X, y = make_classification(n_samples=200, n_features=5, n_informative=3, n_classes=3,
+                               random_state=0)
+    plain = SoftmaxRegression().fit(X, y)
+    ones = SoftmaxRegression().fit(X, y, sample_weight=np.ones(len(y)))
+    np.testing.assert_allclose(plain.coef_, ones.coef_, rtol=1e-12)
+    sw = np.where(y == 1, 2.0, 1.0)
+    by_sample = SoftmaxRegression().fit(X, y, sample_weight=sw)
+    by_class = SoftmaxRegression(class_weight={0: 1, 1: 2, 2: 1}).fit(X, y)
+    np.testing.assert_allclose(by_sample.coef_, by_class.coef_, rtol=1e-6)
+    sk = LogisticRegression(tol=1e-10, max_iter=10000).fit(X, y, sample_weight=sw)
+    np.testing.assert_allclose(by_sample.coef_, sk.coef_, rtol=1e-4)
+
+
+def test_class_weight_balanced_matches_compute_class_weight():
+    # scikit-learn's test_logistic_regression_class_weights idea: "balanced" equals the dict
+    from sklearn.utils.class_weight import compute_class_weight
+
+    X, y = make_classification(n_samples=300, n_features=5, n_informative=3, n_classes=3,
+                               weights=[0.6, 0.3, 0.1], random_state=0)
+    cw = compute_class_weight("balanced", classes=np.unique(y), y=y)
+    balanced = SoftmaxRegression(class_weight="balanced").fit(X, y)
+    as_dict = SoftmaxRegression(class_weight=dict(enumerate(cw))).fit(X, y)
+    np.testing.assert_allclose(balanced.coef_, as_dict.coef_, rtol=1e-10)
+    sk = LogisticRegression(class_weight="balanced", tol=1e-10, max_iter=10000).fit(X, y)
+    np.testing.assert_allclose(balanced.coef_, sk.coef_, rtol=1e-4)
 
 
 def test_unpenalised_separable_problem_has_no_overflow_warnings():

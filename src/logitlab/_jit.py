@@ -46,7 +46,7 @@ import warnings
 import numpy as np
 
 __all__ = ["LOAD_SIZE", "MIN_SIZE", "PARALLEL_SIZE", "KernelUnavailableWarning", "forced",
-           "kernel_mode", "kernels_for", "launch", "warm"]
+           "kernel_mode", "kernels_for", "launch", "load_for", "warm"]
 
 MIN_SIZE = 4096  # the smallest array the kernels serve, once loaded
 LOAD_SIZE = 1 << 16  # the smallest array that loads them
@@ -152,6 +152,15 @@ def kernels_for(arr):
         if arr.size < MIN_SIZE or (arr.size < LOAD_SIZE and not loaded):
             return None
     return _module()
+
+
+def load_for(size):
+    """Load the kernels now if work of ``size`` elements in all will follow in pieces
+    smaller than ``LOAD_SIZE`` (each piece alone would not load them); returns whether
+    they are loaded."""
+    if _state["mode"] != "never" and size >= LOAD_SIZE:
+        _module()
+    return _state["module"] is not None
 
 
 def forced():

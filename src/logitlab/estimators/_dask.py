@@ -9,8 +9,8 @@ fused loss-and-gradient, and only those small sums travel back.
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 
-from ..losses._crossentropy import binary_ce_value_and_grad, sparse_ce_logits_inplace
 from .._validation import check_some_weight, check_weights
 
 from .._dask_adapter import as_dask_array, is_dask_collection, map_rows  # noqa: F401
@@ -36,32 +36,22 @@ def _align(X, y, sample_weight):
     return X, y, sample_weight
 
 
-def _chunk_sums(X, y, sw, params, classes, C, fit_intercept, binary):
-    """Unscaled loss and gradient sums of one chunk (runs on a worker)."""
-    X = np.asarray(X, dtype=np.float64)
-    if not np.isfinite(X).all():
+def _chunk_sums(X, y, sw, params, classes, objective):
+    """Unscaled loss and gradient sums of one chunk (runs on a worker); a chunk may be
+    dense or scipy.sparse (never densified)."""
+    if sp.issparse(X):
+        X = X.tocsr().astype(objective.dtype, copy=False)
+        values = X.data
+    else:
+        X = np.asarray(X, dtype=objective.dtype)
+        values = X
+    if not np.isfinite(values).all():
         raise ValueError("`X` contains NaN or infinity")
     idx = np.searchsorted(classes, y)
     if np.any(idx >= len(classes)) or np.any(classes[np.minimum(idx, len(classes) - 1)] != y):
         raise ValueError("`y` changed between passes over the data")
-    sw = np.ones(len(X)) if sw is None else check_weights(sw, "sample_weight", shape=(len(X),))
-    n_features = X.shape[1]
-    W = params.reshape(1 if binary else len(classes), -1)
-    logits = X @ W[:, :n_features].T
-    if fit_intercept:
-        logits += W[:, n_features]
-    if binary:
-        loss, g = binary_ce_value_and_grad(idx[:, None].astype(np.float64), logits,
-                                           from_logits=True, reduction="sum",
-                                           sample_weight=sw[:, None])
-    else:
-        loss = sparse_ce_logits_inplace(logits, idx, sample_weight=sw)  # validated above
-        g = logits
-    grad = np.empty_like(W)
-    grad[:, :n_features] = g.T @ X
-    if fit_intercept:
-        grad[:, n_features] = g.sum(axis=0)
-    return float(loss), grad
+    sw = None if sw is None else check_weights(sw, "sample_weight", shape=(X.shape[0],))
+    return objective.data_sums(params, X, idx, sw)  # labels validated above
 
 
 def _class_pass(y, sw):
@@ -78,7 +68,6 @@ def _class_pass(y, sw):
 def fit_softmax_regression(est, X, y, sample_weight=None):
     """Fit ``est`` (a SoftmaxRegression) on Dask collections; returns ``est``."""
     import dask
-    from scipy import optimize
 
     from ._softmax_regression import _IterationProgress
 
@@ -95,37 +84,24 @@ def fit_softmax_regression(est, X, y, sample_weight=None):
                          f"only one class: {classes[0]!r}")
     est.classes_ = classes
     est.n_features_in_ = int(X.shape[1])
-    binary = len(classes) == 2
-    k = 1 if binary else len(classes)
-    cols = X.shape[1] + int(est.fit_intercept)
-    C = None if est.penalty is None else float(est.C)
+    objective = est._objective(len(classes), int(X.shape[1]),
+                               np.float32 if X.dtype == np.float32 else np.float64)
     x_blocks = X.to_delayed().ravel()
     y_blocks = y.to_delayed().ravel()
     w_blocks = sw.to_delayed().ravel() if sw is not None else [None] * len(x_blocks)
     chunk = dask.delayed(_chunk_sums, pure=True)
 
-    def objective(params):
-        parts = dask.compute(*[chunk(xb, yb, wb, params, classes, C, est.fit_intercept, binary)
+    def loss_gradient(params):
+        parts = dask.compute(*[chunk(xb, yb, wb, params, classes, objective)
                                for xb, yb, wb in zip(x_blocks, y_blocks, w_blocks)])
         loss = sum(p[0] for p in parts)
         grad = sum(p[1] for p in parts)
-        W = params.reshape(k, cols)
-        if C is not None:
-            coef = W[:, :X.shape[1]]
-            loss += 0.5 / C * np.sum(coef * coef)
-            grad = grad.copy()
-            grad[:, :X.shape[1]] += coef / C
-        return loss / sw_sum, grad.ravel() / sw_sum
+        return objective.finish(params, loss, grad, sw_sum)
 
     progress = _IterationProgress(est.verbose, est.max_iter)
     with progress:
-        result = optimize.minimize(
-            objective, est._initial_params(k, cols), jac=True, method="L-BFGS-B",
-            callback=progress.callback if est.verbose else None,
-            options={"maxiter": est.max_iter, "maxls": 50, "gtol": est.tol,
-                     "ftol": 64 * np.finfo(float).eps})
-    est._set_solution(result.x.reshape(k, cols), X.shape[1], binary)
-    est.n_iter_ = np.array([min(result.nit, est.max_iter)], dtype=np.int32)
-    est.objective_ = float(result.fun)
-    est._warn_if_not_converged(result)
+        result = objective.minimize(loss_gradient, est._initial_params(objective), tol=est.tol,
+                                    max_iter=est.max_iter,
+                                    callback=progress.callback if est.verbose else None)
+    est._finish(objective, result)
     return est

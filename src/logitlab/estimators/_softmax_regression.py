@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from scipy import optimize
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.preprocessing import LabelEncoder
@@ -20,49 +20,9 @@ from ._checks import named_errors, validate
 from .._dask_adapter import is_dask_collection
 from .._softmax import log_sigmoid, log_softmax, sigmoid, softmax
 from .._validation import check_class_weight, check_some_weight, check_weights
-from ..losses._crossentropy import binary_ce_value_and_grad, sparse_ce_logits_inplace
+from ._linear_loss import LinearSoftmaxLoss, blas_threads_for
 
-__all__ = ["SoftmaxRegression", "multinomial_objective", "blas_threads_for"]
-
-
-def blas_threads_for(n_elements: int):
-    """BLAS threads for a problem of this size: one below ~2M elements.
-
-    Small matrix products run slower with two threads than with one (the
-    thread start-up dominates); threadpoolctl sets the count per fit.
-    """
-    return 1 if n_elements < 2_000_000 else None
-
-
-def multinomial_objective(params, X, y, sw, sw_sum, n_classes, C, fit_intercept, binary):
-    """Objective and gradient of (binary or multinomial) L2-penalised logistic regression.
-
-    ``f = (sum_i sw_i * loss_i + ||W||^2 / (2C)) / sum_i sw_i`` (scikit-learn's
-    scaling, so that ``tol`` means the same); the loss and its gradient with
-    respect to the logits come from the core in one pass, from logits.
-    """
-    n_features = X.shape[1]
-    k = 1 if binary else n_classes
-    cols = n_features + int(fit_intercept)
-    W = params.reshape(k, cols)
-    coef = W[:, :n_features]
-    logits = X @ coef.T
-    if fit_intercept:
-        logits += W[:, n_features]
-    if binary:
-        loss, g = binary_ce_value_and_grad(y[:, None], logits, from_logits=True,
-                                           reduction="sum", sample_weight=sw[:, None])
-    else:  # inputs validated once by fit: the core's lean in-place path
-        loss = sparse_ce_logits_inplace(logits, y, sample_weight=sw)
-        g = logits
-    grad = np.empty_like(W)
-    grad[:, :n_features] = g.T @ X
-    if fit_intercept:
-        grad[:, n_features] = g.sum(axis=0)
-    if C is not None:
-        loss = loss + 0.5 / C * np.sum(coef * coef)
-        grad[:, :n_features] += coef / C
-    return float(loss) / sw_sum, grad.ravel() / sw_sum
+__all__ = ["SoftmaxRegression"]
 
 
 class _IterationProgress:
@@ -107,8 +67,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     Parameters
     ----------
     C : float, default=1.0
-        Inverse of the L2 regularisation strength.
+        Inverse of the L2 regularisation strength; ``np.inf`` fits without a
+        penalty (as ``penalty=None`` does, and as in scikit-learn).
     penalty : {"l2"} or None, default="l2"
+        None: no penalty (a ``C`` other than 1 then warns that it is ignored).
     fit_intercept : bool, default=True
     tol : float, default=1e-8
         L-BFGS-B stops when the largest projected gradient component falls
@@ -123,6 +85,13 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         Start from the previous ``coef_`` and ``intercept_``.
     verbose : int, default=0
         1: a progress bar over the L-BFGS iterations; 2: one line per iteration.
+
+    Notes
+    -----
+    ``X`` may be dense or scipy.sparse (CSR or CSC; never densified), float64
+    or float32: float32 ``X`` gives float32 ``coef_`` and ``intercept_`` and is
+    evaluated in float32, the L-BFGS iterates kept in float64, as in
+    scikit-learn. The objective is :class:`~._linear_loss.LinearSoftmaxLoss`'s.
 
     Attributes
     ----------
@@ -148,7 +117,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     """
 
     _parameter_constraints = {
-        "C": [Interval(Real, 0, None, closed="neither")],
+        "C": [Interval(Real, 0, None, closed="right")],  # np.inf: no penalty, as in sklearn
         "penalty": [StrOptions({"l2"}), None],
         "fit_intercept": ["boolean"],
         "tol": [Interval(Real, 0, None, closed="left")],
@@ -172,10 +141,15 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         self.warm_start = warm_start
         self.verbose = verbose
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True  # CSR/CSC in fit and predict: check_estimator tests it
+        return tags
+
     def _prepare_fit(self, X, y, sample_weight):
         """Validate; returns (X, y_encoded, sample_weight, n_classes)."""
         self._validate_params()
-        X, y = validate(self, X, y, accept_sparse=False, dtype=[np.float64, np.float32],
+        X, y = validate(self, X, y, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32],
                         y_numeric=False)
         named_errors(lambda: check_classification_targets(y), X, y)
         enc = LabelEncoder()
@@ -200,9 +174,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                           if self.class_weight is not None else "`sample_weight`")
         return X, y_enc, sw, n_classes
 
-    def _initial_params(self, k, cols):
-        if self.warm_start and hasattr(self, "coef_") and self.coef_.shape[0] == k \
-                and self.coef_.shape[1] + int(self.fit_intercept) == cols:
+    def _initial_params(self, objective):
+        k, cols = objective.k, objective.cols
+        if self.warm_start and hasattr(self, "coef_") and self.coef_.shape == (
+                k, objective.n_features):
             start = np.zeros((k, cols))
             start[:, :self.coef_.shape[1]] = self.coef_
             if self.fit_intercept:
@@ -223,44 +198,38 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             self._validate_params()
             return fit_softmax_regression(self, X, y, sample_weight)
         X, y_enc, sw, n_classes = self._prepare_fit(X, y, sample_weight)
-        X = X.astype(np.float64, copy=False)
-        binary = n_classes == 2
-        k = 1 if binary else n_classes
-        cols = X.shape[1] + int(self.fit_intercept)
-        sw_sum = float(sw.sum()) if sw.sum() > 0 else 1.0
-        C = None if self.penalty is None else float(self.C)
-        args = (X, y_enc.astype(np.float64) if binary else y_enc, sw, sw_sum, n_classes, C,
-                self.fit_intercept, binary)
+        objective = self._objective(n_classes, X.shape[1], X.dtype)
+        sw_sum = float(sw.sum())
         progress = _IterationProgress(self.verbose, self.max_iter)
-        with threadpool_limits(limits=blas_threads_for(X.size), user_api="blas"), progress:
-            result = optimize.minimize(
-                multinomial_objective, self._initial_params(k, cols), args=args, jac=True,
-                method="L-BFGS-B", callback=progress.callback if self.verbose else None,
-                options={"maxiter": self.max_iter, "maxls": 50, "gtol": self.tol,
-                         "ftol": 64 * np.finfo(float).eps},
-            )
-        self._set_solution(result.x.reshape(k, cols), X.shape[1], binary)
+        size = X.nnz if sp.issparse(X) else X.size
+        with threadpool_limits(limits=blas_threads_for(size), user_api="blas"), progress:
+            result = objective.minimize(
+                objective.blocked_loss_gradient, self._initial_params(objective),
+                args=(objective.split(X, y_enc, sw), sw_sum),
+                tol=self.tol, max_iter=self.max_iter,
+                callback=progress.callback if self.verbose else None)
+        return self._finish(objective, result)
+
+    def _objective(self, n_classes, n_features, dtype):
+        """The objective for this estimator's settings, evaluated in ``dtype``."""
+        if self.penalty is None and self.C != 1.0:  # scikit-learn's warning
+            warnings.warn("Setting penalty=None will ignore the C parameter", UserWarning,
+                          stacklevel=3)
+        C = None if self.penalty is None else float(self.C)
+        return LinearSoftmaxLoss(n_classes, n_features, C=C, fit_intercept=self.fit_intercept,
+                                 dtype=np.float32 if dtype == np.float32 else np.float64)
+
+    def _finish(self, objective, result):
+        """Set the fitted attributes from the L-BFGS result (the in-memory and Dask fits)."""
+        self.coef_, self.intercept_ = objective.solution(result.x)
         self.n_iter_ = np.array([min(result.nit, self.max_iter)], dtype=np.int32)
         self.objective_ = float(result.fun)
-        self._warn_if_not_converged(result)
-        return self
-
-    def _warn_if_not_converged(self, result):
         if result.status == 1 or result.nit >= self.max_iter:
             warnings.warn(
                 f"SoftmaxRegression (L-BFGS-B) failed to converge after {self.max_iter} "
                 "iterations; increase max_iter, standardise the features (StandardScaler), "
                 "or regularise more (a smaller C).", ConvergenceWarning, stacklevel=3)
-
-    def _set_solution(self, W, n_features, binary):
-        self.coef_ = np.ascontiguousarray(W[:, :n_features])
-        if self.fit_intercept:
-            intercept = W[:, n_features].copy()
-            if not binary:
-                intercept -= intercept.mean()
-            self.intercept_ = intercept
-        else:
-            self.intercept_ = np.zeros(W.shape[0])
+        return self
 
     def _lazy(self, method, X, n_out, dtype=np.float64):
         from .._dask_adapter import map_rows
@@ -278,8 +247,9 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             return self._lazy("decision_function", X, None if len(self.classes_) == 2
                               else len(self.classes_))
         check_is_fitted(self)
-        X = validate(self, X, reset=False, dtype=[np.float64, np.float32])
-        scores = X @ self.coef_.T + self.intercept_
+        X = validate(self, X, reset=False, accept_sparse=["csr", "csc"],
+                     dtype=[np.float64, np.float32])
+        scores = np.asarray(X @ self.coef_.T) + self.intercept_  # sparse X: a dense result
         return scores[:, 0] if scores.shape[1] == 1 else scores
 
     def predict(self, X):
