@@ -13,7 +13,7 @@ LOG    := $(VENV)/install.log
 CHROMIUM_LOG := $(VENV)/chromium.log
 # Two processes compiling the kernels at once would do the work twice: the second waits.
 FLOCK  := $(shell command -v flock >/dev/null && echo flock $(VENV)/warm.lock)
-WARM   := $(BIN)/python -c "from logitlab._jit import warm; warm()"
+WARM   := $(BIN)/python -c "from logitlab._jit import warm; warm(processes=2)"
 KERNEL_SOURCES := src/logitlab/_kernels.py src/logitlab/_jit.py
 PYTEST_ARGS ?= src tests  # e.g. make test-fast PYTEST_ARGS=tests/test_cli.py
 

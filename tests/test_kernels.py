@@ -734,5 +734,7 @@ def test_threads_calling_at_once_get_the_right_results(rng):
 
 
 def test_warm_compiles_every_kernel():
-    # what `make` runs after installing: every driver, serial and parallel, both dtypes
+    # every driver, serial and parallel, both dtypes; and as `make` runs it, a process a dtype
     assert _jit.warm() == 20
+    assert _jit.warm(["float32"]) == _jit.warm(["float64"]) == 10
+    assert _jit.warm(processes=2) == 20

@@ -236,8 +236,12 @@ def kernel_mode(mode):
         _state["mode"] = old
 
 
-def warm():
+def warm(dtypes=("float32", "float64"), *, processes=1):
     """Compile every kernel, serial and parallel, float32 and float64, into Numba's disk cache.
+
+    ``dtypes`` limits it to those. With ``processes=2`` each dtype compiles in a
+    fresh process of its own, at the same time (Numba compiles on one thread: on
+    two cores, about half the time); ``make`` does that.
 
     ``make test`` runs this before the tests (``make demo`` after the demo, in
     the background; ``make warm`` on its own), so that a process's first call
@@ -246,6 +250,15 @@ def warm():
     compiled or loaded (0 without Numba; one that fails to compile is not
     counted, and warns).
     """
+    if processes > 1:
+        import subprocess
+
+        code = "from logitlab._jit import warm; warm([{!r}])"
+        children = [subprocess.Popen([sys.executable, "-c", code.format(str(np.dtype(d)))])
+                    for d in dtypes]
+        if any(child.wait() for child in children):
+            raise RuntimeError("compiling the kernels failed in a child process (see above)")
+        return warm(dtypes)  # loads what the children compiled, and counts it
     kernels = _module()
     if kernels is None:
         return 0
@@ -259,7 +272,7 @@ def warm():
                                                        np.zeros(2, bool))),
     ]
     count = 0
-    for dtype in (np.float32, np.float64):
+    for dtype in map(np.dtype, dtypes):
         x = np.zeros((2, 3), dtype=dtype)
         t = np.full((2, 3), 1 / 3, dtype=dtype)
         y = np.zeros(2, dtype=np.intp)
