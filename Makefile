@@ -79,10 +79,10 @@ TEST_PATH := PATH="$(CURDIR)/$(VENV)/chromium/bin:$$PATH"
 test: | $(BIN)/python
 	@$(MAKE) -j2 --no-print-directory browser $(VENV)/.installed-test
 	@$(MAKE) --no-print-directory $(VENV)/.warmed
-	$(TEST_PATH) $(BIN)/python -m pytest -n 2 --dist worksteal -q $(PYTEST_ARGS)
+	$(TEST_PATH) $(BIN)/python -m pytest -n 2 -q $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.installed-test $(VENV)/.warmed
-	$(TEST_PATH) $(BIN)/python -m pytest -n 2 --dist worksteal -q -m "not slow" $(PYTEST_ARGS)
+	$(TEST_PATH) $(BIN)/python -m pytest -n 2 -q -m "not slow" $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) logitlab-demo .pytest_cache .hypothesis

@@ -51,14 +51,3 @@ def _drop_stale_compiled_tests():
 
 
 _drop_stale_compiled_tests()
-
-
-def pytest_collection_modifyitems(session, config, items):
-    """The ``slow`` tests first, the longest (each kernel target's compile) at the head: with
-    ``make``'s ``--dist worksteal`` the other worker takes the short ones meanwhile, so
-    no long test is left to run alone at the end. Stable: otherwise the order is pytest's."""
-    def rank(item):
-        if item.nodeid.startswith("tests/test_kernel_targets.py"):
-            return 0
-        return 1 if item.get_closest_marker("slow") else 2
-    items.sort(key=rank)
