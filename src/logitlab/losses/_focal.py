@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._softmax import _prepare, expit, log_expit, softmax_parts
+from .._softmax import _prepare, expit, log_expit
 from .._validation import as_float_array, check_number, check_out
 from ._base import Loss
 from ._crossentropy import (
     _categorical_targets,
     _check_probabilities,
+    _log_proba,
     _prepare_sparse,
     _probability_grad,
     _reduce,
     _sample_weight,
-    _warn_if_probabilities,
     check_label_smoothing,
     check_reduction,
     clip_bounds,
@@ -61,18 +61,9 @@ def _focal_rows(t, z, from_logits, gamma, alpha, need_grad, out_dtype):
     = \\alpha_j t_j (\\gamma p_j u_j^{\\gamma-1} \\log p_j - u_j^\\gamma)` and
     :math:`\\partial\\ell/\\partial z_k = h_k - p_k \\sum_j h_j` (the softmax Jacobian).
     """
-    if from_logits:
-        _warn_if_probabilities(z)
-        logp, p = softmax_parts(z)
-        cache = None
-    else:
-        _check_probabilities(z)
-        total = np.sum(z, axis=-1, keepdims=True)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            q = z / total
-        lo, hi = clip_bounds(out_dtype)
-        c = np.clip(q, lo, hi)
-        logp, p, cache = np.log(c), c, (q, c, total, lo, hi)
+    logp, p, cache = _log_proba(z, from_logits, True, out_dtype)
+    if cache is not None:  # probabilities in: p is the clipped, renormalised input
+        p = cache[1]
     at = alpha * t
     live = at > 0
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
