@@ -7,6 +7,13 @@
 # Each step prints one line; installers' output goes to .venv/install.log, named (and its
 # tail printed) when a step fails.
 PYTHON ?= python3
+# pip installs without byte-compiling every module it unpacks (about half of its time here:
+# scipy, scikit-learn, dask and matplotlib hold thousands of modules the tests never import);
+# Python writes each module's bytecode into .venv when a process first imports it. For that,
+# make's commands run without PYTHONDONTWRITEBYTECODE: bytecode is written only into this
+# folder (.venv and the project's own __pycache__ folders, which git ignores).
+PIP    := -m pip install --no-compile --disable-pip-version-check
+unexport PYTHONDONTWRITEBYTECODE
 VENV   := .venv
 BIN    := $(VENV)/bin
 LOG    := $(VENV)/install.log
@@ -31,12 +38,12 @@ $(BIN)/python:
 	$(call step,creating $(VENV),$(PYTHON) -m venv $(VENV))
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(call step,installing logitlab (log: $(LOG)),$(BIN)/python -m pip install -e .)
+	$(call step,installing logitlab (log: $(LOG)),$(BIN)/python $(PIP) -e .)
 	@touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(call step,installing logitlab with its test extras (log: $(LOG)),\
-	  $(BIN)/python -m pip install -e '.[test]')
+	  $(BIN)/python $(PIP) -e '.[test]')
 	@touch $(VENV)/.installed $@
 
 # The demo's arrays (2000 x 4) never load the Numba kernels; they are compiled into their

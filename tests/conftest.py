@@ -51,3 +51,11 @@ def _drop_stale_compiled_tests():
 
 
 _drop_stale_compiled_tests()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Start the kernel-target runs first. From an empty cache each compiles every kernel
+    again in a subprocess (about 90 s of one core for the generic target): started first
+    they run beside the rest of the suite on the other worker instead of alone at its end
+    (pytest-xdist hands the first tests out one a worker, in collection order)."""
+    items.sort(key=lambda item: not item.nodeid.startswith("tests/test_kernel_targets.py"))
