@@ -159,3 +159,43 @@ def test_estimators_on_anything(make, x, y):
         ok, out = call_checked(est.predict, x)
         if ok:
             assert len(out) == len(x)
+
+
+def _warned_here(call, category=UserWarning):
+    """The warnings ``call`` raises, each at this file's line, not inside logitlab."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        call()
+    mine = [w for w in caught if issubclass(w.category, category)]
+    assert mine, f"no {category.__name__} from {call}"
+    return {w.filename for w in mine}
+
+
+@pytest.mark.parametrize("case", ["ce function", "ce class", "sparse ce 1-D", "log_loss",
+                                  "temperature", "one-hot", "convergence"])
+def test_warnings_point_at_the_users_line(case):
+    """Each warning names the user's line however deep in logitlab it is raised (one rule,
+    ``_validation.user_stacklevel``), where fixed stacklevels pointed inside the library."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    from logitlab import calibration, metrics
+
+    p = np.array([[0.2, 0.8], [0.5, 0.5], [0.9, 0.1]])
+    y = np.array([1, 0, 0])
+    calls = {
+        "ce function": lambda: ll.losses.categorical_crossentropy(np.eye(2)[y], p, from_logits=True),
+        "ce class": lambda: ll.losses.SparseCategoricalCrossentropy(from_logits=True)(y, p),
+        "sparse ce 1-D": lambda: ll.losses.sparse_categorical_crossentropy(1, p[0], from_logits=True),
+        "log_loss": lambda: metrics.log_loss_from_logits(y, p),
+        "temperature": lambda: calibration.TemperatureScaling().fit(p, y),
+        "one-hot": lambda: metrics.brier_score(np.eye(2)[y], p),
+    }
+    if case == "convergence":
+        X = np.random.default_rng(0).normal(size=(60, 3))
+        files = _warned_here(lambda: ll.SoftmaxRegression(max_iter=1).fit(X, np.arange(60) % 3),
+                             ConvergenceWarning)
+    else:
+        files = _warned_here(calls[case])
+    assert files == {__file__}, files

@@ -45,6 +45,8 @@ import warnings
 
 import numpy as np
 
+from ._validation import user_stacklevel
+
 __all__ = ["LOAD_SIZE", "MIN_SIZE", "PARALLEL_SIZE", "KernelUnavailableWarning", "forced",
            "kernel_mode", "kernels_for", "launch", "load_for", "warm"]
 
@@ -82,15 +84,12 @@ def _unavailable(what, exc):
         _state["warned"] = True
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     detail = f"{type(exc).__name__}: {' '.join(lines[:2])[:300]}"
-    level, frame = 1, sys._getframe(0)  # point at the first caller outside logitlab
-    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] == "logitlab":
-        frame, level = frame.f_back, level + 1
     warnings.warn(
         f"logitlab's compiled kernels are unavailable ({what} failed with {detail}); the "
         "NumPy reference serves these calls: same results within the stated tolerances, "
         "slower. Install a Numba in the range pyproject.toml names, or set "
         "LOGITLAB_KERNELS=never to use the reference without this warning.",
-        KernelUnavailableWarning, stacklevel=level)
+        KernelUnavailableWarning, stacklevel=user_stacklevel())
 
 
 def _prefer_fork_safe_threads():

@@ -10,6 +10,7 @@ import math
 import numbers
 import operator
 import os
+import sys
 import warnings
 
 import numpy as np
@@ -519,10 +520,23 @@ def check_probabilities(p, name: str, *, rows_sum_to_one: bool = False, atol: fl
     return p
 
 
-def warn_if_probabilities(z, name: str, *, hint: str, stacklevel: int = 3):
-    """Warn when logits ``z`` (class axis last) look like probabilities: every row
-    in [0, 1] and summing to 1. ``hint`` says what the caller probably meant."""
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that makes a ``warnings.warn`` in the caller point at the first
+    frame outside logitlab: the user's line, however deep in the library the warning is."""
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] == "logitlab":
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def warn_if_probabilities(z, name: str, *, hint: str):
+    """Warn, at the user's line, when logits ``z`` (class axis last) look like
+    probabilities: every row in [0, 1] and summing to 1. ``hint`` says what the caller
+    probably meant."""
     if z.size == 0 or z.ndim < 2 or z.shape[-1] < 2:
+        return False
+    first = z.reshape(-1, z.shape[-1])[0]
+    if not (first.min() >= 0 and first.max() <= 1):  # every row must look so: cheap early out
         return False
     with np.errstate(invalid="ignore"):
         looks = bool(
@@ -534,7 +548,7 @@ def warn_if_probabilities(z, name: str, *, hint: str, stacklevel: int = 3):
             f"`{name}` looks like probabilities (every row is in [0, 1] and sums to 1) "
             f"but logits are expected; {hint}",
             UserWarning,
-            stacklevel=stacklevel + 1,
+            stacklevel=user_stacklevel(),
         )
     return looks
 
@@ -560,7 +574,7 @@ def check_calibration_labels(y, n_classes: int, name: str = "y"):
     return y
 
 
-def warn_if_one_hot(y, name: str = "y", *, stacklevel: int = 3):
+def warn_if_one_hot(y, name: str = "y"):
     """Warn when a 0/1 indicator matrix ``y`` has exactly one 1 in every row: taken as
     multilabel targets, it is more likely one-hot multiclass labels."""
     if y.ndim == 2 and y.shape[1] > 1 and len(y) and np.all(y.sum(axis=1) == 1):
@@ -569,5 +583,5 @@ def warn_if_one_hot(y, name: str = "y", *, stacklevel: int = 3):
             "(a sigmoid per column); for multiclass (softmax) pass integer labels, "
             f"e.g. {name}.argmax(axis=1)",
             UserWarning,
-            stacklevel=stacklevel + 1,
+            stacklevel=user_stacklevel(),
         )

@@ -23,6 +23,7 @@ from scipy.optimize import minimize
 
 from .._softmax import sigmoid, softmax
 from .._validation import (
+    user_stacklevel,
     as_float_array,
     check_calibration_labels,
     check_finite,
@@ -80,15 +81,14 @@ def prepare(logits, y, sample_weight=None):
     if z.ndim == 2 and z.shape[1] > 1 and y_shape == z.shape:
         kind = "multilabel"
         y = _binary_targets(y, z.shape)
-        warn_if_one_hot(y, "y", stacklevel=3)
+        warn_if_one_hot(y, "y")
     elif z.ndim == 1 or z.shape[1] == 1:
         kind = "binary"
         y = _binary_targets(np.reshape(y, -1) if len(y_shape) == 2 and y_shape[1:] == (1,) else y,
                             (n,))[:, None]
     else:
         kind = "multiclass"
-        warn_if_probabilities(z, "logits", hint="pass logits (or the log of the probabilities)",
-                              stacklevel=3)
+        warn_if_probabilities(z, "logits", hint="pass logits (or the log of the probabilities)")
         y = check_calibration_labels(y, z.shape[1], "y")
         if len(y) != n:
             raise ValueError(
@@ -158,13 +158,13 @@ class _Scaling:
                 "every calibration sample is classified correctly: the likelihood keeps "
                 "rising as the logits are sharpened, so the fit stops where the optimiser "
                 "does, not where the data say; calibrate on a set with mistakes",
-                UserWarning, stacklevel=2)
+                UserWarning, stacklevel=user_stacklevel())
         res = minimize(self._objective, self._initial(k), args=(z, y, sw), jac=True,
                        method="L-BFGS-B", bounds=self._bounds(k),
                        options=self._options)
         if res.status == 1:  # the iteration limit; line-search stops at full precision are fine
             warnings.warn(f"{type(self).__name__} did not converge in {res.nit} iterations",
-                          UserWarning, stacklevel=2)
+                          UserWarning, stacklevel=user_stacklevel())
         self._set(res.x, k)
         self.n_iter_, self.nll_ = int(res.nit), float(res.fun)
         return self

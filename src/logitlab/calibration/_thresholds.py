@@ -6,7 +6,8 @@ import warnings
 
 import numpy as np
 
-from .._validation import as_float_array, check_choice, check_finite, check_number, describe
+from .._validation import (as_float_array, check_choice, check_finite, check_number, describe,
+                           user_stacklevel)
 from ._scaling import NotFittedError
 
 __all__ = ["MultilabelThresholds"]
@@ -129,7 +130,8 @@ class MultilabelThresholds:
             achieved.append(value[best])
         if unmet:
             warnings.warn(f"no threshold reaches precision {self.target} for label(s) "
-                          f"{unmet[:10]}: they are never predicted", UserWarning, stacklevel=2)
+                          f"{unmet[:10]}: they are never predicted", UserWarning,
+                          stacklevel=user_stacklevel())
         self.thresholds_ = np.array(thresholds)
         self.scores_ = np.array(achieved)
         return self

@@ -19,7 +19,7 @@ from numbers import Integral, Real
 from ._checks import named_errors, validate
 from .._dask_adapter import is_dask_collection
 from .._softmax import log_sigmoid, log_softmax, sigmoid, softmax
-from .._validation import check_class_weight, check_some_weight, check_weights
+from .._validation import check_class_weight, check_some_weight, check_weights, user_stacklevel
 from ._linear_loss import LinearSoftmaxLoss, blas_threads_for
 
 __all__ = ["SoftmaxRegression"]
@@ -214,7 +214,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         """The objective for this estimator's settings, evaluated in ``dtype``."""
         if self.penalty is None and self.C != 1.0:  # scikit-learn's warning
             warnings.warn("Setting penalty=None will ignore the C parameter", UserWarning,
-                          stacklevel=3)
+                          stacklevel=user_stacklevel())
         C = None if self.penalty is None else float(self.C)
         return LinearSoftmaxLoss(n_classes, n_features, C=C, fit_intercept=self.fit_intercept,
                                  dtype=np.float32 if dtype == np.float32 else np.float64)
@@ -228,7 +228,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             warnings.warn(
                 f"SoftmaxRegression (L-BFGS-B) failed to converge after {self.max_iter} "
                 "iterations; increase max_iter, standardise the features (StandardScaler), "
-                "or regularise more (a smaller C).", ConvergenceWarning, stacklevel=3)
+                "or regularise more (a smaller C).", ConvergenceWarning,
+                stacklevel=user_stacklevel())
         return self
 
     def _lazy(self, method, X, n_out, dtype=np.float64):

@@ -21,7 +21,6 @@ Decisions (documented in each docstring):
 from __future__ import annotations
 
 import os
-import warnings
 
 import numpy as np
 
@@ -45,6 +44,7 @@ from .._validation import (
     check_out,
     check_weights,
     deliver,
+    warn_if_probabilities,
 )
 
 #: Keras's ``backend.epsilon()``: the clip applied to probabilities.
@@ -124,23 +124,9 @@ def _check_probabilities(p):
 
 
 def _warn_if_probabilities(z):
-    if z.size == 0 or z.shape[-1] < 2:
-        return
-    first = z.reshape(-1, z.shape[-1])[0]
-    if not (first.min() >= 0 and first.max() <= 1):  # every row must look so: cheap early out
-        return
-    with np.errstate(invalid="ignore"):
-        looks = (
-            np.all((z >= 0) & (z <= 1))
-            and np.allclose(z.sum(axis=-1), 1.0, rtol=0, atol=1e-3)
-        )
-    if looks:
-        warnings.warn(
-            "`y_pred` looks like probabilities (every row is in [0, 1] and sums "
-            "to 1) but from_logits=True; did you mean from_logits=False?",
-            UserWarning,
-            stacklevel=4,
-        )
+    """The from-logits losses' warning: one sample's 1-D logits are a row too."""
+    warn_if_probabilities(z if z.ndim > 1 else z[None], "y_pred",
+                          hint="did you mean from_logits=False?")
 
 
 def clip_bounds(out_dtype):

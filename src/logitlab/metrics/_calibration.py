@@ -90,7 +90,7 @@ def _kind(y_true, scores, name):
     y_shape = np.shape(y_true)
     if s.ndim == 2 and y_shape == s.shape and s.shape[1] > 1:
         y = _binary_labels(y_true, "y_true", s.shape)
-        warn_if_one_hot(y, "y_true", stacklevel=4)
+        warn_if_one_hot(y, "y_true")
         return "multilabel", y, s
     if s.ndim == 2 and s.shape[1] == 1:
         s = s[:, 0]

@@ -16,7 +16,8 @@ from .. import optimizers as _optimizers
 from .._dask_adapter import is_dask_collection, map_rows
 from .._random import make_rng
 from .._softmax import sigmoid, softmax
-from .._validation import as_float_array, check_choice, check_inputs, check_number, describe
+from .._validation import (as_float_array, check_choice, check_inputs, check_number, describe,
+                           user_stacklevel)
 from ..layers._layers import Layer
 from . import _format
 from ._file_checks import SCALINGS as _SCALINGS
@@ -264,7 +265,7 @@ class Sequential(Trainer):
         if self.thresholds is not None:
             warnings.warn("the multilabel thresholds were set on uncalibrated probabilities; "
                           "they are dropped: set them again on predict_proba's output",
-                          UserWarning, stacklevel=2)
+                          UserWarning, stacklevel=user_stacklevel())
             self.thresholds = None
         self.calibration = scaling
         return self
