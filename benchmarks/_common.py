@@ -1,10 +1,24 @@
 """Shared helpers for the benchmark scripts (timing, machine facts, tables)."""
 
+import argparse
 import os
 import platform
+import sys
 import time
 
 import numpy as np
+
+
+def arguments(doc, *options, argv=None):
+    """The script's command line, parsed by argparse: ``--help`` prints the script's
+    docstring and runs nothing. ``options`` are ``(flag, kwargs)`` pairs beyond ``--quick``,
+    which every benchmark takes (smaller sizes, for a first look)."""
+    parser = argparse.ArgumentParser(description=doc,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for a first look")
+    for flag, kwargs in options:
+        parser.add_argument(flag, **kwargs)
+    return parser.parse_args(sys.argv[1:] if argv is None else argv)
 
 
 def median_time(fn, repeats=5, warmup=1):

@@ -10,7 +10,6 @@
    chunk by chunk and never held: the fit streams it on every L-BFGS pass.
 """
 
-import sys
 import threading
 import time
 import tracemalloc
@@ -19,13 +18,15 @@ import warnings
 import numpy as np
 import psutil
 
-from _common import machine, table
+from _common import arguments, machine, table
 
 import dask.array as da
 import distributed
 from logitlab import SoftmaxRegression
 
-QUICK = "--quick" in sys.argv
+ARGS = arguments(__doc__, ("--skip-past-memory", dict(
+    action="store_true", help="leave out the part that runs past a worker's memory")))
+QUICK = ARGS.quick
 
 
 class PeakMemory:
@@ -164,7 +165,7 @@ def main():
     cluster.close()
     table(["problem", "fit", "time (s)", "mean log loss reached",
            "client peak extra MiB: RSS / traced"], rows)
-    if "--skip-past-memory" not in sys.argv:
+    if not ARGS.skip_past_memory:
         part3()
 
 

@@ -14,16 +14,16 @@ gradient) next to the measured copy bandwidth (into a reused array; into a
 fresh one it is printed too), and logitlab's ratio to each peer.
 """
 
-import sys
 
 import numpy as np
 
-from _common import copy_bandwidth, machine, median_times, table
+from _common import arguments, copy_bandwidth, machine, median_times, table
 
 import logitlab as ll
 from logitlab.losses import SparseCategoricalCrossentropy
 
-QUICK = "--quick" in sys.argv
+ARGS = arguments(__doc__)
+QUICK = ARGS.quick
 SIZES = [(65536, 10), (8192, 1000)] if QUICK else [(65536, 10), (8192, 1000), (4096, 32768),
                                                     (1024, 131072)]
 

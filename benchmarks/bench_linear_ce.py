@@ -8,17 +8,17 @@ tracemalloc (NumPy reports its allocations to it), less the gradients both
 must return.
 """
 
-import sys
 import time
 import tracemalloc
 
 import numpy as np
 
-from _common import machine, table
+from _common import arguments, machine, table
 
 from logitlab.losses import linear_cross_entropy
 
-QUICK = "--quick" in sys.argv
+ARGS = arguments(__doc__)
+QUICK = ARGS.quick
 N, D, C = (1024, 256, 32768) if QUICK else (4096, 1024, 131072)
 
 
