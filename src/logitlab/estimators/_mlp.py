@@ -327,7 +327,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         The weights, optimizer state and shuffling state carry on from where
         they were saved; with the same data (and ``sample_weight``) this ends
         where an uninterrupted ``fit`` would (the early-stopping patience
-        count restarts).
+        count restarts). The validation curves carry on in memory; a model
+        file does not hold them, so after loading they start at the resumed
+        epoch.
         """
         check_is_fitted(self, "model_")
         self._validate_params()
