@@ -280,3 +280,64 @@ def test_lab_softmax_turns_logits_into_probabilities():
     p = softmax(logits)
     np.testing.assert_allclose(p.sum(1), 1, rtol=1e-6)
     np.testing.assert_array_equal(p.argmax(1), logits.argmax(1))
+
+
+def test_early_stopping_kept_the_last_weights_when_all_epochs_ran():
+    # restore_best_weights restored only when the patience ran out: a run that used all its
+    # epochs ended with its last weights, not its best (Keras 3 restores at the end of training)
+    X, y = make_blobs(n_samples=200, centers=CENTERS, random_state=2)
+    model = seeds_model(seed=0)
+    model.compile(loss=SparseCategoricalCrossentropy(from_logits=True), optimizer=opt.SGD(1.0))
+
+    class Recorder(Callback):
+        def on_train_begin(self, logs=None):
+            self.weights = []
+
+        def on_epoch_end(self, epoch, logs=None):
+            self.weights.append((logs["val_loss"], self.model.get_weights()))
+
+    rec = Recorder()
+    stop = EarlyStopping(monitor="val_loss", patience=1000, restore_best_weights=True)
+    model.fit(X, y, epochs=4, verbose=0, validation_split=0.3, callbacks=[rec, stop])
+    assert stop.stopped_epoch is None
+    losses = [v for v, _ in rec.weights]
+    best = int(np.argmin(losses))
+    assert best < len(losses) - 1, "the last epoch was the best: the test shows nothing"
+    for a, b in zip(model.get_weights(), rec.weights[best][1]):
+        np.testing.assert_array_equal(a, b)
+
+
+def _weighted_ce(model, X, y, w):
+    """Keras's weighted mean over a batch, sum(w * l) / n, from SciPy's log_softmax."""
+    from scipy.special import log_softmax
+
+    logp = log_softmax(model.predict(X).astype(np.float64), axis=1)
+    return float(np.sum(-w * logp[np.arange(len(y)), y]) / len(y))
+
+
+def test_evaluate_and_validation_data_take_sample_weights(rng):
+    X, y = make_blobs(n_samples=90, centers=CENTERS, random_state=3)
+    Xv, yv = X[60:], y[60:]
+    w = rng.uniform(0, 3, size=len(yv))
+    model = seeds_model(seed=1, dtype="float64")
+    model.compile(loss=SparseCategoricalCrossentropy(from_logits=True), optimizer="adam")
+
+    class Val(Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            self.seen = logs["val_loss"], _weighted_ce(self.model, Xv, yv, w)
+
+    val = Val()
+    model.fit(X[:60], y[:60], epochs=2, batch_size=7, verbose=0, validation_data=(Xv, yv, w),
+              callbacks=[val])
+    # the validation loss is weighted (batches of 7: the running mean over them is the same)
+    np.testing.assert_allclose(val.seen[0], val.seen[1], rtol=1e-12)
+    np.testing.assert_allclose(model.evaluate(Xv, yv, batch_size=4, sample_weight=w),
+                               _weighted_ce(model, Xv, yv, w), rtol=1e-12)
+    np.testing.assert_allclose(model.evaluate(Xv, yv, sample_weight=np.ones(len(yv))),
+                               model.evaluate(Xv, yv), rtol=1e-15)
+    with pytest.raises(ValueError, match=r"`sample_weight` must have shape \(30,\); got shape"):
+        model.evaluate(Xv, yv, sample_weight=w[:-1])
+    with pytest.raises(ValueError, match=r"`validation_data\[2\]` must hold finite, non-negative"):
+        model.fit(X[:60], y[:60], verbose=0, validation_data=(Xv, yv, -w))
+    with pytest.raises(ValueError, match=r"`validation_data` must be \(x_val, y_val\) or"):
+        model.fit(X[:60], y[:60], verbose=0, validation_data=(Xv,))

@@ -44,7 +44,7 @@ class EarlyStopping(Callback):
     """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
 
     With ``restore_best_weights=True`` the model ends with the weights of its
-    best epoch.
+    best epoch, whether it stopped early or ran all its epochs (Keras 3).
     """
 
     def __init__(self, monitor="val_loss", patience=0, min_delta=0.0, mode="auto",
@@ -81,8 +81,10 @@ class EarlyStopping(Callback):
         if self.wait > self.patience:
             self.stopped_epoch = epoch
             self.model.stop_training = True
-            if self.restore_best_weights and self.best_weights is not None:
-                self.model.set_weights(self.best_weights)
+
+    def on_train_end(self, logs=None):
+        if self.restore_best_weights and self.best_weights is not None:
+            self.model.set_weights(self.best_weights)
 
 
 class ModelCheckpoint(Callback):

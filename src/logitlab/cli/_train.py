@@ -26,8 +26,9 @@ def _scale(X, mean, scale):
     return (X - mean) / scale
 
 
-def metrics_report(console, est, X, y, title, pred=None, proba=None):
-    """Accuracy, log loss, per-class precision/recall and a confusion matrix."""
+def metrics_report(console, est, X, y, title, pred=None, proba=None, label_names=None):
+    """Accuracy, log loss, per-class precision/recall and a confusion matrix; for a
+    multilabel model (``label_names``: its label columns) the per-label scores."""
     from ._metrics import (
         accuracy,
         confusion_matrix,
@@ -42,7 +43,7 @@ def metrics_report(console, est, X, y, title, pred=None, proba=None):
     summary.add_column("metric")
     summary.add_column("value", justify="right")
     summary.add_row("samples", str(len(y)))
-    multilabel = getattr(est, "_multilabel", False)
+    multilabel = bool(label_names)
     if multilabel:
         summary.add_row("subset accuracy", f"{accuracy(y, pred):.4f}")
         summary.add_row("hamming loss", f"{hamming_loss(y, pred):.4f}")
@@ -50,8 +51,7 @@ def metrics_report(console, est, X, y, title, pred=None, proba=None):
         p = np.clip(proba, eps, 1 - eps)
         summary.add_row("log loss (mean binary)",
                         f"{float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p))):.4f}")
-        labels = [str(c) for c in est._label_names] if hasattr(est, "_label_names") \
-            else [str(c) for c in est.classes_]
+        labels = [str(c) for c in label_names]
     else:
         summary.add_row("accuracy", f"{accuracy(y, pred):.4f}")
         summary.add_row("log loss", f"{log_loss(y, proba, labels=est.classes_):.4f}")
@@ -95,21 +95,20 @@ def calibration_rows(y, proba, classes, multilabel):
     return rows
 
 
-def _calibration_report(console, est, temperature, X, y, title):
+def _calibration_report(console, est, temperature, X, y, title, multilabel):
     """ECE, Brier and log loss of ``est``'s probabilities before and after ``temperature``."""
     from ..metrics import brier_score, expected_calibration_error
     from ._calibrate import calibration_targets, logits_of, proba_from_logits
     from ._metrics import log_loss
 
-    multilabel = getattr(est, "_multilabel", False)
     z = logits_of(est, X)
-    target = calibration_targets(est, y)
+    target = calibration_targets(est, y, multilabel)
     table = Table(title=title)
     for col in ("metric", "before", "after"):
         table.add_column(col, justify="left" if col == "metric" else "right")
     values = {}
     for when, t in (("before", 1.0), ("after", temperature)):
-        p = proba_from_logits(est, z, t)
+        p = proba_from_logits(z, t, multilabel)
         if multilabel:
             q = np.clip(p, 1e-15, 1 - 1e-15)
             nll = float(-np.mean(target * np.log(q) + (1 - target) * np.log1p(-q)))
@@ -123,20 +122,18 @@ def _calibration_report(console, est, temperature, X, y, title):
 
 
 class _SaveEachEpoch(Callback):
-    """After every epoch, write the model file (atomically), so a killed run can --resume."""
+    """After every epoch, write the model file (atomically), so a killed run can --resume.
+
+    Given to ``MLPClassifier(callbacks=...)``, which has its ``loss_curve_`` and
+    ``n_iter_`` current when a callback's ``on_epoch_end`` runs.
+    """
 
     def __init__(self, est, path, extra, extra_arrays):
         self.est, self.path, self.extra, self.extra_arrays = est, path, extra, extra_arrays
 
-    def on_train_begin(self, logs=None):
-        self.curve = list(self.est.loss_curve_[:self.est.model_.epoch])
-
     def on_epoch_end(self, epoch, logs=None):
         from ..estimators import save_estimator
 
-        self.curve.append(float(logs["loss"]))
-        self.est.loss_curve_ = list(self.curve)
-        self.est.n_iter_ = len(self.curve)
         save_estimator(self.est, self.path, extra=self.extra, extra_arrays=self.extra_arrays)
 
 
@@ -203,8 +200,8 @@ def run_train(data, target, model, hidden, epochs, batch_size, learning_rate, va
             raise DataError(f"the features of {data} differ from those the model was trained on")
         mean, scale, est = arrays["mean"], arrays["scale"], previous
         if model == "mlp":
-            est.set_params(epochs=epochs, verbose=1)
-            est._epoch_callbacks = [_SaveEachEpoch(est, output, extra_out, arrays_out)]
+            est.set_params(epochs=epochs, verbose=1,
+                           callbacks=[_SaveEachEpoch(est, output, extra_out, arrays_out)])
             console.print(f"resuming {resume} at epoch {est.model_.epoch + 1} of {epochs}",
                           soft_wrap=True)
             est.resume_fit(_scale(X_tr, mean, scale), y_tr)
@@ -215,14 +212,13 @@ def run_train(data, target, model, hidden, epochs, batch_size, learning_rate, va
     else:
         est = MLPClassifier(hidden_layer_sizes=hidden, epochs=epochs, batch_size=batch_size,
                             learning_rate=learning_rate, random_state=seed, verbose=1)
-        est._epoch_callbacks = [_SaveEachEpoch(est, output, extra_out, arrays_out)]
+        est.set_params(callbacks=[_SaveEachEpoch(est, output, extra_out, arrays_out)])
     if previous is None:
         console.print(f"training {type(est).__name__} on {len(X_tr)} rows, "
                       f"{len(table.features)} features: {escape(', '.join(table.features))}",
                       soft_wrap=True)
         est.fit(_scale(X_tr, mean, scale), y_tr)
-    if multilabel:
-        est._label_names = list(multilabel)
+    label_names = list(multilabel) if multilabel else None
     if getattr(est, "stop_reason_", None):
         console.print(escape(est.stop_reason_), soft_wrap=True)
     title = "validation" if validation_split > 0 else "training data (no validation split)"
@@ -230,17 +226,16 @@ def run_train(data, target, model, hidden, epochs, batch_size, learning_rate, va
     if calibrate:
         from ._calibrate import Calibrated, fit_temperature
 
-        temperature = fit_temperature(est, _scale(X_cal, mean, scale), y_cal)
+        temperature = fit_temperature(est, _scale(X_cal, mean, scale), y_cal, bool(multilabel))
         arrays_out["temperature"] = temperature
         shown = ", ".join(f"{t:.4g}" for t in temperature)
         console.print(f"temperature fitted on {len(X_cal)} held-out training rows: T = {shown}",
                       soft_wrap=True)
         _calibration_report(console, est, temperature, _scale(X_va, mean, scale), y_va,
-                            f"calibration, {title}: {len(X_va)} rows")
-        reported = Calibrated(est, temperature)
+                            f"calibration, {title}: {len(X_va)} rows", bool(multilabel))
+        reported = Calibrated(est, temperature, bool(multilabel))
     metrics_report(console, reported, _scale(X_va, mean, scale), y_va,
-                   f"{title}: {len(X_va)} rows")
-    est._epoch_callbacks = []
+                   f"{title}: {len(X_va)} rows", label_names=label_names)
     save_estimator(est, output, extra=extra_out, extra_arrays=arrays_out)
     console.print(f"saved the model to {escape(str(output))}", soft_wrap=True)
 
@@ -266,13 +261,12 @@ def _load(model_path, predict_only=False):
         check_array(arrays, "scale", (n,), str(model_path), positive=True, label="extra/scale")
     except ModelFileError as exc:
         raise DataError(str(exc)) from None
-    if extra.get("multilabel"):
-        est._label_names = list(extra["multilabel"])
     if predict_only:  # a temperature stored by `train --calibrate` (a resumed model drops it)
         from ._calibrate import with_stored_temperature
 
         try:
-            est = with_stored_temperature(est, arrays, str(model_path))
+            est = with_stored_temperature(est, arrays, str(model_path),
+                                          bool(extra.get("multilabel")))
         except ModelFileError as exc:
             raise DataError(str(exc)) from None
     return est, extra, arrays
@@ -353,13 +347,15 @@ def run_evaluate(model_path, data, target, plot=None):
         y = _as_model_labels(y, est.classes_, data, table.target)
     console = _console()
     proba = est.predict_proba(X)
-    metrics_report(console, est, X, y, f"{data}: {len(X)} rows", proba=proba)
+    label_names = extra.get("multilabel") or None
+    metrics_report(console, est, X, y, f"{data}: {len(X)} rows", proba=proba,
+                   label_names=label_names)
     if plot is not None:
-        _write_reliability_plot(plot, est, y, proba, f"{data}")
+        _write_reliability_plot(plot, est, y, proba, f"{data}", bool(label_names))
         console.print(f"wrote the reliability diagram to {escape(str(plot))}", soft_wrap=True)
 
 
-def _write_reliability_plot(path, est, y, proba, title):
+def _write_reliability_plot(path, est, y, proba, title, multilabel):
     """The reliability diagram of ``proba`` to ``path`` (PNG), atomically; matplotlib
     is imported here only."""
     import matplotlib
@@ -369,7 +365,6 @@ def _write_reliability_plot(path, est, y, proba, title):
 
     from ..metrics import plot_reliability_diagram
 
-    multilabel = getattr(est, "_multilabel", False)
     target = np.asarray(y) if multilabel else np.searchsorted(est.classes_, y)
     fig = plot_reliability_diagram(target, proba)
     fig.suptitle(title)

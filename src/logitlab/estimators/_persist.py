@@ -47,6 +47,14 @@ class _Predictor:
             return X @ self.coef_.T + self.intercept_
         return self.model_.predict(X)
 
+    def decision_function(self, X):
+        """SoftmaxRegression's logits: shape (n_samples, n_classes), (n_samples,) for two."""
+        if self.kind != "SoftmaxRegression":
+            raise AttributeError("an MLPClassifier has no decision_function; its logits are "
+                                 "model_.predict(X)")
+        z = self._logits(X)
+        return z[:, 0] if z.shape[1] == 1 else z
+
     def predict(self, X):
         z = self._logits(X)
         if self.kind == "MLPClassifier" and self._multilabel:
@@ -81,7 +89,8 @@ def save_estimator(estimator, path, extra=None, extra_arrays=None):
     kind = type(estimator).__name__
     if kind not in _KINDS:
         raise TypeError(f"cannot save a {kind}; expected one of {sorted(_KINDS)}")
-    params = {k: _jsonable(v) for k, v in estimator.get_params().items()}
+    # callbacks are objects with code, never written (a loaded estimator has callbacks=None)
+    params = {k: _jsonable(v) for k, v in estimator.get_params().items() if k != "callbacks"}
     if not isinstance(params.get("random_state"), (int, type(None))):
         params["random_state"] = None
     config = {"params": params, "classes": _jsonable(estimator.classes_),

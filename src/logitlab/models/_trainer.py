@@ -18,6 +18,7 @@ from .._validation import (
     TrainingDivergedError,
     check_inputs,
     check_number,
+    check_weights,
     describe,
     fit_sample_weight,
 )
@@ -92,7 +93,12 @@ class Trainer:
         ``sample_weight`` (one finite, non-negative weight per sample) and
         ``class_weight`` (a dict of class index to weight, a sequence of one
         weight per class, or ``"balanced"``: scikit-learn's
-        ``n_samples / (n_classes * bincount(y))``) multiply each sample's loss.
+        ``n_samples / (n_classes * bincount(y))``) multiply each sample's loss;
+        a batch's loss is then ``mean(w * loss)`` over its rows (Keras's
+        reduction). ``validation_data`` is ``(x_val, y_val)`` or, as in Keras,
+        ``(x_val, y_val, val_sample_weight)``: the weights then multiply each
+        validation sample's loss in ``val_loss`` (metrics stay unweighted, as
+        Keras's ``metrics``, not its ``weighted_metrics``).
         A NaN or inf loss or gradient, or a loss a million times its first
         (:class:`~logitlab._validation.DivergenceCheck`), raises
         :class:`TrainingDivergedError` and leaves the weights the step started from.
@@ -167,8 +173,14 @@ class Trainer:
         ``batches()`` yields one epoch's ``(x, y, sample_weight)`` batches.
         """
         if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+                raise ValueError("`validation_data` must be (x_val, y_val) or (x_val, y_val, "
+                                 f"val_sample_weight); got {describe(validation_data)}")
             vx = check_inputs(validation_data[0], "validation_data[0]", self.dtype)
             vy = self._check_targets(validation_data[1], len(vx), "validation_data[1]")
+            vw = None
+            if len(validation_data) == 3 and validation_data[2] is not None:
+                vw = check_weights(validation_data[2], "validation_data[2]", shape=(len(vx),))
         if self.built and not self.optimizer.slots and self.trainable_weights:
             self.optimizer.build(self._flat_params)
 
@@ -217,7 +229,7 @@ class Trainer:
                 for cb in cbs:
                     cb.on_batch_end(step, logs)
             if validation_data is not None:
-                vals = self._evaluate_arrays(vx, vy, batch_size)
+                vals = self._evaluate_arrays(vx, vy, batch_size, vw)
                 logs.update({f"val_{k}": v for k, v in zip(names, vals)})
             self.epoch = epoch + 1
             for cb in cbs:
@@ -229,26 +241,33 @@ class Trainer:
         self.history = history
         return history
 
-    def _evaluate_arrays(self, x, y, batch_size):
+    def _evaluate_arrays(self, x, y, batch_size, sample_weight=None):
         names = 1 + len(self._metric_fns)
         sums = np.zeros(names)
         for i in range(0, len(x), batch_size):
             xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+            swb = None if sample_weight is None else sample_weight[i:i + batch_size]
             out = self._forward(xb)
-            sums[0] += self._batch_loss(yb, out, None)[0] * len(xb)
+            sums[0] += self._batch_loss(yb, out, swb)[0] * len(xb)
             for j, (_, fn) in enumerate(self._metric_fns, 1):
                 sums[j] += fn(yb, out, self.loss) * len(xb)
         return sums / max(len(x), 1)
 
-    def evaluate(self, x, y, batch_size=32, verbose=0, return_dict=False):
-        """The loss (and metrics) on ``(x, y)``, averaged over samples as Keras does."""
+    def evaluate(self, x, y, batch_size=32, verbose=0, return_dict=False, sample_weight=None):
+        """The loss (and metrics) on ``(x, y)``, averaged over samples as Keras does.
+
+        ``sample_weight`` (one finite, non-negative weight per sample) multiplies
+        each sample's loss, ``mean(w * loss)`` as in ``fit``; metrics stay unweighted.
+        """
         if self.loss is None:
             raise ValueError("call compile(loss=..., optimizer=...) before evaluate")
         x = check_inputs(x, dtype=self.dtype)
         y = self._check_targets(y, len(x))
         self._ensure_built(x)
         batch_size = int(check_number(batch_size, "batch_size", low=1, integer=True))
-        vals = self._evaluate_arrays(x, y, batch_size)
+        sw = None if sample_weight is None else check_weights(sample_weight, "sample_weight",
+                                                              shape=(len(x),))
+        vals = self._evaluate_arrays(x, y, batch_size, sw)
         names = ["loss"] + [name for name, _ in self._metric_fns]
         if return_dict:
             return {k: float(v) for k, v in zip(names, vals)}
