@@ -143,10 +143,6 @@ CALIBRATION_SPLIT = 0.2
 
 def run_train(data, target, model, hidden, epochs, batch_size, learning_rate, validation_split,
               multilabel, seed, output, C, resume=None, calibrate=False):
-    from sklearn.model_selection import train_test_split
-
-    from ..estimators import MLPClassifier, SoftmaxRegression, save_estimator
-
     console = _console()
     previous = None
     if resume:
@@ -163,6 +159,11 @@ def run_train(data, target, model, hidden, epochs, batch_size, learning_rate, va
         raise DataError("--multilabel needs --model mlp (sigmoid outputs)")
     table = read_table(data, target=target, multilabel=multilabel)
     X, y = table.X, table.y
+    # scikit-learn loads after the data is read: a mistake in the data is said at once
+    from sklearn.model_selection import train_test_split
+
+    from ..estimators import MLPClassifier, SoftmaxRegression, save_estimator
+
     stratify = None
     if not multilabel:
         _, counts = np.unique(y, return_counts=True)
