@@ -188,6 +188,16 @@ def test_save_and_load_round_trip(tmp_path):
         np.testing.assert_array_equal(wa, wb)
 
 
+class _WeightsByValLoss(Callback):
+    """Records (validation loss, weights) at the end of every epoch."""
+
+    def on_train_begin(self, logs=None):
+        self.weights = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.weights.append((logs["val_loss"], self.model.get_weights()))
+
+
 def test_early_stopping_restores_best_weights():
     X, y = make_blobs(n_samples=200, centers=CENTERS, random_state=2)
     model = seeds_model(seed=0)
@@ -195,14 +205,7 @@ def test_early_stopping_restores_best_weights():
     # in epoch 2, which the divergence check now stops)
     model.compile(loss=SparseCategoricalCrossentropy(from_logits=True), optimizer=opt.SGD(1.0))
 
-    class Recorder(Callback):
-        def on_train_begin(self, logs=None):
-            self.weights = []
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.weights.append((logs["val_loss"], self.model.get_weights()))
-
-    rec = Recorder()
+    rec = _WeightsByValLoss()
     stop = EarlyStopping(monitor="val_loss", patience=1, restore_best_weights=True)
     hist = model.fit(X, y, epochs=30, verbose=0, validation_split=0.3, callbacks=[rec, stop])
     if stop.stopped_epoch is not None:
@@ -289,14 +292,7 @@ def test_early_stopping_kept_the_last_weights_when_all_epochs_ran():
     model = seeds_model(seed=0)
     model.compile(loss=SparseCategoricalCrossentropy(from_logits=True), optimizer=opt.SGD(1.0))
 
-    class Recorder(Callback):
-        def on_train_begin(self, logs=None):
-            self.weights = []
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.weights.append((logs["val_loss"], self.model.get_weights()))
-
-    rec = Recorder()
+    rec = _WeightsByValLoss()
     stop = EarlyStopping(monitor="val_loss", patience=1000, restore_best_weights=True)
     model.fit(X, y, epochs=4, verbose=0, validation_split=0.3, callbacks=[rec, stop])
     assert stop.stopped_epoch is None
