@@ -1,4 +1,6 @@
-"""Reading a user's table: CSV with a header row, or .npz. Errors are one line each."""
+"""Reading a user's table: CSV with a header row, or .npz (dense, or a scipy.sparse matrix).
+
+Errors are one line each."""
 
 from __future__ import annotations
 
@@ -13,10 +15,15 @@ class DataError(Exception):
     """A problem with the user's data file; the CLI prints it and exits with status 2."""
 
 
+class MissingLabels(DataError):
+    """The label column (CSV) or array (.npz) named is not in the file: ``predict`` reads
+    the file without labels then."""
+
+
 @dataclass
 class Table:
     features: list
-    X: np.ndarray
+    X: np.ndarray  # or a scipy.sparse CSR matrix, from a sparse .npz
     y: np.ndarray | None  # labels (strings or numbers), or a 0/1 matrix for multilabel
     target: str | list | None
 
@@ -126,7 +133,8 @@ def read_csv(path, target=None, multilabel=None, features=None):
     label_cols = list(multilabel) if multilabel else ([target] if target else [])
     for col in label_cols:
         if col not in header:
-            raise DataError(f"no column {col!r} in {path}; the columns are: {', '.join(header)}")
+            raise MissingLabels(f"no column {col!r} in {path}; the columns are: "
+                                f"{', '.join(header)}")
     if features is None:
         features = [h for h in header if h not in label_cols]
     else:
@@ -169,30 +177,189 @@ def read_csv(path, target=None, multilabel=None, features=None):
     return Table(features, X, y, list(multilabel) if multilabel else target)
 
 
-def read_npz(path, target=None, multilabel=None, features=None):
-    """``.npz`` with an ``X`` array (n_samples, n_features), labels under ``target`` (default y)."""
+#: An .npz's arrays may take at most this many times the file's size (or 64 KiB) once
+#: read: deflate expands up to about 1000 times (a "zip bomb"), real data far less; a
+#: file saved uncompressed (``np.savez``, ``save_npz(..., compressed=False)``) never trips it.
+NPZ_MAX_EXPANSION = 100
+
+#: The arrays ``scipy.sparse.save_npz`` writes for a CSR or CSC matrix.
+SPARSE_KEYS = ("format", "shape", "data", "indices", "indptr")
+
+
+def _npy_header(fh):
+    """``(shape, dtype)`` from the header of one .npy member, before its data is read."""
+    from numpy.lib import format as npy
+
+    version = npy.read_magic(fh)
+    if version == (1, 0):
+        shape, _, dtype = npy.read_array_header_1_0(fh)
+    elif version == (2, 0):
+        shape, _, dtype = npy.read_array_header_2_0(fh)
+    else:
+        raise ValueError(f"unsupported .npy format version {version}")
+    return shape, dtype
+
+
+def read_npz_arrays(path):
+    """Every array of the .npz at ``path``, read without pickle and checked before it is read.
+
+    Each member's header is read first: an object array (pickled Python objects) is
+    refused, and so is a header declaring more data than its member holds, or members
+    that would take more than ``NPZ_MAX_EXPANSION`` times the file's size, so reading
+    costs memory in proportion to the file.
+    """
     if not os.path.isfile(path):
         raise DataError(f"no such file: {path}")
+    budget = NPZ_MAX_EXPANSION * max(os.path.getsize(path), 1 << 16)
     try:
         with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
+            if not hasattr(data, "zip"):  # np.load gave one array: a .npy named .npz
+                raise DataError(f"{path} is a single .npy array, not an .npz archive of arrays")
+            members = {i.filename[:-4]: i for i in data.zip.infolist()
+                       if i.filename.endswith(".npy")}
+            total = 0
+            for name, info in members.items():
+                with data.zip.open(info) as fh:
+                    shape, dtype = _npy_header(fh)
+                if dtype.hasobject:
+                    raise DataError(f"{name!r} in {path} is an array of Python objects (pickled):"
+                                    " logitlab reads numeric and text arrays only")
+                nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                if nbytes > info.file_size:
+                    raise DataError(f"{name!r} in {path} declares {dtype} {tuple(shape)} "
+                                    f"({nbytes} bytes) but holds {info.file_size} bytes")
+                total += nbytes
+            if total > budget:
+                raise DataError(f"the arrays of {path} take {total} bytes, over "
+                                f"{NPZ_MAX_EXPANSION} times the file's size: refused as a "
+                                "decompression bomb (save it uncompressed if it is real)")
+            return {name: data[name] for name in members}
+    except DataError:
+        raise
     except Exception as exc:
         raise DataError(f"{path} is not a readable .npz file: {exc}") from None
-    if "X" not in arrays:
-        raise DataError(f"{path} has no array 'X'; it holds: {', '.join(sorted(arrays))}")
-    X = arrays["X"]
-    if X.ndim != 2 or X.dtype.kind not in "biuf":
-        raise DataError(f"'X' in {path} must be a 2-D numeric array; got {X.dtype} {X.shape}")
+
+
+def _sparse_from_npz(arrays, path):
+    """The CSR matrix of ``scipy.sparse.save_npz``'s arrays, every array checked first.
+
+    CSC is read and turned into CSR (the row order the fit and the splits use);
+    duplicate entries are summed, as scipy.sparse means them. Never densified.
+    """
+    import scipy.sparse as sp
+
+    fmt = arrays["format"]
+    if fmt.ndim != 0 or fmt.dtype.kind not in "US":
+        raise DataError(f"'format' in {path} must be the text 'csr' or 'csc'; got {fmt.dtype} "
+                        f"{fmt.shape}")
+    fmt = fmt.item()
+    fmt = fmt.decode("ascii", "replace") if isinstance(fmt, bytes) else fmt
+    if fmt not in ("csr", "csc"):
+        raise DataError(f"{path} holds a {fmt!r} sparse matrix; logitlab reads CSR or CSC "
+                        "(save X.tocsr())")
+    missing = [k for k in SPARSE_KEYS if k not in arrays]
+    if missing:
+        raise DataError(f"{path} holds a sparse matrix's 'format' but not its "
+                        f"{', '.join(repr(k) for k in missing)}")
+    shape = arrays["shape"]
+    if shape.shape != (2,) or shape.dtype.kind not in "iu" or (shape < 1).any():
+        raise DataError(f"'shape' in {path} must be two positive integers; got "
+                        f"{shape.dtype} {shape.tolist() if shape.size <= 4 else shape.shape}")
+    n_rows, n_cols = (int(v) for v in shape)
+    major, minor = (n_rows, n_cols) if fmt == "csr" else (n_cols, n_rows)
+    what = ("rows", "columns") if fmt == "csr" else ("columns", "rows")
+    data, indices, indptr = arrays["data"], arrays["indices"], arrays["indptr"]
+    if data.ndim != 1 or data.dtype.kind not in "biuf":
+        raise DataError(f"'data' in {path} must be a 1-D numeric array; got {data.dtype} "
+                        f"{data.shape}")
+    if indices.ndim != 1 or indices.dtype.kind not in "iu" or len(indices) != len(data):
+        raise DataError(f"'indices' in {path} must be {len(data)} integers (one per stored value);"
+                        f" got {indices.dtype} {indices.shape}")
+    if indptr.ndim != 1 or indptr.dtype.kind not in "iu" or len(indptr) != major + 1:
+        raise DataError(f"'indptr' in {path} must be {major + 1} integers (one more than the "
+                        f"{major} {what[0]}); got {indptr.dtype} {indptr.shape}")
+    nnz = len(data)
+    if indptr[0] != 0 or indptr[-1] != nnz:
+        raise DataError(f"'indptr' in {path} must run from 0 to {nnz} (the stored values); it "
+                        f"runs from {indptr[0]} to {indptr[-1]}")
+    down = np.flatnonzero(indptr[1:] < indptr[:-1])
+    if down.size:
+        i = int(down[0])
+        raise DataError(f"'indptr' in {path} decreases at position {i + 1} ({indptr[i]} then "
+                        f"{indptr[i + 1]}): it must be non-decreasing")
+    if nnz:
+        out = np.flatnonzero((indices < 0) | (indices >= minor)) if indices.dtype.kind == "i" \
+            else np.flatnonzero(indices >= minor)
+        if out.size:
+            i = int(out[0])
+            raise DataError(f"'indices' in {path} must lie in [0, {minor}) (the {minor} "
+                            f"{what[1]}); position {i} holds {indices[i]}")
+    values = data.astype(np.float64, copy=False)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise DataError(f"'data' in {path} holds {values[bad][0]} at position "
+                        f"{int(np.argmax(bad))}: features must be finite")
+    cls = sp.csr_matrix if fmt == "csr" else sp.csc_matrix
+    X = cls((values, indices, indptr), shape=(n_rows, n_cols)).tocsr()
+    X.sum_duplicates()
+    return X
+
+
+def read_npz(path, target=None, multilabel=None, features=None):
+    """``.npz`` with an ``X`` array (n_samples, n_features), or a CSR/CSC matrix as
+    ``scipy.sparse.save_npz`` writes it (kept sparse); labels under ``target``
+    (default ``y``) in the same file, or from ``--labels``."""
+    arrays = read_npz_arrays(path)
+    if "format" in arrays:
+        X = _sparse_from_npz(arrays, path)
+    elif "X" not in arrays:
+        raise DataError(f"{path} has no array 'X' (nor a sparse matrix as scipy.sparse.save_npz "
+                        f"writes one); it holds: {', '.join(sorted(arrays))}")
+    else:
+        X = arrays["X"]
+        if X.ndim != 2 or X.dtype.kind not in "biuf":
+            raise DataError(f"'X' in {path} must be a 2-D numeric array; got {X.dtype} {X.shape}")
+        X = X.astype(np.float64)
+        bad = ~np.isfinite(X)
+        if bad.any():
+            i, j = np.argwhere(bad)[0]
+            raise DataError(f"'X' in {path} holds {X[i, j]} at row {i}, column {j}: features "
+                            "must be finite")
     names = [str(n) for n in arrays.get("feature_names", [f"x{i}" for i in range(X.shape[1])])]
+    if len(names) != X.shape[1]:
+        raise DataError(f"'feature_names' in {path} names {len(names)} features; the data has "
+                        f"{X.shape[1]}")
     if features is not None and list(features) != names:
-        raise DataError(f"the features of {path} differ from the model's: {names} vs {list(features)}")
+        raise DataError(f"the features of {path} differ from the model's: "
+                        f"{_few(names)} vs {_few(list(features))}")
     key = target or "y"
     y = arrays.get(key)
     if target and y is None:
-        raise DataError(f"no array {target!r} in {path}; it holds: {', '.join(sorted(arrays))}")
+        raise MissingLabels(f"no array {target!r} in {path}; it holds: "
+                            f"{', '.join(sorted(arrays))}")
     if y is not None and not multilabel:
-        y = _npz_labels(y, key, path, len(X))
-    return Table(names, X.astype(np.float64), y, key if y is not None else None)
+        y = _npz_labels(y, key, path, X.shape[0])
+    return Table(names, X, y, key if y is not None else None)
+
+
+def _few(names, n=8):
+    """A list of names for a message: the first ``n`` and how many in all."""
+    return names if len(names) <= n else names[:n] + [f"... ({len(names)} in all)"]
+
+
+def read_labels(path, n_rows):
+    """Labels from a separate ``.npy`` file (``np.save(path, y)``), one per data row: for a
+    data file that holds none, as ``scipy.sparse.save_npz`` writes. Memory-mapped, then
+    copied: a header claiming more than the file holds fails, never allocates."""
+    if not str(path).endswith(".npy"):
+        raise DataError(f"--labels {path}: expected a .npy file of labels (np.save(path, y))")
+    if not os.path.isfile(path):
+        raise DataError(f"no such file: {path}")
+    try:
+        y = np.array(np.load(path, mmap_mode="r", allow_pickle=False))
+    except Exception as exc:
+        raise DataError(f"{path} is not a readable .npy array of labels: {exc}") from None
+    return _npz_labels(y, "labels", path, n_rows)
 
 
 def _npz_labels(y, key, path, n_rows):

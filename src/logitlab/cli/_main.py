@@ -140,6 +140,9 @@ def demo(output):
 @cli.command()
 @click.argument("data", type=click.Path(dir_okay=False))
 @click.option("--target", help="The label column (text labels are fine).")
+@click.option("--labels", type=click.Path(dir_okay=False),
+              help="A .npy file of labels, one per row, for DATA that holds none (a sparse "
+                   "matrix written by scipy.sparse.save_npz).")
 @click.option("--model", type=click.Choice(["softmax", "mlp"]), default="softmax", show_default=True,
               help="Softmax regression (L-BFGS) or a neural network.")
 @click.option("--hidden", default="25,15", show_default=True, callback=_hidden,
@@ -167,20 +170,28 @@ def demo(output):
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
               help="Where to save the model file.")
 @_user_errors
-def train(data, target, model, hidden, epochs, batch_size, learning_rate, C, validation_split,
+def train(data, target, labels, model, hidden, epochs, batch_size, learning_rate, C, validation_split,
           multilabel, seed, engine, scheduler, blocksize, resume, calibrate, output):
     """Train a classifier on a CSV (header row) or .npz file and save it.
+
+    An .npz holds an array X (and its labels, named by --target), or a CSR/CSC
+    matrix as scipy.sparse.save_npz writes it, kept sparse (--model softmax);
+    its labels come from the same file or from --labels.
 
     \b
     Example:
       logitlab train iris.csv --target species --model mlp --epochs 100 -o iris.logitlab
+      logitlab train tfidf.npz --labels topics.npy -o topics.logitlab
       logitlab train iris.csv --resume iris.logitlab --epochs 200 -o iris.logitlab
       logitlab train big.csv --target label --engine dask -o big.logitlab
     """
-    _check_output(output, [("data file", data)])
+    _check_output(output, [("data file", data), ("labels file", labels)])
     if engine == "dask":
         from ._train import run_train_dask
 
+        if str(data).endswith(".npz") or labels:
+            raise UsageFailure(f"--engine dask reads a CSV in chunks; for {data} (an .npz, or "
+                               "--labels) use --engine local")
         if model != "softmax" or multilabel or resume or calibrate:
             raise UsageFailure("--engine dask trains --model softmax on a single --target "
                                "(without --resume or --calibrate)")
@@ -189,7 +200,7 @@ def train(data, target, model, hidden, epochs, batch_size, learning_rate, C, val
     from ._train import run_train
 
     run_train(data, target, model, hidden, epochs, batch_size, learning_rate, validation_split,
-              multilabel, seed, output, C, resume, calibrate)
+              multilabel, seed, output, C, resume, calibrate, labels)
 
 
 @cli.command()
@@ -221,10 +232,12 @@ def predict(model, data, proba, output):
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.argument("data", type=click.Path(dir_okay=False))
 @click.option("--target", help="The label column (default: the one used in training).")
+@click.option("--labels", type=click.Path(dir_okay=False),
+              help="A .npy file of labels, one per row of DATA (instead of --target).")
 @click.option("--plot", type=click.Path(dir_okay=False),
               help="Write the reliability diagram to this PNG file.")
 @_user_errors
-def evaluate(model, data, target, plot):
+def evaluate(model, data, target, labels, plot):
     """Accuracy, log loss, ECE, Brier score, top-k accuracy, per-class precision/recall
     and confusion matrix on DATA.
 
@@ -233,10 +246,11 @@ def evaluate(model, data, target, plot):
       logitlab evaluate iris.logitlab test.csv --target species --plot reliability.png
     """
     if plot is not None:
-        _check_output(plot, [("model file", model), ("data file", data)], "--plot")
+        _check_output(plot, [("model file", model), ("data file", data), ("labels file", labels)],
+                      "--plot")
     from ._train import run_evaluate
 
-    run_evaluate(model, data, target, plot)
+    run_evaluate(model, data, target, plot, labels)
 
 
 @cli.command()

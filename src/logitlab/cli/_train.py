@@ -15,15 +15,81 @@ from rich.table import Table
 from .._io import atomic_write
 from ..callbacks import Callback
 from .._saving import ModelFileError, check_array
-from ._data import DataError, labels_as_written, read_table
+from ._data import (
+    DataError,
+    MissingLabels,
+    _few,
+    labels_as_written,
+    read_labels,
+    read_table,
+)
 
 
 def _console():
     return Console(stderr=False, highlight=False)
 
 
+def _is_sparse(X):
+    """A scipy.sparse matrix, told without importing scipy (predict stays light)."""
+    return type(X).__module__.startswith("scipy.sparse")
+
+
 def _scale(X, mean, scale):
+    """``(X - mean) / scale``. Sparse ``X`` (CSR) stays sparse: only its stored values
+    are divided, which is the whole of it when ``mean`` is 0 (see :func:`_model_input`)."""
+    if _is_sparse(X):
+        if np.any(mean != 0):
+            raise ValueError("sparse X is scaled without centring; fold the mean into the model")
+        return type(X)((X.data / scale[X.indices], X.indices, X.indptr), shape=X.shape)
     return (X - mean) / scale
+
+
+def _sparse_column_std(X):
+    """Column standard deviations of CSR ``X`` (its zeros counted), never densified.
+
+    Two passes over the stored values (the mean, then the squared deviations),
+    so a column far from zero loses no digits: with :math:`n` rows, :math:`c_j`
+    stored values in column :math:`j` and mean :math:`m_j`,
+    :math:`n\\sigma_j^2 = \\sum_{stored} (x - m_j)^2 + (n - c_j) m_j^2`.
+    """
+    n, d = X.shape
+    counts = np.bincount(X.indices, minlength=d)
+    mean = np.bincount(X.indices, weights=X.data, minlength=d) / n
+    dev = np.bincount(X.indices, weights=(X.data - mean[X.indices]) ** 2, minlength=d)
+    return np.sqrt(np.maximum(dev + (n - counts) * mean ** 2, 0.0) / n)
+
+
+def _dense_only(est, data):
+    """The one-line refusal of sparse ``data`` for ``est`` (an estimator, or its kind)."""
+    kind = est if isinstance(est, str) else getattr(est, "kind", type(est).__name__)
+    return DataError(f"{data} holds a sparse matrix, and {kind} "
+                     "takes dense features only: use --model softmax, or save X.toarray() if it "
+                     "fits in memory")
+
+
+def _model_input(est, X, mean, scale, data):
+    """``(est, X)`` for prediction: ``X`` scaled as in training.
+
+    Sparse ``X`` is never densified: a linear model (SoftmaxRegression, or the
+    light predictor of one) trained on centred features takes the centring in
+    its intercepts instead, :math:`W((x - m)/s) + b = W(x/s) + (b - W(m/s))`.
+    A network cannot, and is refused in one line.
+    """
+    if not _is_sparse(X):
+        return est, _scale(X, mean, scale)
+    from ._calibrate import Calibrated
+
+    inner = est.est if isinstance(est, Calibrated) else est
+    if not hasattr(inner, "coef_"):
+        raise _dense_only(inner, data)
+    if np.any(mean != 0):
+        import copy
+
+        shifted = copy.copy(inner)
+        shifted.intercept_ = inner.intercept_ - (mean / scale) @ inner.coef_.T
+        est = (Calibrated(shifted, est.temperature, est.multilabel)
+               if isinstance(est, Calibrated) else shifted)
+    return est, _scale(X, np.zeros_like(mean), scale)
 
 
 def metrics_report(console, est, X, y, title, pred=None, proba=None, label_names=None):
@@ -142,7 +208,7 @@ CALIBRATION_SPLIT = 0.2
 
 
 def run_train(data, target, model, hidden, epochs, batch_size, learning_rate, validation_split,
-              multilabel, seed, output, C, resume=None, calibrate=False):
+              multilabel, seed, output, C, resume=None, calibrate=False, labels=None):
     console = _console()
     previous = None
     if resume:
@@ -153,12 +219,22 @@ def run_train(data, target, model, hidden, epochs, batch_size, learning_rate, va
         target, multilabel = _label_columns(extra)
         seed, validation_split = extra.get("seed", seed), extra.get("validation_split", validation_split)
         model = "mlp" if type(previous).__name__ == "MLPClassifier" else "softmax"
-    if not target and not multilabel:
-        raise DataError("give the label column with --target COLUMN (or --multilabel COL,COL)")
+    if labels is not None:
+        if multilabel:
+            raise DataError("--labels gives one label per row; it cannot be used with --multilabel")
+        target = None  # the labels are not a column of the data file
+    elif not target and not multilabel:
+        raise DataError("give the label column with --target COLUMN (or --multilabel COL,COL, "
+                        "or --labels FILE.npy)")
     if multilabel and model != "mlp":
         raise DataError("--multilabel needs --model mlp (sigmoid outputs)")
     table = read_table(data, target=target, multilabel=multilabel)
+    if labels is not None:
+        table.y, table.target = read_labels(labels, table.X.shape[0]), None
     X, y = table.X, table.y
+    sparse = _is_sparse(X)
+    if sparse and model == "mlp":
+        raise _dense_only("MLPClassifier", data)
     # scikit-learn loads after the data is read: a mistake in the data is said at once
     from sklearn.model_selection import train_test_split
 
@@ -188,8 +264,10 @@ def run_train(data, target, model, hidden, epochs, batch_size, learning_rate, va
         except ValueError as exc:
             raise DataError(f"--calibrate holds out {CALIBRATION_SPLIT:.0%} of the training rows: "
                             f"{exc}") from None
-    mean = X_tr.mean(axis=0)
-    scale = X_tr.std(axis=0)
+    if sparse:  # scaled, not centred: with its free intercept the fitted model is the same
+        mean, scale = np.zeros(X.shape[1]), _sparse_column_std(X_tr)
+    else:
+        mean, scale = X_tr.mean(axis=0), X_tr.std(axis=0)
     scale[scale == 0] = 1.0
     extra_out = {"features": table.features, "target": table.target,
                  "multilabel": list(multilabel) if multilabel else None,
@@ -200,6 +278,9 @@ def run_train(data, target, model, hidden, epochs, batch_size, learning_rate, va
         if list(extra["features"]) != list(table.features):
             raise DataError(f"the features of {data} differ from those the model was trained on")
         mean, scale, est = arrays["mean"], arrays["scale"], previous
+        if sparse and np.any(mean != 0):
+            raise DataError(f"{resume} centres its features (it was trained on dense data), and "
+                            f"{data} is sparse: resuming would densify it")
         if model == "mlp":
             est.set_params(epochs=epochs, verbose=1,
                            callbacks=[_SaveEachEpoch(est, output, extra_out, arrays_out)])
@@ -215,8 +296,9 @@ def run_train(data, target, model, hidden, epochs, batch_size, learning_rate, va
                             learning_rate=learning_rate, random_state=seed, verbose=1)
         est.set_params(callbacks=[_SaveEachEpoch(est, output, extra_out, arrays_out)])
     if previous is None:
-        console.print(f"training {type(est).__name__} on {len(X_tr)} rows, "
-                      f"{len(table.features)} features: {escape(', '.join(table.features))}",
+        console.print(f"training {type(est).__name__} on {X_tr.shape[0]} rows"
+                      f"{' (sparse)' if sparse else ''}, {len(table.features)} features: "
+                      f"{escape(', '.join(_few(table.features, 12)))}",
                       soft_wrap=True)
         est.fit(_scale(X_tr, mean, scale), y_tr)
     label_names = list(multilabel) if multilabel else None
@@ -230,13 +312,13 @@ def run_train(data, target, model, hidden, epochs, batch_size, learning_rate, va
         temperature = fit_temperature(est, _scale(X_cal, mean, scale), y_cal, bool(multilabel))
         arrays_out["temperature"] = temperature
         shown = ", ".join(f"{t:.4g}" for t in temperature)
-        console.print(f"temperature fitted on {len(X_cal)} held-out training rows: T = {shown}",
+        console.print(f"temperature fitted on {X_cal.shape[0]} held-out training rows: T = {shown}",
                       soft_wrap=True)
         _calibration_report(console, est, temperature, _scale(X_va, mean, scale), y_va,
-                            f"calibration, {title}: {len(X_va)} rows", bool(multilabel))
+                            f"calibration, {title}: {X_va.shape[0]} rows", bool(multilabel))
         reported = Calibrated(est, temperature, bool(multilabel))
     metrics_report(console, reported, _scale(X_va, mean, scale), y_va,
-                   f"{title}: {len(X_va)} rows", label_names=label_names)
+                   f"{title}: {X_va.shape[0]} rows", label_names=label_names)
     save_estimator(est, output, extra=extra_out, extra_arrays=arrays_out)
     console.print(f"saved the model to {escape(str(output))}", soft_wrap=True)
 
@@ -284,8 +366,8 @@ def _read_for_model(data, extra, require_target):
     # The label column(s) may be present (they are ignored) or absent.
     try:
         return read_table(data, target=target, multilabel=multilabel, features=extra["features"])
-    except DataError as exc:
-        if require_target or "no column" not in str(exc):
+    except MissingLabels:  # a CSV without the label column, an .npz without the labels
+        if require_target:
             raise
         return read_table(data, features=extra["features"])
 
@@ -310,7 +392,7 @@ def formula_safe(cell):
 def run_predict(model_path, data, proba, output):
     est, extra, arrays = _load(model_path, predict_only=True)  # no scikit-learn
     table = _read_for_model(data, extra, require_target=False)
-    X = _scale(table.X, arrays["mean"], arrays["scale"])
+    est, X = _model_input(est, table.X, arrays["mean"], arrays["scale"], data)
     pred = est.predict(X)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
@@ -321,7 +403,7 @@ def run_predict(model_path, data, proba, output):
         names = multilabel if multilabel else [str(c) for c in est.classes_]
         header += [f"proba_{n}" for n in names]
     writer.writerow([formula_safe(h) for h in header])
-    for i in range(len(X)):
+    for i in range(X.shape[0]):
         row = list(pred[i]) if multilabel else [formula_safe(pred[i])]
         if proba:
             row += [repr(float(v)) for v in P[i]]
@@ -330,26 +412,36 @@ def run_predict(model_path, data, proba, output):
     if output:
         with atomic_write(output, "w", encoding="utf-8", newline="") as fh:
             fh.write(text)
-        _console().print(f"wrote {len(X)} predictions to {escape(str(output))}", soft_wrap=True)
+        _console().print(f"wrote {X.shape[0]} predictions to {escape(str(output))}", soft_wrap=True)
     else:
         sys.stdout.write(text)
 
 
-def run_evaluate(model_path, data, target, plot=None):
+def run_evaluate(model_path, data, target, plot=None, labels=None):
     est, extra, arrays = _load(model_path, predict_only=True)  # no scikit-learn
-    if extra.get("multilabel"):
+    if labels is not None:
+        if extra.get("multilabel") or target is not None:
+            raise DataError("--labels gives one label per row; it replaces --target and cannot "
+                            "score a multilabel model")
+        extra = dict(extra, target=None)
+    elif extra.get("multilabel"):
         target = None
     elif target is not None and target != extra.get("target"):
         extra = dict(extra, target=target)
-    table = _read_for_model(data, extra, require_target=True)
-    X = _scale(table.X, arrays["mean"], arrays["scale"])
+    elif not extra.get("target"):
+        raise DataError(f"{model_path} was trained with --labels: give the labels of {data} with "
+                        "--labels FILE.npy (or --target COLUMN)")
+    table = _read_for_model(data, extra, require_target=labels is None)
+    if labels is not None:
+        table.y, table.target = read_labels(labels, table.X.shape[0]), "labels"
+    est, X = _model_input(est, table.X, arrays["mean"], arrays["scale"], data)
     y = table.y
     if not extra.get("multilabel"):
         y = _as_model_labels(y, est.classes_, data, table.target)
     console = _console()
     proba = est.predict_proba(X)
     label_names = extra.get("multilabel") or None
-    metrics_report(console, est, X, y, f"{data}: {len(X)} rows", proba=proba,
+    metrics_report(console, est, X, y, f"{data}: {X.shape[0]} rows", proba=proba,
                    label_names=label_names)
     if plot is not None:
         _write_reliability_plot(plot, est, y, proba, f"{data}", bool(label_names))

@@ -39,12 +39,17 @@ class _Predictor:
         self.kind = kind
 
     def _logits(self, X):
-        X = np.asarray(X, dtype=np.float64)
+        if type(X).__module__.startswith("scipy.sparse"):  # told without importing scipy
+            if self.kind != "SoftmaxRegression":
+                raise TypeError(f"`X` is a scipy.sparse matrix; an {self.kind} takes dense X "
+                                "only (X.toarray(), if it fits in memory)")
+        else:
+            X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != self.n_features_in_:
             raise ValueError(f"`X` must have shape (n_samples, {self.n_features_in_}); "
                              f"got {X.shape}")
-        if self.kind == "SoftmaxRegression":
-            return X @ self.coef_.T + self.intercept_
+        if self.kind == "SoftmaxRegression":  # sparse X: a dense product, X never densified
+            return np.asarray(X @ self.coef_.T) + self.intercept_
         return self.model_.predict(X)
 
     def decision_function(self, X):
