@@ -144,3 +144,94 @@ def test_cli_train_with_the_dask_engine(tmp_path):
                          capture_output=True, text=True, timeout=300)
     labels = res.stdout.splitlines()[1:]
     assert np.mean(np.array(labels) == np.array(["ant", "bee", "cat"])[y]) > 0.9
+
+
+def _softmax_objective(est, X, y, sw, C):
+    """The penalised objective, computed densely and independently of logitlab."""
+    from scipy.special import logsumexp
+
+    Z = np.asarray(X.toarray() @ est.coef_.T + est.intercept_, dtype=np.float64)
+    nll = logsumexp(Z, axis=1) - Z[np.arange(len(y)), np.searchsorted(est.classes_, y)]
+    return (np.sum(sw * nll) + 0.5 / C * np.sum(est.coef_.astype(np.float64) ** 2)) / sw.sum()
+
+
+@pytest.fixture(scope="module")
+def text_like_problem():
+    import scipy.sparse
+
+    rng = np.random.default_rng(3)
+    X = scipy.sparse.random(6000, 400, density=0.02, format="csr", random_state=rng,
+                            data_rvs=lambda k: rng.uniform(0.1, 1.0, k))
+    W = rng.normal(size=(5, 400)) * 3
+    y = np.argmax(X @ W.T + rng.gumbel(size=(6000, 5)), axis=1)
+    return X, y, rng.uniform(0.5, 2.0, 6000)
+
+
+def _sparse_chunks(X, make_chunks):
+    import scipy.sparse
+
+    if make_chunks == "from_array":
+        return da.from_array(X, chunks=(1500, 400))
+    if make_chunks == "csc_from_array":
+        return da.from_array(X.tocsc(), chunks=(2000, 400))
+    if make_chunks == "column_chunks":  # rechunked to whole rows by the fit, still sparse
+        return da.from_array(X, chunks=(1500, 100))
+    return da.from_array(X.toarray(), chunks=(1000, 400)).map_blocks(scipy.sparse.csr_matrix)
+
+
+def _check_sparse_dask_fit(Xd, X, y, sw, persist=lambda arrays: arrays):
+    import scipy.sparse
+
+    assert scipy.sparse.issparse(Xd.blocks[0, 0].compute())
+    yd = da.from_array(y, chunks=(Xd.chunks[0],))
+    swd = da.from_array(sw, chunks=(Xd.chunks[0],))
+    Xd, yd, swd = persist([Xd, yd, swd])
+    in_memory = SoftmaxRegression().fit(X, y, sample_weight=sw)
+    on_dask = SoftmaxRegression().fit(Xd, yd, sample_weight=swd)
+    f_mem = _softmax_objective(in_memory, X, y, sw, 1.0)
+    f_dask = _softmax_objective(on_dask, X, y, sw, 1.0)
+    assert abs(f_dask - f_mem) <= 1e-8 * f_mem
+    assert abs(on_dask.objective_ - f_dask) <= 1e-10 * f_dask
+    proba = on_dask.predict_proba(Xd)
+    assert isinstance(proba, da.Array)
+    np.testing.assert_allclose(proba.compute(), on_dask.predict_proba(X), rtol=1e-12)
+    np.testing.assert_array_equal(on_dask.predict(Xd).compute(), on_dask.predict(X))
+    np.testing.assert_allclose(on_dask.decision_function(Xd).compute(),
+                               on_dask.decision_function(X), rtol=1e-12)
+
+
+@pytest.mark.parametrize("make_chunks", ["from_array", "csc_from_array", "column_chunks",
+                                         "map_blocks"])
+def test_dask_fit_on_sparse_chunks_equals_in_memory_sparse_fit(text_like_problem, make_chunks):
+    import dask
+
+    X, y, sw = text_like_problem
+    with dask.config.set(scheduler="synchronous"):  # the chunk layouts, quickly
+        _check_sparse_dask_fit(_sparse_chunks(X, make_chunks), X, y, sw)
+
+
+def test_dask_fit_on_sparse_chunks_on_a_cluster(client, text_like_problem):
+    # the sparse chunks and their partial sums travel between processes
+    X, y, sw = text_like_problem
+    _check_sparse_dask_fit(_sparse_chunks(X, "from_array"), X, y, sw, persist=client.persist)
+
+
+def test_dask_fit_on_sparse_chunks_never_densifies_a_chunk(text_like_problem, monkeypatch):
+    # in this process (the synchronous scheduler), so that the patched methods are the ones run
+    import dask
+    import scipy.sparse
+
+    X, y, _ = text_like_problem
+    densified = []
+    for cls in (scipy.sparse.csr_matrix, scipy.sparse.csc_matrix):
+        for name in ("toarray", "todense"):
+            orig = getattr(cls, name)
+            monkeypatch.setattr(cls, name, lambda self, *a, _o=orig, **k:
+                                densified.append(1) or _o(self, *a, **k))
+    with dask.config.set(scheduler="synchronous"):
+        Xd = da.from_array(X, chunks=(1500, 200))
+        yd = da.from_array(y, chunks=1500)
+        clf = SoftmaxRegression().fit(Xd, yd)
+        clf.predict_proba(Xd).compute()
+    assert densified == []
+    assert clf.n_iter_[0] > 1 and clf.coef_.shape == (5, 400)
