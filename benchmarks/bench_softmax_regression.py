@@ -1,7 +1,7 @@
 """SoftmaxRegression.fit against scikit-learn's multinomial LogisticRegression solvers.
 
     python benchmarks/bench_softmax_regression.py [--quick] [--repeats N] [--only NAME]
-        [--solvers lbfgs,newton-cholesky,saga]
+        [--solvers lbfgs,newton-cholesky,saga] [--memory]
 
 Every fit solves the same problem (C=1, tol=1e-8, L2 penalty, intercept);
 the objective each reaches is evaluated in float64 by one function
@@ -21,6 +21,14 @@ speed moves over seconds: every solver sees the same phases), each
 left out on the sparse problem: its Hessian has (50000 * 20)^2 entries.
 saga runs at most ``SAGA_EPOCHS`` epochs (at tol=1e-8 it would run for
 hours): its objective gap says how far it got.
+
+After each sparse problem, a second table splits logitlab's peak into
+scipy's L-BFGS-B arrays (measured alone, on a quadratic with as many
+parameters: they do not depend on the data) and the rest (the evaluation's
+buffers), each against the sparse matrix plus the coefficients.
+``--memory`` prints only that table, from fits stopped after
+``MEMORY_ITERATIONS`` iterations (the peak is reached in the first: every
+buffer is allocated by then), so the full sizes take seconds.
 """
 
 import sys
@@ -45,7 +53,9 @@ REPEATS = int(sys.argv[sys.argv.index("--repeats") + 1]) if "--repeats" in sys.a
 ONLY = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
 SOLVERS = (sys.argv[sys.argv.index("--solvers") + 1].split(",") if "--solvers" in sys.argv
            else ["lbfgs", "newton-cholesky", "saga"])
+MEMORY = "--memory" in sys.argv
 SAGA_EPOCHS = 50
+MEMORY_ITERATIONS = 5
 C, TOL = 1.0, 1e-8
 
 
@@ -94,6 +104,39 @@ def peak_mib(fit, X, y):
     return peak / 2**20
 
 
+def lbfgs_workspace_mib(n_params):
+    """Peak MiB of scipy's L-BFGS-B itself, with logitlab's options, on ``n_params``."""
+    objective = LinearSoftmaxLoss(2, n_params - 1)  # only its minimize (the one set of options)
+
+    def quadratic(x):
+        return 0.5 * float(x @ x), x.copy()
+
+    return peak_mib(lambda *_: objective.minimize(quadratic, np.ones(n_params), tol=TOL,
+                                                  max_iter=MEMORY_ITERATIONS), None, None)
+
+
+def memory_table(name, X, y, peak=None):
+    """logitlab's sparse fit: peak memory against the matrix plus the coefficients."""
+    k = len(np.unique(y))
+    n_params = (1 if k == 2 else k) * (X.shape[1] + 1)
+    x_mib = (X.data.nbytes + X.indices.nbytes + X.indptr.nbytes) / 2**20
+    coef_mib = n_params * 8 / 2**20
+    if peak is None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            fit = lambda X, y: SoftmaxRegression(C=C, tol=TOL, max_iter=MEMORY_ITERATIONS).fit(X, y)
+            fit(X, y)  # the kernels' first load is not the fit's memory
+            peak = peak_mib(fit, X, y)
+    lbfgs = lbfgs_workspace_mib(n_params)
+    unit = x_mib + coef_mib
+    rows = [[name, "logitlab fit, all of it", f"{peak:.0f}", f"{peak / unit:.2f}"],
+            [name, "  scipy L-BFGS-B's own arrays", f"{lbfgs:.0f}", f"{lbfgs / unit:.2f}"],
+            [name, "  the rest (the evaluation)", f"{peak - lbfgs:.0f}",
+             f"{(peak - lbfgs) / unit:.2f}"],
+            [name, "X (CSR) + coefficients", f"{x_mib:.0f} + {coef_mib:.0f}", "1.00"]]
+    table(["problem", "what", "peak MiB", "x (X + coef)"], rows)
+
+
 def main():
     scale = 10 if QUICK else 1
     problems = [
@@ -112,6 +155,10 @@ def main():
         if ONLY and ONLY not in name:
             continue
         X, y = make()
+        if MEMORY:
+            if sp.issparse(X):
+                memory_table(name, X, y)
+            continue
         data_mib = (X.data.nbytes + X.indices.nbytes + X.indptr.nbytes if sp.issparse(X)
                     else X.nbytes) / 2**20
         fits = fitters(sp.issparse(X))
@@ -140,6 +187,8 @@ def main():
                          f"{t[best_sk] / t[s]:.1f}x ({best_sk[8:]})"
                          if s == "logitlab" and best_sk else ""])
         table(header, rows)  # each problem as it finishes
+        if sp.issparse(X):
+            memory_table(name, X, y, peaks["logitlab"])
         sys.stdout.flush()
 
 
