@@ -183,6 +183,7 @@ def _bomb(path):
     ("lying header", ["'data' in", "declares float64 (1000000000,)"]),
     ("decompression bomb", ["over 100 times the file's size"]),
     ("not an npz", ["is not a readable .npz file"]),
+    ("npy named npz", ["is a single .npy array, not an .npz archive"]),
 ])
 def test_malformed_sparse_npz_is_refused_in_one_line(tmp_path, case, words):
     X = sp.random(10, 8, density=0.3, format="csr", random_state=0)
@@ -218,6 +219,9 @@ def test_malformed_sparse_npz_is_refused_in_one_line(tmp_path, case, words):
         _lying_header(path, X)
     elif case == "decompression bomb":
         _bomb(path)
+    elif case == "npy named npz":
+        with open(path, "wb") as fh:
+            np.save(fh, X.toarray())
     else:
         path.write_bytes(b"\x80\x04K\x01.")  # a pickle, named .npz
     np.save(tmp_path / "y.npy", np.arange(10) % 2)
@@ -306,3 +310,12 @@ def test_predict_on_an_npz_without_the_labels_array(tmp_path, text_like, kind):
     res = _ok(invoke("predict", tmp_path / "m.ll", tmp_path / "new.npz"))
     assert res.stdout.splitlines()[0] == "prediction" and len(res.stdout.splitlines()) == 601
     one_line_error(invoke("evaluate", tmp_path / "m.ll", tmp_path / "new.npz"), "no array 'y'")
+
+
+def test_a_binary_file_given_as_csv_is_one_line(tmp_path, text_like):
+    # found here: `train y.npy` (the labels file given as the data) was a UnicodeDecodeError
+    # traceback from the CSV reader
+    _, y = text_like
+    np.save(tmp_path / "y.npy", y)
+    one_line_error(invoke("train", tmp_path / "y.npy", "--target", "y", "-o", tmp_path / "m.ll"),
+                   "y.npy is not a CSV text file", "--labels")

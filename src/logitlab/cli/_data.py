@@ -95,14 +95,8 @@ def labels_as_written(values, lines, column, path):
     return np.array(values, dtype=str)  # integral numbers written as 1.0 or 1e19: kept as text
 
 
-def read_csv(path, target=None, multilabel=None, features=None):
-    """Read ``path``; ``target``/``multilabel`` name the label column(s).
-
-    ``features`` (from a trained model) fixes which columns are features and
-    their order; a mismatch names the missing or unexpected columns.
-    """
-    if not os.path.isfile(path):
-        raise DataError(f"no such file: {path}")
+def _csv_rows(path):
+    """The header, the non-blank rows and their line numbers."""
     with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.reader(fh)
         header = next(reader, None)
@@ -114,6 +108,22 @@ def read_csv(path, target=None, multilabel=None, features=None):
             if r and any(c.strip() for c in r):
                 rows.append(r)
                 lines.append(reader.line_num)
+    return header, rows, lines
+
+
+def read_csv(path, target=None, multilabel=None, features=None):
+    """Read ``path``; ``target``/``multilabel`` name the label column(s).
+
+    ``features`` (from a trained model) fixes which columns are features and
+    their order; a mismatch names the missing or unexpected columns.
+    """
+    if not os.path.isfile(path):
+        raise DataError(f"no such file: {path}")
+    try:
+        header, rows, lines = _csv_rows(path)
+    except UnicodeDecodeError as exc:  # a binary file: a .npy, a spreadsheet...
+        raise DataError(f"{path} is not a CSV text file (byte {exc.start} is not UTF-8); data "
+                        "is a CSV or an .npz, and a .npy of labels goes to --labels") from None
     if not rows:
         raise DataError(f"{path} has a header but no data rows")
     for r, line in zip(rows, lines):
@@ -211,10 +221,14 @@ def read_npz_arrays(path):
     if not os.path.isfile(path):
         raise DataError(f"no such file: {path}")
     budget = NPZ_MAX_EXPANSION * max(os.path.getsize(path), 1 << 16)
+    with open(path, "rb") as fh:  # what np.load would do with it, told before it does
+        magic = fh.read(6)
+    if magic == b"\x93NUMPY":
+        raise DataError(f"{path} is a single .npy array, not an .npz archive of arrays")
+    if not magic.startswith(b"PK"):  # a zip: a member, or an empty archive
+        raise DataError(f"{path} is not a readable .npz file: it is not a zip archive")
     try:
         with np.load(path, allow_pickle=False) as data:
-            if not hasattr(data, "zip"):  # np.load gave one array: a .npy named .npz
-                raise DataError(f"{path} is a single .npy array, not an .npz archive of arrays")
             members = {i.filename[:-4]: i for i in data.zip.infolist()
                        if i.filename.endswith(".npy")}
             total = 0
