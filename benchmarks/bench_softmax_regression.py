@@ -43,17 +43,20 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
-from _common import machine, table
+from _common import arguments, machine, table
 
 from logitlab import SoftmaxRegression
 from logitlab.estimators._linear_loss import LinearSoftmaxLoss
 
-QUICK = "--quick" in sys.argv
-REPEATS = int(sys.argv[sys.argv.index("--repeats") + 1]) if "--repeats" in sys.argv else 1
-ONLY = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
-SOLVERS = (sys.argv[sys.argv.index("--solvers") + 1].split(",") if "--solvers" in sys.argv
-           else ["lbfgs", "newton-cholesky", "saga"])
-MEMORY = "--memory" in sys.argv
+ARGS = arguments(
+    __doc__,
+    ("--repeats", dict(type=int, default=1, help="fits per solver; the median is reported")),
+    ("--only", dict(help="only the problems whose name holds this, e.g. 50000x50 or sparse")),
+    ("--solvers", dict(default="lbfgs,newton-cholesky,saga",
+                       help="scikit-learn's solvers to compare, comma-separated")),
+    ("--memory", dict(action="store_true", help="only the sparse memory table (short fits)")))
+QUICK, REPEATS, ONLY, MEMORY = ARGS.quick, ARGS.repeats, ARGS.only, ARGS.memory
+SOLVERS = ARGS.solvers.split(",")
 SAGA_EPOCHS = 50
 MEMORY_ITERATIONS = 5
 C, TOL = 1.0, 1e-8
