@@ -14,6 +14,7 @@ from sklearn.model_selection import check_cv
 from sklearn.utils._param_validation import Interval, StrOptions
 from threadpoolctl import threadpool_limits
 
+from .. import _jit
 from .._dask_adapter import is_dask_collection
 from .._validation import check_grid
 from ._linear_loss import LinearSoftmaxLoss, blas_threads_for
@@ -247,6 +248,9 @@ class SoftmaxRegressionCV(SoftmaxRegression):
         base = self._objective(n_classes, n_features, X.dtype)
         objectives = [self._objective(n_classes, n_features, X.dtype, C=C) for C in Cs]
         n_folds, n_Cs = len(folds), len(Cs)
+        # the path's cross-entropies, in pieces of one fold's rows, in the compiled kernel if
+        # they add up to enough work to repay loading it (each piece alone might not)
+        _jit.load_for(sum(len(tr) for tr, _ in folds) * base.k * n_Cs)
         paths = np.zeros((n_folds, n_Cs, base.n_params))
         scores = np.zeros((n_folds, n_Cs))
         n_iter = np.zeros((n_folds, n_Cs), dtype=np.int32)
