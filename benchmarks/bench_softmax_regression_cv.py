@@ -27,21 +27,42 @@ import time
 import warnings
 
 import numpy as np
+import scipy.sparse as sp
+from sklearn.datasets import make_classification
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegressionCV
 from sklearn.model_selection import StratifiedKFold
+from sklearn.preprocessing import StandardScaler
 
-from _common import machine, table
-from bench_softmax_regression import dense_problem, sparse_problem
+from _common import arguments, machine, table
 
 from logitlab import SoftmaxRegressionCV
 
-QUICK = "--quick" in sys.argv
-REPEATS = int(sys.argv[sys.argv.index("--repeats") + 1]) if "--repeats" in sys.argv else 1
-ONLY = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
-TOL = float(sys.argv[sys.argv.index("--tol") + 1]) if "--tol" in sys.argv else 1e-6
-THREADS = int(sys.argv[sys.argv.index("--threads") + 1]) if "--threads" in sys.argv else None
+ARGS = arguments(__doc__,
+                 ("--repeats", dict(type=int, default=1, help="runs of each (median shown)")),
+                 ("--only", dict(default=None, help="only the problems whose name has this")),
+                 ("--tol", dict(type=float, default=1e-6, help="tol of both (default 1e-6)")),
+                 ("--threads", dict(type=int, default=None,
+                                    help="hold BLAS and OpenMP to this many threads")))
+QUICK, REPEATS, ONLY, TOL, THREADS = ARGS.quick, ARGS.repeats, ARGS.only, ARGS.tol, ARGS.threads
 CS, N_FOLDS, MAX_ITER, SCORING = 10, 5, 1000, "neg_log_loss"
+
+
+# The problems of bench_softmax_regression.py (the same generators and seeds).
+def dense_problem(n, p, k, dtype=np.float64):
+    X, y = make_classification(n_samples=n, n_features=p, n_informative=int(0.6 * p),
+                               n_classes=k, random_state=0)
+    return StandardScaler().fit_transform(X).astype(dtype), y
+
+
+def sparse_problem(n, p, k, density, seed=0):
+    """Text-like: non-negative TF-IDF-like values, labels from a sparse linear model."""
+    rng = np.random.default_rng(seed)
+    X = sp.random(n, p, density=density, format="csr", random_state=rng,
+                  data_rvs=lambda m: rng.uniform(0.05, 1.0, m))
+    W = rng.normal(size=(k, p)) * 2.0
+    y = np.argmax(np.asarray(X @ W.T) + rng.gumbel(size=(n, k)), axis=1)
+    return X, y
 
 
 def fitters(folds):

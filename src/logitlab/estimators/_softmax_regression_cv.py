@@ -16,7 +16,7 @@ from threadpoolctl import threadpool_limits
 
 from .. import _jit
 from .._dask_adapter import is_dask_collection
-from .._validation import check_grid
+from .._validation import check_grid, user_stacklevel
 from ._linear_loss import LinearSoftmaxLoss, blas_threads_for
 from ._softmax_regression import SoftmaxRegression
 
@@ -297,7 +297,7 @@ class SoftmaxRegressionCV(SoftmaxRegression):
                 f"SoftmaxRegressionCV: {not_converged} of the L-BFGS-B fits did not converge "
                 f"in max_iter={self.max_iter} iterations; increase max_iter, standardise the "
                 "features (StandardScaler), or leave out the largest Cs.",
-                ConvergenceWarning, stacklevel=2)
+                ConvergenceWarning, stacklevel=user_stacklevel())
         self.Cs_ = Cs
         self.scores_ = scores
         self.n_iter_ = n_iter
