@@ -165,6 +165,7 @@ def test_warm_starts_do_not_change_the_path():
             np.testing.assert_allclose(cv.coefs_paths_[f, i, :, :-1], cold.coef_, atol=1e-5)
             np.testing.assert_allclose(cv.coefs_paths_[f, i, :, -1], cold.intercept_, atol=1e-5)
     assert cv.n_iter_.shape == (3, 3) and (cv.n_iter_ > 0).all()
+    np.testing.assert_allclose(cv.coefs_paths_[..., -1].sum(axis=2), 0.0, atol=1e-12)
 
 
 def test_a_test_part_without_a_class_is_scored_with_every_class(rng):

@@ -111,7 +111,8 @@ class SoftmaxRegressionCV(SoftmaxRegression):
         The score of each fold's solution at each ``C`` on its test part.
     coefs_paths_ : ndarray of shape (n_folds, n_Cs, k, n_features + fit_intercept)
         Each fold's solution at each ``C``, the intercept in the last column
-        (``k`` is 1 for two classes, else ``n_classes``).
+        (``k`` is 1 for two classes, else ``n_classes``; multinomial
+        intercepts centred, as ``intercept_`` is).
     coef_ : ndarray of shape (k, n_features)
     intercept_ : ndarray of shape (k,)
     n_iter_ : ndarray of shape (n_folds, n_Cs)
@@ -301,8 +302,10 @@ class SoftmaxRegressionCV(SoftmaxRegression):
         self.Cs_ = Cs
         self.scores_ = scores
         self.n_iter_ = n_iter
-        dtype = base.dtype
-        self.coefs_paths_ = paths.reshape(n_folds, n_Cs, base.k, base.cols).astype(dtype)
+        paths = paths.reshape(n_folds, n_Cs, base.k, base.cols)
+        if self.fit_intercept and not base.binary:  # centred, as solution() centres intercept_
+            paths[..., -1] -= paths[..., -1].mean(axis=2, keepdims=True)
+        self.coefs_paths_ = paths.astype(base.dtype)
         self.coef_, self.intercept_ = base.solution(w)
         return self
 
