@@ -1,4 +1,4 @@
-"""``SoftmaxRegressionCV``: the regularisation path of :class:`SoftmaxRegression`, cross-validated."""
+"""``SoftmaxRegressionCV``: SoftmaxRegression's regularisation path, cross-validated."""
 
 from __future__ import annotations
 
