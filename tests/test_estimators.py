@@ -16,12 +16,13 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import check_estimator
 
 from helpers import assert_grad_close, numerical_grad
-from logitlab import MLPClassifier, SoftmaxRegression
+from logitlab import MLPClassifier, SoftmaxRegression, SoftmaxRegressionCV
 from logitlab.estimators._linear_loss import LinearSoftmaxLoss
 
 
-@pytest.mark.parametrize("estimator", [SoftmaxRegression(), MLPClassifier()],
-                         ids=["SoftmaxRegression", "MLPClassifier"])
+@pytest.mark.parametrize("estimator", [SoftmaxRegression(), SoftmaxRegressionCV(),
+                                       MLPClassifier()],
+                         ids=["SoftmaxRegression", "SoftmaxRegressionCV", "MLPClassifier"])
 def test_check_estimator(estimator):
     check_estimator(estimator, expected_failed_checks=type(estimator)._xfail_checks)
 

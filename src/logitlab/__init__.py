@@ -5,9 +5,9 @@ The functional core (NumPy in, NumPy out) is importable from here:
 ``sparsemax``, ``entmax15``, ``entmax_bisect``, ``one_hot``, ``entropy``, ``kl_divergence``,
 ``cross_entropy``. Losses live in :mod:`logitlab.losses`; networks in
 :class:`Sequential`, :mod:`logitlab.layers`, :mod:`logitlab.optimizers`;
-scikit-learn estimators are :class:`SoftmaxRegression` and
-:class:`MLPClassifier` (imported on first use, so ``import logitlab`` stays
-light).
+scikit-learn estimators are :class:`SoftmaxRegression`,
+:class:`SoftmaxRegressionCV` and :class:`MLPClassifier` (imported on first
+use, so ``import logitlab`` stays light).
 """
 
 from ._distributions import cross_entropy, entropy, kl_divergence, one_hot
@@ -38,6 +38,7 @@ __all__ = [
     "load_model",
     "set_random_seed",
     "SoftmaxRegression",
+    "SoftmaxRegressionCV",
     "MLPClassifier",
     "softmax",
     "log_softmax",
@@ -54,7 +55,7 @@ __all__ = [
 ]
 
 
-_LAZY = {"SoftmaxRegression", "MLPClassifier"}
+_LAZY = {"SoftmaxRegression", "SoftmaxRegressionCV", "MLPClassifier"}
 
 
 def __getattr__(name):

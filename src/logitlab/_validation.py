@@ -26,6 +26,7 @@ __all__ = [
     "check_choice",
     "check_class_weight",
     "check_finite",
+    "check_grid",
     "check_integer_labels",
     "check_number",
     "check_out",
@@ -231,6 +232,25 @@ def check_number(value, name: str, *, low=None, high=None, low_open=False, high_
         op = "<" if high_open else "<="
         raise ValueError(f"`{name}` must be {op} {high}; got {value!r}")
     return value
+
+
+def check_grid(values, name: str):
+    """A non-empty 1-D grid of positive numbers (``np.inf`` allowed), as a float array.
+
+    For hyper-parameter grids such as ``SoftmaxRegressionCV``'s ``Cs``.
+    """
+    arr = _asarray(values, name)
+    if arr.dtype.kind not in "biuf" or arr.dtype.kind == "b":
+        raise TypeError(f"`{name}` must hold numbers; got {describe(values)}")
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"`{name}` must be a non-empty 1-D list of numbers; got "
+                         f"{describe(values)}")
+    arr = arr.astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        bad = np.isnan(arr) | (arr <= 0)
+    if bad.any():
+        raise ValueError(f"`{name}` must hold positive numbers; got {_first_bad(arr, bad)}")
+    return arr
 
 
 def check_integer_labels(labels, name: str, num_classes: int, *, ignore_index=None):

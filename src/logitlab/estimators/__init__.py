@@ -1,4 +1,5 @@
-"""scikit-learn estimators: :class:`SoftmaxRegression` and :class:`MLPClassifier`.
+"""scikit-learn estimators: :class:`SoftmaxRegression`, :class:`SoftmaxRegressionCV` and
+:class:`MLPClassifier`.
 
 The estimators (and scikit-learn) are imported on first use, so that loading
 a model file for prediction (``load_estimator(path, predict_only=True)``)
@@ -7,7 +8,8 @@ does not import scikit-learn.
 
 from ._persist import load_estimator, save_estimator
 
-__all__ = ["SoftmaxRegression", "MLPClassifier", "save_estimator", "load_estimator"]
+__all__ = ["SoftmaxRegression", "SoftmaxRegressionCV", "MLPClassifier", "save_estimator",
+           "load_estimator"]
 
 
 def __getattr__(name):
@@ -15,6 +17,10 @@ def __getattr__(name):
         from ._softmax_regression import SoftmaxRegression
 
         return SoftmaxRegression
+    if name == "SoftmaxRegressionCV":
+        from ._softmax_regression_cv import SoftmaxRegressionCV
+
+        return SoftmaxRegressionCV
     if name == "MLPClassifier":
         from ._mlp import MLPClassifier
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import math
+
 import numpy as np
 
 from .._saving import ModelFileError, check_array, read_model_file, write_model_file
@@ -11,7 +14,9 @@ from ..models._file_checks import check_state
 
 __all__ = ["save_estimator", "load_estimator"]
 
-_KINDS = {"SoftmaxRegression", "MLPClassifier"}
+_KINDS = {"SoftmaxRegression", "SoftmaxRegressionCV", "MLPClassifier"}
+#: The kinds whose prediction is ``X @ coef.T + intercept`` (one column for two classes).
+_LINEAR = {"SoftmaxRegression", "SoftmaxRegressionCV"}
 
 
 def _estimator_class(kind):
@@ -20,6 +25,10 @@ def _estimator_class(kind):
         from ._softmax_regression import SoftmaxRegression
 
         return SoftmaxRegression
+    if kind == "SoftmaxRegressionCV":
+        from ._softmax_regression_cv import SoftmaxRegressionCV
+
+        return SoftmaxRegressionCV
     from ._mlp import MLPClassifier
 
     return MLPClassifier
@@ -48,7 +57,7 @@ class _Predictor:
         if X.ndim != 2 or X.shape[1] != self.n_features_in_:
             raise ValueError(f"`X` must have shape (n_samples, {self.n_features_in_}); "
                              f"got {X.shape}")
-        if self.kind == "SoftmaxRegression":  # sparse X: a dense product, X never densified
+        if self.kind in _LINEAR:  # sparse X: a dense product, X never densified
             return np.asarray(X @ self.coef_.T) + self.intercept_
         return self.model_.predict(X)
 
@@ -66,7 +75,7 @@ class _Predictor:
             if self.model_.thresholds is not None:  # MLPClassifier.set_thresholds
                 return (sigmoid(z) >= self.model_.thresholds).astype(int)
             return (z > 0).astype(int)
-        if self.kind == "SoftmaxRegression" and z.shape[1] == 1:  # two classes: one logit
+        if self.kind in _LINEAR and z.shape[1] == 1:  # two classes: one logit
             return self.classes_[(z[:, 0] > 0).astype(int)]
         return self.classes_[np.argmax(z[:, :len(self.classes_)], axis=1)]
 
@@ -74,19 +83,49 @@ class _Predictor:
         z = self._logits(X)
         if self.kind == "MLPClassifier" and self._multilabel:
             return sigmoid(z)
-        if self.kind == "SoftmaxRegression" and z.shape[1] == 1:
+        if self.kind in _LINEAR and z.shape[1] == 1:
             return np.column_stack([sigmoid(-z[:, 0]), sigmoid(z[:, 0])])
         return softmax(z, axis=1)
 
 
 def _jsonable(v):
     if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    if isinstance(v, tuple):
-        return list(v)
+        v = v.item()
+    if isinstance(v, (np.ndarray, tuple)):
+        v = list(v) if isinstance(v, tuple) else v.tolist()
+    if isinstance(v, list):
+        return [_jsonable(u) for u in v]
+    if isinstance(v, float) and not math.isfinite(v):
+        # JSON has no inf (the file is written with allow_nan=False): C=np.inf is tagged
+        return {"nonfinite": repr(v)}
     return v
+
+
+def _from_json(v):
+    """:func:`_jsonable`'s inverse for parameter values: the tagged non-finite floats."""
+    if isinstance(v, list):
+        return [_from_json(u) for u in v]
+    if isinstance(v, dict) and len(v) == 1 and v.get("nonfinite") in ("inf", "-inf", "nan"):
+        return float(v["nonfinite"])
+    return v
+
+
+def _params(estimator):
+    """``get_params()`` as JSON values; a value the file cannot hold is refused, named."""
+    # callbacks are objects with code, never written (a loaded estimator has callbacks=None)
+    params = {k: _jsonable(v) for k, v in estimator.get_params().items() if k != "callbacks"}
+    if not isinstance(params.get("random_state"), (int, type(None))):
+        params["random_state"] = None
+    for name, value in params.items():
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"cannot save a {type(estimator).__name__} whose `{name}` is "
+                f"{type(value).__name__} {value!r:.80}: a model file holds numbers, strings, "
+                f"lists and dicts of them; set_params({name}=...) to such a value first"
+            ) from None
+    return params
 
 
 def save_estimator(estimator, path, extra=None, extra_arrays=None):
@@ -94,18 +133,17 @@ def save_estimator(estimator, path, extra=None, extra_arrays=None):
     kind = type(estimator).__name__
     if kind not in _KINDS:
         raise TypeError(f"cannot save a {kind}; expected one of {sorted(_KINDS)}")
-    # callbacks are objects with code, never written (a loaded estimator has callbacks=None)
-    params = {k: _jsonable(v) for k, v in estimator.get_params().items() if k != "callbacks"}
-    if not isinstance(params.get("random_state"), (int, type(None))):
-        params["random_state"] = None
-    config = {"params": params, "classes": _jsonable(estimator.classes_),
+    config = {"params": _params(estimator), "classes": _jsonable(estimator.classes_),
               "n_features_in": int(estimator.n_features_in_), "extra": extra or {}}
     if hasattr(estimator, "feature_names_in_"):
         config["feature_names_in"] = _jsonable(estimator.feature_names_in_)
     arrays = {f"extra/{k}": np.asarray(v) for k, v in (extra_arrays or {}).items()}
-    if kind == "SoftmaxRegression":
+    if kind in _LINEAR:
         arrays["coef"] = estimator.coef_
         arrays["intercept"] = estimator.intercept_
+        if kind == "SoftmaxRegressionCV":  # the grid and the choice; not the path and scores
+            arrays["Cs"] = np.asarray(estimator.Cs_, dtype=np.float64)
+            arrays["C"] = np.array([estimator.C_], dtype=np.float64)
     else:
         config["multilabel"] = bool(estimator._multilabel)
         config["loss_curve"] = [float(v) for v in estimator.loss_curve_]
@@ -139,14 +177,23 @@ def _check_classes(config, where):
 def _check_contents(kind, config, arrays, where):
     """Every array's shape and values against the config, before any object is made."""
     classes, n_features = _check_classes(config, where)
-    if kind == "SoftmaxRegression":
+    if kind in _LINEAR:
         if len(classes) < 2:
-            raise ModelFileError(f"{where}: a SoftmaxRegression has at least 2 classes; the "
+            raise ModelFileError(f"{where}: a {kind} has at least 2 classes; the "
                                  f"file lists {len(classes)}")
         rows = 1 if len(classes) == 2 else len(classes)  # one row of logits for two classes
         check_array(arrays, "coef", (rows, n_features), where)
         check_array(arrays, "intercept", (rows,), where)
         used = {"coef", "intercept"}
+        if kind == "SoftmaxRegressionCV":  # C = inf (no penalty) is a valid grid point
+            cs = arrays.get("Cs")
+            if cs is not None and (cs.ndim != 1 or cs.size == 0):
+                raise ModelFileError(f"{where}: array 'Cs' must be a non-empty 1-D grid; the "
+                                     f"file holds shape {tuple(cs.shape)}")
+            check_array(arrays, "Cs", (0,) if cs is None else cs.shape, where, finite=False,
+                        positive=True)
+            check_array(arrays, "C", (1,), where, finite=False, positive=True)
+            used |= {"Cs", "C"}
     else:
         network = config.get("network")
         multilabel = config.get("multilabel")
@@ -199,7 +246,8 @@ def load_estimator(path, *, predict_only=False):
         if predict_only:
             est = _Predictor(kind)
         else:
-            est = _estimator_class(kind)(**config["params"])
+            est = _estimator_class(kind)(**{k: _from_json(v)
+                                            for k, v in config["params"].items()})
             est._validate_params()  # scikit-learn's parameter constraints, at load not next fit
     except Exception as exc:
         raise ModelFileError(f"{where}: invalid parameters: {type(exc).__name__}: {exc}") \
@@ -212,6 +260,9 @@ def load_estimator(path, *, predict_only=False):
         if kind == "SoftmaxRegression":
             est.coef_, est.intercept_ = arrays["coef"], arrays["intercept"]
             est.n_iter_ = np.array([0], dtype=np.int32)
+        elif kind == "SoftmaxRegressionCV":
+            est.coef_, est.intercept_ = arrays["coef"], arrays["intercept"]
+            est.Cs_, est.C_ = arrays["Cs"], float(arrays["C"][0])
         else:
             est._multilabel = bool(config["multilabel"])
             est.n_outputs_ = len(est.classes_)

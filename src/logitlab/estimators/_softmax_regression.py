@@ -161,18 +161,22 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 "`y` must hold samples of at least 2 classes, but the data contains only "
                 f"one class: {self.classes_[0].item() if hasattr(self.classes_[0], 'item') else self.classes_[0]!r}"
             )
-        n = X.shape[0]
-        if sample_weight is None:
-            sw = np.ones(n)
-        else:  # a number weighs every sample alike, as in scikit-learn
-            sw = check_weights(np.full(n, sample_weight) if isinstance(sample_weight, Real)
-                               else sample_weight, "sample_weight", shape=(n,))
+        sw = self._sample_weight(sample_weight, X.shape[0])
         if self.class_weight is not None:
             sw = sw * check_class_weight(self.class_weight, n_classes, labels=y_enc,
                                          classes=self.classes_)[y_enc]
         check_some_weight(sw, "`sample_weight` times `class_weight`"
                           if self.class_weight is not None else "`sample_weight`")
         return X, y_enc, sw, n_classes
+
+    @staticmethod
+    def _sample_weight(sample_weight, n):
+        """``sample_weight`` checked, as an array of shape (n,) (ones for None)."""
+        if sample_weight is None:
+            return np.ones(n)
+        # a number weighs every sample alike, as in scikit-learn
+        return check_weights(np.full(n, sample_weight) if isinstance(sample_weight, Real)
+                             else sample_weight, "sample_weight", shape=(n,))
 
     def _initial_params(self, objective):
         k, cols = objective.k, objective.cols
