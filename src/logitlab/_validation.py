@@ -348,7 +348,7 @@ def _weight_value(value, name):
 
 
 def check_class_weight(class_weight, n_classes, *, labels=None, classes=None,
-                       name="class_weight", dtype=np.float64):
+                       name="class_weight", dtype=np.float64, sample_weight=None):
     """Per-class weights as a vector of shape ``(n_classes,)`` (None stays None).
 
     * a dict: keys are class indices in ``[0, n_classes)`` or, given
@@ -358,9 +358,10 @@ def check_class_weight(class_weight, n_classes, *, labels=None, classes=None,
     * a sequence or array: one weight per class, indexed by class.
     * ``"balanced"``: scikit-learn's ``compute_class_weight("balanced")``,
       ``n_samples / (n_present * bincount(labels))`` over the classes present
-      in ``labels`` (indices in ``[0, n_classes)``); a class absent from
-      ``labels`` weighs 1 (it weighs no sample). Computed here, so that
-      ``Sequential`` does not need scikit-learn.
+      in ``labels`` (indices in ``[0, n_classes)``), the counts weighted by
+      ``sample_weight`` when given (scikit-learn >= 1.6 does so); a class
+      absent from ``labels`` (or of total weight 0) weighs 1 (it weighs no
+      sample). Computed here, so that ``Sequential`` does not need scikit-learn.
 
     Every weight must be finite and non-negative (:func:`check_weights`).
     """
@@ -373,10 +374,14 @@ def check_class_weight(class_weight, n_classes, *, labels=None, classes=None,
         if labels is None:
             raise ValueError(f"`{name}`='balanced' needs the training labels; pass the "
                              "weights per class instead")
-        counts = np.bincount(np.asarray(labels, dtype=np.intp).ravel(), minlength=n_classes)
+        labels = np.asarray(labels, dtype=np.intp).ravel()
+        n_present = np.count_nonzero(np.bincount(labels, minlength=n_classes))
+        counts = np.bincount(labels, minlength=n_classes,
+                             weights=None if sample_weight is None
+                             else np.asarray(sample_weight, dtype=np.float64).ravel())
         vec = np.ones(n_classes, dtype=np.float64)
-        present = counts > 0
-        vec[present] = counts.sum() / (present.sum() * counts[present])
+        weighed = counts > 0
+        vec[weighed] = counts.sum() / (n_present * counts[weighed])
         return vec.astype(dtype, copy=False)
     if isinstance(class_weight, dict):
         vec = np.ones(n_classes, dtype=np.float64)
@@ -433,7 +438,7 @@ def fit_sample_weight(n_samples, sample_weight=None, class_weight=None, y=None, 
         sw = check_weights(sample_weight, "sample_weight", shape=(n_samples,))
     if class_weight is not None:
         labels = _class_labels(y, n_classes, "y")
-        cw = check_class_weight(class_weight, n_classes, labels=labels)[labels]
+        cw = check_class_weight(class_weight, n_classes, labels=labels, sample_weight=sw)[labels]
         sw = cw if sw is None else sw * cw
     check_some_weight(sw, "`sample_weight` times `class_weight`" if class_weight is not None
                       else "`sample_weight`")

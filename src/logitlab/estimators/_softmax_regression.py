@@ -164,7 +164,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         sw = self._sample_weight(sample_weight, X.shape[0])
         if self.class_weight is not None:
             sw = sw * check_class_weight(self.class_weight, n_classes, labels=y_enc,
-                                         classes=self.classes_)[y_enc]
+                                         classes=self.classes_, sample_weight=sw)[y_enc]
         check_some_weight(sw, "`sample_weight` times `class_weight`"
                           if self.class_weight is not None else "`sample_weight`")
         return X, y_enc, sw, n_classes
