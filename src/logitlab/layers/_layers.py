@@ -271,7 +271,7 @@ class Dense(Layer):
         buf = self._scratch.get(key)
         if buf is None or len(buf) < n_rows:
             buf = self._scratch[key] = np.empty((n_rows, n_cols), dtype=self.kernel.dtype)
-        return buf[:n_rows]
+        return buf if len(buf) == n_rows else buf[:n_rows]
 
     def regularization_loss(self):
         if self.kernel_regularizer is None:

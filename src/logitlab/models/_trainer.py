@@ -187,7 +187,7 @@ class Trainer:
             for start in range(0, n, batch_size):
                 idx = order[start:start + batch_size]
                 # mode="clip": no bounds check to buffer for (idx is a permutation's slice)
-                xb = np.take(x, idx, axis=0, out=xbuf[:len(idx)], mode="clip")
+                xb = x.take(idx, axis=0, out=xbuf[:len(idx)], mode="clip")
                 yield xb, y[idx], None if sw is None else sw[idx]
 
         return self._train(batches, math.ceil(n / batch_size), batch_size, epochs, verbose,
