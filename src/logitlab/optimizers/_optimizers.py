@@ -122,6 +122,7 @@ class Adam(Optimizer):
         self.beta_2 = float(check_number(beta_2, "beta_2", low=0.0, high=1.0, high_open=True))
         self.epsilon = float(check_number(epsilon, "epsilon", low=0.0))
         self.amsgrad = bool(amsgrad)
+        self._work = {}  # two scratch arrays a parameter array (not state: never saved)
 
     def _active_slots(self):
         return ("momentums", "velocities") + (("velocity_hats",) if self.amsgrad else ())
@@ -156,10 +157,9 @@ class Adam(Optimizer):
             p -= tmp
 
     def _scratch(self, i, p):
-        work = self.__dict__.setdefault("_work", {})
-        pair = work.get(i)
+        pair = self._work.get(i)
         if pair is None or pair[0].shape != p.shape or pair[0].dtype != p.dtype:
-            pair = work[i] = (np.empty_like(p), np.empty_like(p))
+            pair = self._work[i] = (np.empty_like(p), np.empty_like(p))
         return pair
 
 
