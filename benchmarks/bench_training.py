@@ -1,12 +1,34 @@
-"""The seeds' lab model (2000 blobs, batch 32, 10 epochs, Adam 0.001) against the peers.
+"""Training against the peers: the seeds' lab model, and an MNIST-shaped network.
 
-    python benchmarks/bench_training.py
+    python benchmarks/bench_training.py            # the seeds' lab (2000 blobs, batch 32,
+                                                    # 10 epochs, Adam 0.001), the display, lab.py
+    python benchmarks/bench_training.py --mnist    # 60000 x 784 float32, Dense(256, relu) ->
+                                                    # Dense(10), Adam, batch 128, one epoch
+    python benchmarks/bench_training.py --mnist --threads 1   # every library held to 1 thread
+
+The MNIST-shaped data are generated (no download): scikit-learn's 8 x 8
+digits, each pixel made a 3 x 3 block, placed at a random offset in a 28 x
+28 frame, with a little noise, scaled to [0, 1]: dense float32, 784
+features, 10 classes, mostly zeros as MNIST is. Each epoch is timed from a
+fresh model (built, compiled and fitted inside the timer), after a first
+epoch not counted. The peers get the same thread budget (``--threads``,
+default all cores: PyTorch's ``set_num_threads``, NumPy's BLAS through
+threadpoolctl for scikit-learn), the same batches (128, the last one 96),
+the same initialisation scale (Glorot uniform kernels, as logitlab and
+scikit-learn draw them) and the same Adam (lr 0.001, epsilon 1e-7, no L2
+penalty: scikit-learn's ``alpha=0``), each shuffling with its own generator.
+The epoch loss (the mean of the epoch's batch losses, each library's own
+report) moves by about 0.005 with the initial weights and the order, so the
+loss column comes from separate runs, three seeds, in which logitlab and
+PyTorch start from the same weights (one Glorot draw) and all three take
+the batches in the data's order (scikit-learn draws its own weights).
 
 Peers in the same run when installed: scikit-learn's MLPClassifier (same
 architecture, solver adam), a plain PyTorch loop, Keras (on TensorFlow when it
 is installed, else on PyTorch). Also: the progress display's cost, and the whole lab as a script.
 """
 
+import contextlib
 import importlib.util
 import io
 import os
@@ -16,7 +38,7 @@ import time
 import warnings
 
 import numpy as np
-from sklearn.datasets import make_blobs
+from sklearn.datasets import load_digits, make_blobs
 
 from _common import machine, median_times, table
 
@@ -125,6 +147,168 @@ def time_in_display(fit, repeats=REPEATS):
     return float(np.median(shares))
 
 
+# ---- the MNIST-shaped network ------------------------------------------------------------
+
+MNIST_BATCH = 128
+
+
+def mnist_like(n=60000, seed=0):
+    """``(X, y)``: ``n`` x 784 float32 in [0, 1] and labels 0-9, MNIST's shape (see the docstring)."""
+    digits = load_digits()
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, len(digits.images), n)
+    big = np.repeat(np.repeat((digits.images[pick] / 16.0).astype(np.float32), 3, 1), 3, 2)
+    frame = np.zeros((n, 28, 28), np.float32)
+    shift = rng.integers(0, 5, (n, 2))
+    for dy in range(5):
+        for dx in range(5):
+            at = (shift[:, 0] == dy) & (shift[:, 1] == dx)
+            frame[at, dy:dy + 24, dx:dx + 24] = big[at]
+    frame += 0.05 * rng.standard_normal(frame.shape, dtype=np.float32)
+    np.clip(frame, 0.0, 1.0, out=frame)
+    return frame.reshape(n, 784), digits.target[pick]
+
+
+def glorot_weights(seed):
+    """``[W1, b1, W2, b2]`` in logitlab's (Keras's) layout: Glorot uniform kernels, zero biases."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for fan_in, fan_out in ((784, 256), (256, 10)):
+        limit = np.sqrt(6.0 / (fan_in + fan_out))
+        out += [rng.uniform(-limit, limit, (fan_in, fan_out)).astype(np.float32),
+                np.zeros(fan_out, np.float32)]
+    return out
+
+
+def mnist_fits(X, y):
+    """``{name: fit(seed=0, init=None, shuffle=True)}``: each builds a fresh model (from the
+    weights ``init``, where the library can take them), trains one epoch, returns its loss."""
+
+    def ours(seed=0, init=None, shuffle=True):
+        model = Sequential([Dense(256, "relu"), Dense(10)], seed=seed)
+        if init is not None:
+            model.build(X.shape[1])
+            model.set_weights(init)
+        model.compile(loss=SparseCategoricalCrossentropy(from_logits=True), optimizer=Adam(0.001))
+        return model.fit(X, y, epochs=1, batch_size=MNIST_BATCH, verbose=0,
+                         shuffle=shuffle).history["loss"][-1]
+
+    def sklearn_mlp(seed=0, init=None, shuffle=True):
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.neural_network import MLPClassifier
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf = MLPClassifier((256,), solver="adam", alpha=0.0, batch_size=MNIST_BATCH,
+                                learning_rate_init=0.001, epsilon=1e-7, max_iter=1, tol=0,
+                                n_iter_no_change=1000, random_state=seed,
+                                shuffle=shuffle).fit(X, y)
+        return clf.loss_curve_[-1]
+
+    fits = {"logitlab": ours, "scikit-learn MLPClassifier": sklearn_mlp}
+    try:
+        import torch
+    except ImportError:
+        print("(PyTorch not installed: skipped)")
+        return fits
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y.astype(np.int64))
+
+    def torch_loop(seed=0, init=None, shuffle=True):
+        torch.manual_seed(seed)
+        net = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10))
+        with torch.no_grad():  # the same initialisation scale as the others: Glorot uniform, zero bias
+            for i, layer in enumerate((net[0], net[2])):
+                if init is None:
+                    torch.nn.init.xavier_uniform_(layer.weight)
+                    layer.bias.zero_()
+                else:
+                    layer.weight.copy_(torch.from_numpy(init[2 * i].T.copy()))
+                    layer.bias.copy_(torch.from_numpy(init[2 * i + 1]))
+        opt = torch.optim.Adam(net.parameters(), lr=0.001, eps=1e-7)
+        perm = torch.randperm(len(Xt)) if shuffle else torch.arange(len(Xt))
+        total = 0.0
+        for i in range(0, len(Xt), MNIST_BATCH):
+            idx = perm[i:i + MNIST_BATCH]
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(net(Xt[idx]), yt[idx])
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(idx)
+        return total / len(Xt)
+
+    fits[f"PyTorch {torch.__version__} loop"] = torch_loop
+    return fits
+
+
+@contextlib.contextmanager
+def thread_budget(threads):
+    """Every library held to ``threads`` (None: left at its default, all cores)."""
+    if threads is None:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    torch = sys.modules.get("torch")
+    saved = torch.get_num_threads() if torch else None
+    try:
+        if torch:
+            torch.set_num_threads(threads)
+        with threadpool_limits(threads):
+            yield
+    finally:
+        if torch:
+            torch.set_num_threads(saved)
+
+
+def wall_and_cpu_times(fns, repeats, warmup=1, seed=0, block=2):
+    """``median_times``'s rounds (the libraries in turn, each ``block`` calls in a row, the
+    first not counted), timing each call by the wall clock and by this process's CPU time.
+
+    On a machine shared with other work, the wall time of a call held to one thread grows
+    with the others' load; its CPU time much less so (what remains: caches shared with the
+    others). With more threads, CPU time also counts the time threads spin waiting.
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    wall = {name: [] for name in fns}
+    cpu = {name: [] for name in fns}
+    order = list(fns)
+    rng = np.random.default_rng(seed)
+    while len(wall[order[0]]) < repeats:
+        for i in rng.permutation(len(order)):
+            name = order[i]
+            for call in range(block):
+                c, t = time.process_time(), time.perf_counter()
+                fns[name]()
+                if call:
+                    wall[name].append(time.perf_counter() - t)
+                    cpu[name].append(time.process_time() - c)
+    return ({name: float(np.median(ts)) for name, ts in wall.items()},
+            {name: float(np.median(ts)) for name, ts in cpu.items()})
+
+
+def main_mnist(threads=None, repeats=3, seeds=3):
+    print(f"machine: {machine()}")
+    X, y = mnist_like()
+    flops = 2 * 2 * len(X) * (784 * 256 + 256 * 10) + 2 * len(X) * 256 * 10
+    print(f"data: {X.shape[0]} x {X.shape[1]} {X.dtype}, 10 classes; Dense(256, relu) -> Dense(10), "
+          f"Adam(0.001), batch {MNIST_BATCH}; {flops / 1e9:.1f} GFLOP of products an epoch; threads: "
+          f"{threads or f'{os.cpu_count()} (all)'}; medians of {repeats}\n")
+    fits = mnist_fits(X, y)
+    with thread_budget(threads):
+        wall, cpu = wall_and_cpu_times(fits, repeats)
+        # the loss: the same weights (where the library takes them) and the same batches
+        losses = {name: np.mean([fn(seed, glorot_weights(seed), False) for seed in range(seeds)])
+                  for name, fn in fits.items()}
+    table(["library", "epoch (s)", "GFLOP/s", "CPU (s)", f"epoch loss ({seeds} seeds)",
+           "logitlab speed-up",
+           "by CPU time"],
+          [[k, f"{t:.3f}", f"{flops / t / 1e9:.0f}", f"{cpu[k]:.3f}", f"{losses[k]:.4f}",
+            f"{t / wall['logitlab']:.2f}x", f"{cpu[k] / cpu['logitlab']:.2f}x"]
+           for k, t in wall.items()])
+
+
 def main():
     print(f"machine: {machine()}\n")
     fits = {"logitlab": ours, "scikit-learn MLPClassifier": sklearn_mlp}
@@ -193,5 +377,28 @@ def main():
            ["import logitlab", f"{np.median([t for t, _ in imp]):.3f} s",
             f"{np.median([m for _, m in imp]):.0f} MiB"]])
 
+def _cli(argv):
+    """``--help``, ``--mnist`` and ``--threads N`` read by hand (no benchmark starts on --help)."""
+    if "-h" in argv or "--help" in argv:
+        print(__doc__)
+        return
+    threads = None
+    if "--threads" in argv:
+        at = argv.index("--threads")
+        if at + 1 >= len(argv) or not argv[at + 1].isdigit() or int(argv[at + 1]) < 1:
+            raise SystemExit("--threads needs a positive integer")
+        threads = int(argv[at + 1])
+        del argv[at:at + 2]
+    unknown = [a for a in argv if a != "--mnist"]
+    if unknown:
+        raise SystemExit(f"unknown arguments {unknown}; see --help")
+    if "--mnist" in argv:
+        main_mnist(threads)
+    elif threads is not None:
+        raise SystemExit("--threads applies to --mnist only")
+    else:
+        main()
+
+
 if __name__ == "__main__":
-    main()
+    _cli(sys.argv[1:])

@@ -9,7 +9,7 @@ stability trick.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -29,11 +29,19 @@ _INV_SQRT_2PI = 1.0 / np.sqrt(2.0 * np.pi)
 
 @dataclass(frozen=True)
 class Activation:
-    """A named activation: ``forward`` and its vector-Jacobian product ``backward``."""
+    """A named activation: ``forward`` and its vector-Jacobian product ``backward``.
+
+    ``forward_inplace(z)`` and ``backward_inplace(x, y, g)``, where given,
+    compute the same values (the same bits) written over ``z`` and ``g``:
+    :class:`~logitlab.layers.Dense` applies the activation in the output pass
+    of its matrix product this way, and its training loop the backward pass.
+    """
 
     name: str
     forward: Callable
     backward: Callable
+    forward_inplace: Optional[Callable] = None
+    backward_inplace: Optional[Callable] = None
 
     def __call__(self, x):
         return self.forward(np.asarray(x))
@@ -62,6 +70,15 @@ def _relu_f(x):
 
 def _relu_b(x, y, g):
     return g * (x > 0)
+
+
+def _relu_f_inplace(z):
+    return np.maximum(z, 0, out=z)
+
+
+def _relu_b_inplace(x, y, g):
+    # y > 0 exactly where x > 0; the mask multiply gives _relu_b's bits
+    return np.multiply(g, y > 0, out=g)
 
 
 def _leaky_f(x):
@@ -129,8 +146,8 @@ def _entmax15_b(x, y, g):
 
 
 ACTIVATIONS = {
-    "linear": Activation("linear", _linear_f, _linear_b),
-    "relu": Activation("relu", _relu_f, _relu_b),
+    "linear": Activation("linear", _linear_f, _linear_b, _linear_f, _linear_b),
+    "relu": Activation("relu", _relu_f, _relu_b, _relu_f_inplace, _relu_b_inplace),
     "leaky_relu": Activation("leaky_relu", _same(_leaky_f), _leaky_b),
     "elu": Activation("elu", _same(_elu_f), _elu_b),
     "gelu": Activation("gelu", _same(_gelu_f), _gelu_b),

@@ -116,6 +116,9 @@ class Layer:
     ``grads`` in place and returns the gradient with respect to the input.
     """
 
+    # the training loop's scratch arrays (a dict) while it runs, else None: see Dense
+    _scratch = None
+
     def __init__(self, name=None):
         self.name = name
         self.weights: list[np.ndarray] = []
@@ -223,22 +226,52 @@ class Dense(Layer):
             self.bias = self.weights[1]
 
     def forward(self, x, training=False):
-        z = x @ self.kernel
+        scratch = training and self._scratch is not None
+        if scratch:  # the training loop's step: into this layer's buffer, reused step after step
+            z = self._buffer("z", len(x), self.units)
+            np.matmul(x, self.kernel, out=z)
+        else:
+            z = x @ self.kernel
+        # bias and activation in the product's output pass, over z (a fresh or scratch array)
         if self.use_bias:
             z += self.bias
-        y = self.activation.forward(z)
+        if self.activation.forward_inplace is not None:
+            y = z = self.activation.forward_inplace(z)
+        else:
+            y = self.activation.forward(z)
         self._cache = (x, z, y)
         return y
 
-    def backward(self, grad, need_input_grad=True):
+    def backward(self, grad, need_input_grad=True, overwrite_grad=False):
+        """Fill ``grads``; return the gradient with respect to the input (None when not needed:
+        the first layer's, a third of the backward pass's products, is never computed).
+
+        ``overwrite_grad``: ``grad`` is the caller's scratch, the activation's backward pass may
+        be written over it (the training loop's own arrays only).
+        """
         x, z, y = self._cache
-        gz = self.activation.backward(z, y, grad)
+        if overwrite_grad and self.activation.backward_inplace is not None:
+            gz = self.activation.backward_inplace(z, y, grad)
+        else:
+            gz = self.activation.backward(z, y, grad)
         np.matmul(x.T, gz, out=self.grads[0])
         if self.kernel_regularizer is not None:
             self.grads[0] += self.kernel_regularizer.grad(self.kernel)
         if self.use_bias:
             gz.sum(axis=0, out=self.grads[1])
-        return gz @ self.kernel.T if need_input_grad else None
+        if not need_input_grad:
+            return None
+        if self._scratch is None:
+            return gz @ self.kernel.T
+        return np.matmul(gz, self.kernel.T, out=self._buffer("dx", len(gz), self.input_dim))
+
+    def _buffer(self, key, n_rows, n_cols):
+        """The first ``n_rows`` rows of a scratch array kept for the training loop's steps (the
+        last, smaller batch is a leading slice of the same memory)."""
+        buf = self._scratch.get(key)
+        if buf is None or len(buf) < n_rows:
+            buf = self._scratch[key] = np.empty((n_rows, n_cols), dtype=self.kernel.dtype)
+        return buf if len(buf) == n_rows else buf[:n_rows]
 
     def regularization_loss(self):
         if self.kernel_regularizer is None:

@@ -18,7 +18,7 @@ from .._random import make_rng
 from .._softmax import sigmoid, softmax
 from .._validation import (as_float_array, check_choice, check_inputs, check_number, describe,
                            user_stacklevel)
-from ..layers._layers import Layer
+from ..layers._layers import Dense, Layer
 from . import _format
 from ._file_checks import SCALINGS as _SCALINGS
 from ._metrics import resolve_metrics
@@ -175,9 +175,23 @@ class Sequential(Trainer):
             x = layer.forward(x, training=training)
         return x
 
-    def _backward(self, grad):
+    def _backward(self, grad, overwrite_grad=False):
+        """Back-propagate ``grad`` (the loss's gradient with respect to the outputs).
+
+        No layer computes the gradient with respect to the model's input.
+        ``overwrite_grad``: ``grad`` is the training loop's scratch (the fused
+        loss's, written over the outputs); a Dense layer may then apply its
+        activation's backward pass over it, and over the input gradient a
+        Dense layer in the training loop writes into its own scratch array.
+        """
         for i in range(len(self.layers) - 1, -1, -1):
-            grad = self.layers[i].backward(grad, need_input_grad=i > 0)
+            layer = self.layers[i]
+            if isinstance(layer, Dense):
+                grad = layer.backward(grad, need_input_grad=i > 0, overwrite_grad=overwrite_grad)
+                overwrite_grad = True  # a fresh array, or the layer's own scratch
+            else:
+                grad = layer.backward(grad, need_input_grad=i > 0)
+                overwrite_grad = False
 
     def __call__(self, x):
         return self.predict(x)

@@ -9,6 +9,8 @@ the loss protocol (``check_targets``, ``value_and_grad``,
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 
 import numpy as np
@@ -26,6 +28,18 @@ from ..callbacks._callbacks import Callback, History, ProgressLogger
 from ..layers._layers import Dense
 
 __all__ = ["Trainer", "TrainingDivergedError"]
+
+# below this many multiply-adds in every product of a step, the loop holds BLAS to one thread
+# (OpenBLAS's own cut-off, 4 x 65536, sends products just above it to both cores)
+SMALL_PRODUCT = 1 << 20
+
+
+@functools.lru_cache(maxsize=1)
+def _blas_controller():
+    """threadpoolctl's view of the loaded BLAS, made once (scanning the libraries costs ms)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
 def _is_chunk_source(x):
@@ -69,6 +83,37 @@ class Trainer:
                 or self.layers[-1].activation.name != "linear"):
             return None
         return self.loss.inplace_value_and_grad()
+
+    def _steps(self, batches, batch_size):
+        """``batches`` (one epoch's), with what the training steps use while they run.
+
+        Scratch: each Dense layer writes its outputs and its input gradient into
+        arrays it keeps from step to step (dropped when the epoch's batches end,
+        or when the loop leaves early: an exception or a ``break`` closes this
+        generator). Threads: where every product of a step is small (fewer than
+        ``SMALL_PRODUCT`` multiply-adds), one BLAS thread: waking a second costs
+        more than it saves there. Larger products keep the BLAS's own choice (all
+        cores, or what the caller set with threadpoolctl). The choice depends on
+        the sizes only, never on a timing: the BLAS's result bits depend on its
+        thread count, and a fit must give the same weights every time.
+        """
+        dense = [layer for layer in self.layers if isinstance(layer, Dense)]
+        largest, dim = 0, self.input_dim or 0
+        for layer in self.layers:
+            out_dim = layer.output_dim(dim)
+            if isinstance(layer, Dense):
+                largest = max(largest, batch_size * dim * out_dim)
+            dim = out_dim
+        limit = (_blas_controller().limit(limits=1, user_api="blas")
+                 if 0 < largest < SMALL_PRODUCT else contextlib.nullcontext())
+        for layer in dense:
+            layer._scratch = {}
+        try:
+            with limit:
+                yield from batches
+        finally:
+            for layer in dense:
+                layer._scratch = None
 
     def _batch_loss(self, yb, out, swb):
         value, grad = self.loss.value_and_grad(yb, out, sample_weight=swb)
@@ -133,11 +178,17 @@ class Trainer:
             sw = None if sw is None else sw[:cut]
         n = len(x)
 
+        # one batch's rows gathered into the same array step after step (the loop is done
+        # with a batch before it asks for the next)
+        xbuf = np.empty((min(batch_size, n),) + x.shape[1:], dtype=x.dtype)
+
         def batches():
             order = self._rng.permutation(n) if shuffle else np.arange(n)
             for start in range(0, n, batch_size):
                 idx = order[start:start + batch_size]
-                yield x[idx], y[idx], None if sw is None else sw[idx]
+                # mode="clip": no bounds check to buffer for (idx is a permutation's slice)
+                xb = x.take(idx, axis=0, out=xbuf[:len(idx)], mode="clip")
+                yield xb, y[idx], None if sw is None else sw[idx]
 
         return self._train(batches, math.ceil(n / batch_size), batch_size, epochs, verbose,
                            validation_data, callbacks, initial_epoch)
@@ -206,7 +257,7 @@ class Trainer:
             sums = np.zeros(len(names))
             seen = 0
             logs = {}
-            for step, (xb, yb, swb) in enumerate(batches()):
+            for step, (xb, yb, swb) in enumerate(self._steps(batches(), batch_size)):
                 if step == 0 and not self.optimizer.slots and self.trainable_weights:
                     self.optimizer.build(self._flat_params)
                 # overflow is checked for explicitly below, so NumPy need not warn
@@ -214,10 +265,10 @@ class Trainer:
                     out = self._forward(xb, training=True)
                     # metrics first: the fused loss overwrites the outputs with the gradient
                     metric_values = [fn(yb, out, self.loss) for _, fn in self._metric_fns]
-                    value, g = (fused(yb, out) if fused is not None and swb is None
-                                else self._batch_loss(yb, out, swb))
+                    lean = fused is not None and swb is None
+                    value, g = fused(yb, out) if lean else self._batch_loss(yb, out, swb)
                     watch.loss(value, epoch, step)
-                    self._backward(g)
+                    self._backward(g, overwrite_grad=lean)  # the lean loss's g is the outputs
                 watch.gradient(np.isfinite(self._flat_grads[0]).all(), epoch, step)
                 self.optimizer.apply(self._flat_params, self._flat_grads)
                 m = len(xb)

@@ -6,6 +6,8 @@ weights (checked against values recorded from Keras in the tests).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .._validation import check_number
@@ -120,18 +122,25 @@ class Adam(Optimizer):
         self.beta_2 = float(check_number(beta_2, "beta_2", low=0.0, high=1.0, high_open=True))
         self.epsilon = float(check_number(epsilon, "epsilon", low=0.0))
         self.amsgrad = bool(amsgrad)
+        self._work = {}  # two scratch arrays a parameter array (not state: never saved)
 
     def _active_slots(self):
         return ("momentums", "velocities") + (("velocity_hats",) if self.amsgrad else ())
 
     def _update(self, params, grads):
         t = self.iterations + 1
-        alpha = self.learning_rate * np.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
+        # a Python float, so that it stays weak: NumPy's float64 scalar would take
+        # m * alpha (and only it) through float64 and back, at twice the cost
+        alpha = self.learning_rate * math.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
         hats = self.slots.get("velocity_hats", [None] * len(params))
-        for p, g, m, v, vh in zip(params, grads, self.slots["momentums"],
-                                  self.slots["velocities"], hats):
-            # Keras's m += (g - m)(1 - beta_1), v += (g^2 - v)(1 - beta_2), in place
-            tmp = np.subtract(g, m)
+        for i, (p, g, m, v, vh) in enumerate(zip(params, grads, self.slots["momentums"],
+                                                 self.slots["velocities"], hats)):
+            # two scratch arrays a parameter array, kept across steps: a fresh pair each step
+            # cost more than the arithmetic (pages handed back to the OS and zeroed again)
+            tmp, denom = self._scratch(i, p)
+            # Keras's m += (g - m)(1 - beta_1), v += (g^2 - v)(1 - beta_2), in place; the
+            # Python floats stay weak, so everything is in the parameters' dtype
+            np.subtract(g, m, out=tmp)
             tmp *= 1 - self.beta_1
             m += tmp
             np.multiply(g, g, out=tmp)
@@ -141,11 +150,17 @@ class Adam(Optimizer):
             if vh is not None:
                 np.maximum(vh, v, out=vh)
                 v = vh
-            denom = np.sqrt(v)
+            np.sqrt(v, out=denom)
             denom += self.epsilon
             np.multiply(m, alpha, out=tmp)
             tmp /= denom
             p -= tmp
+
+    def _scratch(self, i, p):
+        pair = self._work.get(i)
+        if pair is None or pair[0].shape != p.shape or pair[0].dtype != p.dtype:
+            pair = self._work[i] = (np.empty_like(p), np.empty_like(p))
+        return pair
 
 
 class AdamW(Adam):

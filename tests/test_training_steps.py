@@ -1,0 +1,208 @@
+"""The training loop's lean steps: scratch arrays, the fused bias/activation passes, no input
+gradient for the first layer, the BLAS threads (issue 24, "Training at GEMM speed")."""
+
+import numpy as np
+import pytest
+from threadpoolctl import ThreadpoolController, threadpool_limits
+
+from helpers import assert_grad_close, numerical_grad
+from logitlab import Sequential, TrainingDivergedError
+from logitlab.callbacks import Callback
+from logitlab.layers import Dense
+from logitlab.losses import SparseCategoricalCrossentropy
+from logitlab.optimizers import SGD
+from logitlab.models._trainer import SMALL_PRODUCT
+
+
+def relu_model(dtype="float64", seed=0, widths=(7, 5), classes=3):
+    layers = [Dense(w, "relu") for w in widths] + [Dense(classes)]
+    model = Sequential(layers, seed=seed, dtype=dtype)
+    model.compile(loss=SparseCategoricalCrossentropy(from_logits=True), optimizer="adam")
+    return model
+
+
+def lean_step_grads(model, x, y):
+    """One step's gradients through the loop's own path: scratch arrays, the fused loss
+    written over the outputs, activations' backward passes written over the gradients."""
+    fused = model._fused_loss()
+    assert fused is not None
+    steps = model._steps(iter([(x, y, None)]), len(x))
+    for xb, yb, _ in steps:
+        out = model._forward(xb, training=True)
+        value, g = fused(yb, out)
+        assert g is out  # the lean loss wrote the gradient over the outputs
+        model._backward(g, overwrite_grad=True)
+    return value, np.concatenate([gr.ravel().copy() for gr in model._grads])
+
+
+def plain_step_grads(model, x, y):
+    """The same step as the loop took it before: fresh arrays throughout, nothing written
+    over a gradient but by the fused loss."""
+    out = model._forward(x, training=True)
+    value, g = model._fused_loss()(y, out)
+    model._backward(g)
+    return value, np.concatenate([gr.ravel().copy() for gr in model._grads])
+
+
+def test_lean_step_gradient_matches_finite_differences(rng):
+    x = rng.normal(size=(9, 4))
+    y = rng.integers(0, 3, 9)
+    model = relu_model()
+    model.build(4)
+    value, analytic = lean_step_grads(model, x, y)
+    flat = np.concatenate([w.ravel() for w in model.get_weights()])
+
+    def objective(v):
+        saved, chunks, i = model.get_weights(), [], 0
+        for w in saved:
+            chunks.append(v[i:i + w.size].reshape(w.shape))
+            i += w.size
+        model.set_weights(chunks)
+        out = model.predict(x)
+        model.set_weights(saved)
+        return model.loss(y, out)
+
+    assert value == pytest.approx(objective(flat), rel=1e-12)
+    assert_grad_close(analytic, numerical_grad(objective, flat), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_lean_step_gives_the_plain_steps_bits(dtype, rng):
+    """Scratch arrays and in-place passes change where the numbers go, not what they are."""
+    x = rng.normal(size=(16, 6)).astype(dtype)
+    y = rng.integers(0, 3, 16)
+    lean_model, plain_model = relu_model(dtype), relu_model(dtype)
+    lean_model.build(6)
+    plain_model.build(6)
+    lean_value, lean = lean_step_grads(lean_model, x, y)
+    plain_value, plain = plain_step_grads(plain_model, x, y)
+    assert lean.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(lean, plain)
+    assert lean_value == plain_value
+
+
+class ProductLog(np.ndarray):
+    """A kernel that records the shape of every product it takes part in."""
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        args = [np.asarray(a) if isinstance(a, ProductLog) else a for a in inputs]
+        if "out" in kwargs:
+            kwargs["out"] = tuple(np.asarray(o) if isinstance(o, ProductLog) else o
+                                  for o in kwargs["out"])
+        result = getattr(ufunc, method)(*args, **kwargs)
+        if ufunc is np.matmul:
+            LOG.append(np.shape(result))
+        return result
+
+
+LOG = []
+
+
+@pytest.mark.parametrize("lean", [True, False])
+def test_first_layers_input_gradient_is_never_computed(lean, rng):
+    """The products with each kernel, counted: the first layer's forward only (n, 7); the
+    second layer's forward (n, 5) and its input gradient (n, 7). A first layer that took its
+    input gradient would show an (n, 4) product."""
+    x = rng.normal(size=(10, 4))
+    y = rng.integers(0, 3, 10)
+    model = relu_model()  # with sample weights, the loop leaves the fused loss
+    model.build(4)
+    first, second = model.layers[0], model.layers[1]
+    seen = {}
+    for name, layer in (("first", first), ("second", second)):
+        layer.kernel = layer.kernel.view(ProductLog)  # a view: the optimizer's updates reach it
+        LOG.clear()
+        model.fit(x, y, batch_size=10, epochs=1, verbose=0,
+                  sample_weight=None if lean else np.ones(10))
+        seen[name] = list(LOG)
+        layer.kernel = np.asarray(layer.kernel)
+    assert seen["first"] == [(10, 7)]
+    assert sorted(seen["second"]) == [(10, 5), (10, 7)]
+
+
+def test_scratch_lives_only_while_the_loop_runs(rng):
+    x = rng.normal(size=(20, 4)).astype(np.float32)
+    y = rng.integers(0, 3, 20)
+    model = relu_model("float32")
+    seen = []
+
+    class Peek(Callback):
+        def on_batch_end(self, batch, logs=None):
+            seen.append([layer._scratch is not None for layer in model.layers])
+
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[Peek()])
+    assert seen and all(all(s) for s in seen)
+    assert all(layer._scratch is None for layer in model.layers)
+    # outside the loop, forward passes give fresh arrays, training or not
+    first = model.layers[0].forward(x, training=True)
+    again = model.layers[0].forward(x[:5], training=True)
+    assert not np.shares_memory(first, again)
+    p1 = model.predict(x)
+    p2 = model.predict(x)
+    assert not np.shares_memory(p1, p2)
+
+
+def test_scratch_dropped_when_training_diverges(rng):
+    x = rng.normal(size=(40, 4)) * 5
+    y = rng.integers(0, 3, 40)
+    model = relu_model()
+    model.compile(loss=SparseCategoricalCrossentropy(from_logits=True), optimizer=SGD(1e9))
+    with pytest.raises(TrainingDivergedError):
+        model.fit(x, y, batch_size=8, epochs=3, verbose=0)
+    assert all(layer._scratch is None for layer in model.layers)
+
+
+def test_the_last_smaller_batch_uses_the_front_of_the_scratch(rng):
+    """60 samples in batches of 25: 25, 25, 10; the same weights as a fit whose
+    layers take fresh arrays every step (the seeds' reference path, run by hand)."""
+    x = rng.normal(size=(60, 4)).astype(np.float32)
+    y = rng.integers(0, 3, 60)
+    fitted = relu_model("float32", seed=3)
+    fitted.fit(x, y, batch_size=25, epochs=2, verbose=0, shuffle=False)
+    by_hand = relu_model("float32", seed=3)
+    by_hand.build(4)
+    by_hand.optimizer.build(by_hand._flat_params)
+    for _ in range(2):
+        for start in range(0, 60, 25):
+            plain_step_grads(by_hand, x[start:start + 25], y[start:start + 25])
+            by_hand.optimizer.apply(by_hand._flat_params, by_hand._flat_grads)
+    for a, b in zip(fitted.get_weights(), by_hand.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def blas_threads():
+    return [info["num_threads"] for info in ThreadpoolController().select(user_api="blas").info()]
+
+
+def test_blas_threads_chosen_by_product_size(rng):
+    """Small products: one BLAS thread inside the loop; large ones: the BLAS's own setting.
+    Outside the loop, the setting is what it was. (The suite holds BLAS to one thread:
+    two here, so that the loop's one shows.)"""
+    with threadpool_limits(limits=2, user_api="blas"):
+        outside = blas_threads()
+        assert 2 in outside
+        fits_under(outside, rng)
+    assert blas_threads() != outside
+
+
+def fits_under(outside, rng):
+    seen = {}
+
+    class Peek(Callback):
+        def __init__(self, key):
+            self.key = key
+
+        def on_batch_end(self, batch, logs=None):
+            seen[self.key] = blas_threads()
+
+    small = relu_model("float32", widths=(8,))  # 16 x 4 x 8 multiply-adds
+    small.fit(rng.normal(size=(32, 4)), rng.integers(0, 3, 32), batch_size=16, epochs=1,
+              verbose=0, callbacks=[Peek("small")])
+    n, d = 64, 128
+    assert n * d * d >= SMALL_PRODUCT
+    large = relu_model("float32", widths=(d,))
+    large.fit(rng.normal(size=(n, d)), rng.integers(0, 3, n), batch_size=n, epochs=1,
+              verbose=0, callbacks=[Peek("large")])
+    assert seen["small"] == [1] * len(outside)
+    assert seen["large"] == outside
+    assert blas_threads() == outside
