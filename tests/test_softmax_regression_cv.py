@@ -362,3 +362,19 @@ def test_docstring_example_runs():
     failed, attempted = doctest.testmod(
         _softmax_regression_cv, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert attempted > 0 and failed == 0
+
+
+@pytest.mark.parametrize("class_weight", [{0: 2.0, 2: 0.5}, {"ant": 2.0, "cat": 0.5}, "balanced"],
+                         ids=["int keys", "str keys", "balanced"])
+def test_save_load_keeps_class_weight_keys(tmp_path, class_weight):
+    """A class_weight dict with integer keys came back from a model file with string keys
+    (JSON's keys are strings): {0: 2.0} read as {"0": 2.0}, which a refit would not match."""
+    X, y = _data("iris")
+    if isinstance(class_weight, dict) and "ant" in class_weight:
+        y = np.array(["ant", "bee", "cat"])[y]
+    est = SoftmaxRegression(class_weight=class_weight, max_iter=300).fit(X, y)
+    save_estimator(est, tmp_path / "m.logitlab")
+    back, _, _ = load_estimator(tmp_path / "m.logitlab")
+    assert back.get_params()["class_weight"] == class_weight
+    assert back.get_params() == est.get_params()
+    np.testing.assert_array_equal(back.fit(X, y).coef_, est.coef_)

@@ -88,6 +88,9 @@ class _Predictor:
         return softmax(z, axis=1)
 
 
+_ITEMS = "__dict_items__"  # a dict whose keys are not all strings, as [key, value] pairs
+
+
 def _jsonable(v):
     if isinstance(v, np.generic):
         v = v.item()
@@ -95,6 +98,11 @@ def _jsonable(v):
         v = list(v) if isinstance(v, tuple) else v.tolist()
     if isinstance(v, list):
         return [_jsonable(u) for u in v]
+    if isinstance(v, dict):
+        if all(isinstance(k, str) for k in v) and _ITEMS not in v:
+            return {k: _jsonable(u) for k, u in v.items()}
+        # JSON's keys are strings: {0: 2.0} (a class_weight) would come back as {"0": 2.0}
+        return {_ITEMS: [[_jsonable(k), _jsonable(u)] for k, u in v.items()]}
     if isinstance(v, float) and not math.isfinite(v):
         # JSON has no inf (the file is written with allow_nan=False): C=np.inf is tagged
         return {"nonfinite": repr(v)}
@@ -107,7 +115,22 @@ def _from_json(v):
         return [_from_json(u) for u in v]
     if isinstance(v, dict) and len(v) == 1 and v.get("nonfinite") in ("inf", "-inf", "nan"):
         return float(v["nonfinite"])
+    if isinstance(v, dict) and len(v) == 1 and isinstance(v.get(_ITEMS), list):
+        if not all(isinstance(kv, list) and len(kv) == 2 for kv in v[_ITEMS]):
+            raise ModelFileError(f"a parameter's {_ITEMS!r} must be a list of [key, value] pairs")
+        return {_hashable(_from_json(k)): _from_json(u) for k, u in v[_ITEMS]}
+    if isinstance(v, dict):
+        return {k: _from_json(u) for k, u in v.items()}
     return v
+
+
+def _hashable(key):
+    """A dict key read back: a list (a tuple written) becomes a tuple again."""
+    if isinstance(key, list):
+        return tuple(_hashable(k) for k in key)
+    if isinstance(key, dict):
+        raise ModelFileError("a parameter's dict key in the model file is a dict")
+    return key
 
 
 def _params(estimator):
