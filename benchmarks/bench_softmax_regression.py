@@ -38,12 +38,11 @@ import warnings
 
 import numpy as np
 import scipy.sparse as sp
-from sklearn.datasets import make_classification
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import StandardScaler
 
 from _common import arguments, machine, table
+from _problems import dense_problem, sparse_problem
 
 from logitlab import SoftmaxRegression
 from logitlab.estimators._linear_loss import LinearSoftmaxLoss
@@ -70,22 +69,6 @@ def objective(coef, intercept, X, y):
     params = np.column_stack([np.asarray(coef, np.float64), np.asarray(intercept, np.float64)])
     X64 = X.astype(np.float64)
     return obj.loss(params.ravel(), X64, yi, None, float(len(y)))
-
-
-def dense_problem(n, p, k, dtype=np.float64):
-    X, y = make_classification(n_samples=n, n_features=p, n_informative=int(0.6 * p),
-                               n_classes=k, random_state=0)
-    return StandardScaler().fit_transform(X).astype(dtype), y
-
-
-def sparse_problem(n, p, k, density, seed=0):
-    """Text-like: non-negative TF-IDF-like values, labels from a sparse linear model."""
-    rng = np.random.default_rng(seed)
-    X = sp.random(n, p, density=density, format="csr", random_state=rng,
-                  data_rvs=lambda m: rng.uniform(0.05, 1.0, m))
-    W = rng.normal(size=(k, p)) * 2.0
-    y = np.argmax(np.asarray(X @ W.T) + rng.gumbel(size=(n, k)), axis=1)
-    return X, y
 
 
 def fitters(sparse):

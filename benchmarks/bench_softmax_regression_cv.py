@@ -27,14 +27,12 @@ import time
 import warnings
 
 import numpy as np
-import scipy.sparse as sp
-from sklearn.datasets import make_classification
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegressionCV
 from sklearn.model_selection import StratifiedKFold
-from sklearn.preprocessing import StandardScaler
 
 from _common import arguments, machine, table
+from _problems import dense_problem, sparse_problem
 
 from logitlab import SoftmaxRegressionCV
 
@@ -46,23 +44,6 @@ ARGS = arguments(__doc__,
                                     help="hold BLAS and OpenMP to this many threads")))
 QUICK, REPEATS, ONLY, TOL, THREADS = ARGS.quick, ARGS.repeats, ARGS.only, ARGS.tol, ARGS.threads
 CS, N_FOLDS, MAX_ITER, SCORING = 10, 5, 1000, "neg_log_loss"
-
-
-# The problems of bench_softmax_regression.py (the same generators and seeds).
-def dense_problem(n, p, k, dtype=np.float64):
-    X, y = make_classification(n_samples=n, n_features=p, n_informative=int(0.6 * p),
-                               n_classes=k, random_state=0)
-    return StandardScaler().fit_transform(X).astype(dtype), y
-
-
-def sparse_problem(n, p, k, density, seed=0):
-    """Text-like: non-negative TF-IDF-like values, labels from a sparse linear model."""
-    rng = np.random.default_rng(seed)
-    X = sp.random(n, p, density=density, format="csr", random_state=rng,
-                  data_rvs=lambda m: rng.uniform(0.05, 1.0, m))
-    W = rng.normal(size=(k, p)) * 2.0
-    y = np.argmax(np.asarray(X @ W.T) + rng.gumbel(size=(n, k)), axis=1)
-    return X, y
 
 
 def fitters(folds):
