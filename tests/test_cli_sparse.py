@@ -321,3 +321,22 @@ def test_a_binary_file_given_as_csv_is_one_line(tmp_path, text_like):
     np.save(tmp_path / "y.npy", y)
     one_line_error(invoke("train", tmp_path / "y.npy", "--target", "y", "-o", tmp_path / "m.ll"),
                    "y.npy is not a CSV text file", "--labels")
+
+
+def test_target_and_labels_together_are_refused(tmp_path, text_like):
+    # found by review: with both, train read the --target column as a feature (a CSV) or
+    # ignored it (an .npz) and trained without a word; evaluate likewise
+    X, y = text_like
+    np.save(tmp_path / "y.npy", y)
+    with open(tmp_path / "d.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["a", "b", "t"])
+        w.writerows([[float(r[0]), float(r[1]), i % 2] for i, r in enumerate(X[:, :2].toarray())])
+    np.savez(tmp_path / "d.npz", X=X.toarray(), y=y)
+    for data, target in ((tmp_path / "d.csv", "t"), (tmp_path / "d.npz", "y")):
+        one_line_error(invoke("train", data, "--target", target, "--labels", tmp_path / "y.npy",
+                              "-o", tmp_path / "m.ll"), "not both")
+        assert not (tmp_path / "m.ll").exists()
+    _ok(invoke("train", tmp_path / "d.npz", "--target", "y", "-o", tmp_path / "m.ll"))
+    one_line_error(invoke("evaluate", tmp_path / "m.ll", tmp_path / "d.npz", "--target", "y",
+                          "--labels", tmp_path / "y.npy"), "not both")

@@ -105,6 +105,14 @@ def _hidden(ctx, param, value):
     return sizes
 
 
+def _one_label_source(target, labels):
+    """--target names the labels inside DATA, --labels gives them in a file: not both (the
+    one not used would be read as a feature, or ignored)."""
+    if target and labels:
+        raise UsageFailure(f"give the labels either with --target {target} (a column or array "
+                           f"of DATA) or with --labels {labels}, not both")
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="logitlab")
 def cli():
@@ -186,6 +194,7 @@ def train(data, target, labels, model, hidden, epochs, batch_size, learning_rate
       logitlab train big.csv --target label --engine dask -o big.logitlab
     """
     _check_output(output, [("data file", data), ("labels file", labels)])
+    _one_label_source(target, labels)
     if engine == "dask":
         from ._train import run_train_dask
 
@@ -245,6 +254,7 @@ def evaluate(model, data, target, labels, plot):
     Example:
       logitlab evaluate iris.logitlab test.csv --target species --plot reliability.png
     """
+    _one_label_source(target, labels)
     if plot is not None:
         _check_output(plot, [("model file", model), ("data file", data), ("labels file", labels)],
                       "--plot")
