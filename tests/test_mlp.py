@@ -290,3 +290,70 @@ def test_issue23_cli_reached_into_estimator_internals():
              for i, line in enumerate(p.read_text().splitlines(), 1)
              if re.search(r"\best\._|\bself\.est\._", line)]
     assert found == []
+
+
+# ---- found by review -------------------------------------------------------------------------
+
+
+class _Epochs(Callback):
+    """Records the epoch number each on_epoch_end receives."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seen.append(epoch)
+
+
+def test_partial_fit_counts_epochs_on_and_resume_fit_carries_on():
+    # partial_fit told its callbacks epoch 0 on every call and reset the network's epoch
+    # count, so a resume_fit after it cut loss_curve_ back and misreported n_iter_
+    X, y = _blobs()
+    seen = _Epochs()
+    clf = MLPClassifier(epochs=5, random_state=0, callbacks=[seen])
+    for _ in range(3):
+        clf.partial_fit(X, y, classes=np.unique(y))
+    assert seen.seen == [0, 1, 2] and clf.n_iter_ == 3 and clf.model_.epoch == 3
+    curve = list(clf.loss_curve_)
+    clf.resume_fit(X, y)
+    assert clf.loss_curve_[:3] == curve and clf.n_iter_ == 5 == len(clf.loss_curve_)
+    assert seen.seen == [0, 1, 2, 3, 4]
+    fitted = MLPClassifier(epochs=3, random_state=0).fit(X, y)
+    fitted.partial_fit(X, y)
+    assert fitted.n_iter_ == 4 == fitted.model_.epoch
+
+
+def test_stop_reason_names_a_users_callback_that_stopped_training():
+    from logitlab.callbacks import EarlyStopping
+
+    X, y = _blobs()
+    stop = EarlyStopping(monitor="loss", patience=0, min_delta=10)
+    clf = MLPClassifier(callbacks=[stop], epochs=50, random_state=0).fit(X, y)
+    assert clf.n_iter_ == 2 and clf.n_iter_ < 50
+    assert clf.stop_reason_ == "stopped at epoch 2 of 50 by a callback (callbacks=)"
+
+
+@pytest.mark.parametrize("early_stopping", [True, False])
+def test_validation_attributes_survive_save_and_load(tmp_path, early_stopping):
+    from logitlab.estimators import load_estimator, save_estimator
+
+    X, y = _blobs(200)
+    clf = MLPClassifier(early_stopping=early_stopping, epochs=5, random_state=0).fit(X, y)
+    save_estimator(clf, tmp_path / "m.logitlab")
+    back, _, _ = load_estimator(tmp_path / "m.logitlab")
+    for name in ("validation_scores_", "validation_loss_curve_", "best_validation_score_"):
+        assert getattr(back, name) == getattr(clf, name), name
+    assert (back.validation_scores_ is None) == (not early_stopping)
+
+
+@pytest.mark.parametrize("make", [MLPClassifier, lambda: __import__("logitlab").SoftmaxRegressionCV()],
+                         ids=["MLPClassifier", "SoftmaxRegressionCV"])
+def test_saving_an_unfitted_estimator_says_not_fitted(tmp_path, make):
+    # it was an AttributeError about classes_
+    from sklearn.exceptions import NotFittedError
+
+    from logitlab.estimators import save_estimator
+
+    with pytest.raises(NotFittedError, match="not fitted yet"):
+        save_estimator(make(), tmp_path / "m.logitlab")
+    assert not (tmp_path / "m.logitlab").exists()

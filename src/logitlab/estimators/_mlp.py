@@ -312,6 +312,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     def _stop_reason(self, stopper):
         """Why training ended, in a sentence (``stop_reason_``)."""
         if stopper.stopped_epoch is None:
+            if self.model_.epoch < self.epochs:  # one of the user's callbacks stopped it
+                return (f"stopped at epoch {self.model_.epoch} of {self.epochs} by a callback "
+                        "(callbacks=)")
             return f"trained all {self.epochs} epochs" + (
                 "; the weights of the best epoch were kept" if self.early_stopping else "")
         which = "validation score" if self.early_stopping else "training loss"
@@ -359,9 +362,12 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                             dtype=[np.float64, np.float32])
             sw = _checked_weights(sample_weight, len(X))
             t = self._targets(y)
-        self.model_.fit(X, t, batch_size=self.batch_size, epochs=1, verbose=self.verbose,
-                        sample_weight=_relative(sw, "training"),
-                        callbacks=[_Record(self, len(self.loss_curve_)), *self._callbacks()])
+        # one more epoch of the network's count: callbacks see it (epoch 0, 1, 2, ... over the
+        # calls, not 0 every call), and resume_fit carries on after it
+        start = self.model_.epoch
+        self.model_.fit(X, t, batch_size=self.batch_size, epochs=start + 1, initial_epoch=start,
+                        verbose=self.verbose, sample_weight=_relative(sw, "training"),
+                        callbacks=[_Record(self, start), *self._callbacks()])
         return self
 
     def _accuracy(self, z, t, sample_weight):

@@ -88,6 +88,18 @@ class _Predictor:
         return softmax(z, axis=1)
 
 
+_VALIDATION_CURVES = ("validation_scores", "validation_loss_curve")
+
+
+def _floats(value, name):
+    """A list of finite numbers from a model file's config, or a ModelFileError naming it."""
+    if not isinstance(value, list) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            for v in value):
+        raise ModelFileError(f"`{name}` must be a list of finite numbers; got {value!r:.80}")
+    return [float(v) for v in value]
+
+
 _ITEMS = "__dict_items__"  # a dict whose keys are not all strings, as [key, value] pairs
 
 
@@ -156,6 +168,9 @@ def save_estimator(estimator, path, extra=None, extra_arrays=None):
     kind = type(estimator).__name__
     if kind not in _KINDS:
         raise TypeError(f"cannot save a {kind}; expected one of {sorted(_KINDS)}")
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(estimator, "classes_")  # scikit-learn's NotFittedError, naming fit
     config = {"params": _params(estimator), "classes": _jsonable(estimator.classes_),
               "n_features_in": int(estimator.n_features_in_), "extra": extra or {}}
     if hasattr(estimator, "feature_names_in_"):
@@ -170,6 +185,11 @@ def save_estimator(estimator, path, extra=None, extra_arrays=None):
     else:
         config["multilabel"] = bool(estimator._multilabel)
         config["loss_curve"] = [float(v) for v in estimator.loss_curve_]
+        for name in _VALIDATION_CURVES:  # None without early stopping
+            value = getattr(estimator, name + "_", None)
+            config[name] = None if value is None else [float(v) for v in value]
+        best = getattr(estimator, "best_validation_score_", None)
+        config["best_validation_score"] = None if best is None else float(best)
         # the whole network: weights, optimizer state, epoch and shuffling state (for --resume)
         config["network"], net_arrays = estimator.model_.get_state()
         arrays.update({f"net/{k}": v for k, v in net_arrays.items()})
@@ -292,8 +312,14 @@ def load_estimator(path, *, predict_only=False):
             est.model_ = Sequential.from_state(
                 config["network"], {k[4:]: v for k, v in arrays.items() if k.startswith("net/")})
             _check_network(est, where)
-            est.loss_curve_ = list(config.get("loss_curve", []))
+            est.loss_curve_ = _floats(config.get("loss_curve", []), "loss_curve")
             est.n_iter_ = len(est.loss_curve_)
+            for name in _VALIDATION_CURVES:  # files written before them hold none: None
+                value = config.get(name)
+                setattr(est, name + "_", None if value is None else _floats(value, name))
+            best = config.get("best_validation_score")
+            est.best_validation_score_ = (None if best is None
+                                          else _floats([best], "best_validation_score")[0])
         extra_arrays = {k[6:]: v for k, v in arrays.items() if k.startswith("extra/")}
         return est, dict(config.get("extra") or {}), extra_arrays
     except ModelFileError as exc:
