@@ -21,6 +21,20 @@ def arguments(doc, *options, argv=None):
     return parser.parse_args(sys.argv[1:] if argv is None else argv)
 
 
+def fits_in_turn(fits, X, y, repeats):
+    """Run each of ``fits`` (name to ``fit(X, y)``) ``repeats`` times, in turn, the order
+    reversed every other round; returns ``(times, models)``: each name's wall times and
+    its last fitted model."""
+    times, models = {name: [] for name in fits}, {}
+    order = list(fits)
+    for r in range(repeats):
+        for name in (order if r % 2 == 0 else order[::-1]):
+            t = time.perf_counter()
+            models[name] = fits[name](X, y)
+            times[name].append(time.perf_counter() - t)
+    return times, models
+
+
 def median_time(fn, repeats=5, warmup=1):
     """Median wall time of ``fn()`` over ``repeats`` runs, after ``warmup`` runs."""
     for _ in range(warmup):

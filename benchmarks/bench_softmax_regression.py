@@ -32,7 +32,6 @@ buffer is allocated by then), so the full sizes take seconds.
 """
 
 import sys
-import time
 import tracemalloc
 import warnings
 
@@ -41,7 +40,7 @@ import scipy.sparse as sp
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
-from _common import arguments, machine, table
+from _common import arguments, fits_in_turn, machine, table
 from _problems import dense_problem, sparse_problem
 
 from logitlab import SoftmaxRegression
@@ -148,16 +147,9 @@ def main():
         data_mib = (X.data.nbytes + X.indices.nbytes + X.indptr.nbytes if sp.issparse(X)
                     else X.nbytes) / 2**20
         fits = fitters(sp.issparse(X))
-        times = {s: [] for s in fits}
-        models = {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            order = list(fits)
-            for r in range(REPEATS):  # in turn, the order reversed every other round
-                for s in (order if r % 2 == 0 else order[::-1]):
-                    t = time.perf_counter()
-                    models[s] = fits[s](X, y)
-                    times[s].append(time.perf_counter() - t)
+            times, models = fits_in_turn(fits, X, y, REPEATS)
             peaks = {s: peak_mib(fits[s], X, y) for s in fits}
         t = {s: float(np.median(v)) for s, v in times.items()}
         f = {s: objective(m.coef_, m.intercept_, X, y) for s, m in models.items()}

@@ -23,7 +23,6 @@ divides the rows by 10.
 """
 
 import sys
-import time
 import warnings
 
 import numpy as np
@@ -31,7 +30,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegressionCV
 from sklearn.model_selection import StratifiedKFold
 
-from _common import arguments, machine, table
+from _common import arguments, fits_in_turn, machine, table
 from _problems import dense_problem, sparse_problem
 
 from logitlab import SoftmaxRegressionCV
@@ -78,17 +77,10 @@ def main():
         X, y = make()
         folds = list(StratifiedKFold(N_FOLDS).split(X, y))
         fits = fitters(folds)
-        times = {s: [] for s in fits}
-        models = {}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             warnings.simplefilter("ignore", FutureWarning)
-            order = list(fits)
-            for r in range(REPEATS):  # in turn, the order reversed every other round
-                for s in (order if r % 2 == 0 else order[::-1]):
-                    t = time.perf_counter()
-                    models[s] = fits[s](X, y)
-                    times[s].append(time.perf_counter() - t)
+            times, models = fits_in_turn(fits, X, y, REPEATS)
         t = {s: float(np.median(v)) for s, v in times.items()}
         ours, sk = models["logitlab SoftmaxRegressionCV"], models["sklearn LogisticRegressionCV"]
         diff = np.abs(ours.scores_ - sk.scores_[:, 0])
