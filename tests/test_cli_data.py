@@ -460,3 +460,22 @@ def test_dask_engine_keeps_labels_as_written_and_drops_a_pandas_index(tmp_path):
     assert res.returncode == 2
     ours = [line for line in res.stderr.splitlines() if line.startswith("Error: ")]
     assert ours == [f"Error: the label column 'y' of {data} has an empty or missing cell"]
+
+
+def test_warnings_are_one_line_without_a_location(tmp_path, monkeypatch):
+    # found by review: a ConvergenceWarning during `train` printed click/core.py:911 and the
+    # source line there, which say nothing to the command's user
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    from logitlab.cli import _train
+
+    def warns(*args, **kwargs):
+        warnings.warn("L-BFGS-B did not converge\nin 3 iterations", ConvergenceWarning)
+
+    monkeypatch.setattr(_train, "run_predict", warns)
+    res = invoke("predict", tmp_path / "m.ll", tmp_path / "d.csv")
+    assert res.exit_code == 0, res.output
+    assert res.stderr.splitlines() == [
+        "warning: ConvergenceWarning: L-BFGS-B did not converge in 3 iterations"]

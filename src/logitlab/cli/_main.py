@@ -17,18 +17,30 @@ class UsageFailure(click.ClickException):
     exit_code = 2
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """A warning during a command as one line, ``warning: Category: message``: the file and
+    line Python would print are inside logitlab or click, of no use to the command's user."""
+    text = " ".join(str(message).split())
+    click.echo(f"warning: {category.__name__}: {text}", err=True)
+
+
 def _user_errors(fn):
-    """Turn the user's data and model-file errors into one line and exit status 2."""
+    """Turn the user's data and model-file errors into one line and exit status 2, and
+    warnings into one line each."""
     import functools
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        import warnings
+
         from .._io import WriteError
         from .._validation import LogitlabError
         from ._data import DataError
 
         try:
-            return fn(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.showwarning = _show_warning
+                return fn(*args, **kwargs)
         except (DataError, LogitlabError) as exc:
             raise UsageFailure(str(exc)) from None
         except BrokenPipeError:
