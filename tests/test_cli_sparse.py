@@ -340,3 +340,26 @@ def test_target_and_labels_together_are_refused(tmp_path, text_like):
     _ok(invoke("train", tmp_path / "d.npz", "--target", "y", "-o", tmp_path / "m.ll"))
     one_line_error(invoke("evaluate", tmp_path / "m.ll", tmp_path / "d.npz", "--target", "y",
                           "--labels", tmp_path / "y.npy"), "not both")
+
+
+def test_unseen_label_in_a_labels_file_names_that_file(tmp_path, text_like):
+    # found by review: the error named "the column 'labels' of X.npz", not the labels file
+    X, y = text_like
+    sp.save_npz(tmp_path / "X.npz", X)
+    np.save(tmp_path / "y.npy", y)
+    _ok(invoke("train", tmp_path / "X.npz", "--labels", tmp_path / "y.npy", "-o", tmp_path / "m.ll"))
+    unseen = y.astype("U10")
+    unseen[3] = "zebra"
+    np.save(tmp_path / "unseen.npy", unseen)
+    line = one_line_error(invoke("evaluate", tmp_path / "m.ll", tmp_path / "X.npz", "--labels",
+                                 tmp_path / "unseen.npy"), "unseen.npy", "'zebra'")
+    assert "X.npz" not in line
+    with open(tmp_path / "d.csv", "w", newline="") as fh:  # a CSV's column is still named
+        w = csv.writer(fh)
+        w.writerow(["a", "b", "t"])
+        w.writerows([[1.0, 2.0, "x"], [2.0, 1.0, "y"], [1.5, 1.0, "x"], [0.5, 2.5, "y"]] * 3)
+    _ok(invoke("train", tmp_path / "d.csv", "--target", "t", "-o", tmp_path / "c.ll"))
+    with open(tmp_path / "e.csv", "w", newline="") as fh:
+        csv.writer(fh).writerows([["a", "b", "t"], [1.0, 2.0, "w"]])
+    one_line_error(invoke("evaluate", tmp_path / "c.ll", tmp_path / "e.csv"),
+                   "the column 't' of", "e.csv", "'w'")

@@ -437,7 +437,9 @@ def run_evaluate(model_path, data, target, plot=None, labels=None):
     est, X = _model_input(est, table.X, arrays["mean"], arrays["scale"], data)
     y = table.y
     if not extra.get("multilabel"):
-        y = _as_model_labels(y, est.classes_, data, table.target)
+        where = (f"the labels in {labels}" if labels is not None
+                 else f"the column {table.target!r} of {data}")
+        y = _as_model_labels(y, est.classes_, where)
     console = _console()
     proba = est.predict_proba(X)
     label_names = extra.get("multilabel") or None
@@ -468,7 +470,7 @@ def _write_reliability_plot(path, est, y, proba, title, multilabel):
         plt.close(fig)
 
 
-def _as_model_labels(y, classes, data, target):
+def _as_model_labels(y, classes, where):
     """The labels of ``data`` as the model's classes: text compared as text, as written.
 
     A file whose labels are all integers may be scored by a model trained on
@@ -479,8 +481,7 @@ def _as_model_labels(y, classes, data, target):
     unseen = ~np.isin(y, classes)
     if unseen.any():
         names = ", ".join(repr(str(v)) for v in np.unique(y[unseen])[:5])
-        raise DataError(f"the column {target!r} of {data} holds classes the model was not trained "
-                        f"on: {names}")
+        raise DataError(f"{where}: classes the model was not trained on: {names}")
     return y
 
 
