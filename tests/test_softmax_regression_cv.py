@@ -255,7 +255,8 @@ def test_string_labels_and_a_splitter():
     ({"Cs": [1.0, -2.0]}, r"`Cs` must hold positive numbers; got -2.0 at index 1"),
     ({"Cs": [1.0, np.nan]}, r"`Cs` must hold positive numbers; got nan at index 1"),
     ({"Cs": []}, r"`Cs` must be a non-empty 1-D list"),
-    ({"Cs": [[1.0, 2.0]]}, r"`Cs` must be a non-empty 1-D list"),
+    ({"Cs": [[1.0, 2.0]]},  # it said "a list of length 1"
+     r"`Cs` must be a non-empty 1-D list of numbers; got an array of shape \(1, 2\)"),
     ({"Cs": "many"}, "'Cs' parameter"),
     ({"cv": 1}, r"'cv' parameter .* int in the range \[2, inf\)"),
     ({"cv": 60}, r"`cv`: n_splits=60 cannot be greater than the number of members"),

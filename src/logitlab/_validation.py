@@ -243,8 +243,8 @@ def check_grid(values, name: str):
     if arr.dtype.kind not in "biuf" or arr.dtype.kind == "b":
         raise TypeError(f"`{name}` must hold numbers; got {describe(values)}")
     if arr.ndim != 1 or arr.size == 0:
-        raise ValueError(f"`{name}` must be a non-empty 1-D list of numbers; got "
-                         f"{describe(values)}")
+        got = describe(values) if arr.size == 0 else f"an array of shape {arr.shape}"
+        raise ValueError(f"`{name}` must be a non-empty 1-D list of numbers; got {got}")
     arr = arr.astype(np.float64)
     with np.errstate(invalid="ignore"):
         bad = np.isnan(arr) | (arr <= 0)
