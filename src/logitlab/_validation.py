@@ -560,7 +560,7 @@ def warn_if_probabilities(z, name: str, *, hint: str):
     probably meant."""
     if z.size == 0 or z.ndim < 2 or z.shape[-1] < 2:
         return False
-    first = z.reshape(-1, z.shape[-1])[0]
+    first = z[(0,) * (z.ndim - 1)]  # a view, also of a non-contiguous z (reshape copied it)
     if not (first.min() >= 0 and first.max() <= 1):  # every row must look so: cheap early out
         return False
     with np.errstate(invalid="ignore"):
