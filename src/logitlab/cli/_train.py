@@ -420,9 +420,9 @@ def run_predict(model_path, data, proba, output):
 def run_evaluate(model_path, data, target, plot=None, labels=None):
     est, extra, arrays = _load(model_path, predict_only=True)  # no scikit-learn
     if labels is not None:
-        if extra.get("multilabel") or target is not None:
-            raise DataError("--labels gives one label per row; it replaces --target and cannot "
-                            "score a multilabel model")
+        if extra.get("multilabel"):  # (with --target too: refused by the command, _main)
+            raise DataError("--labels gives one label per row; it cannot score a multilabel "
+                            "model")
         extra = dict(extra, target=None)
     elif extra.get("multilabel"):
         target = None
