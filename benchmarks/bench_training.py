@@ -40,7 +40,7 @@ import warnings
 import numpy as np
 from sklearn.datasets import load_digits, make_blobs
 
-from _common import machine, median_times, table
+from _common import machine, median_times, table, wall_and_cpu_times
 
 from logitlab import Sequential
 from logitlab.layers import Dense
@@ -260,34 +260,6 @@ def thread_budget(threads):
             torch.set_num_threads(saved)
 
 
-def wall_and_cpu_times(fns, repeats, warmup=1, seed=0, block=2):
-    """``median_times``'s rounds (the libraries in turn, each ``block`` calls in a row, the
-    first not counted), timing each call by the wall clock and by this process's CPU time.
-
-    On a machine shared with other work, the wall time of a call held to one thread grows
-    with the others' load; its CPU time much less so (what remains: caches shared with the
-    others). With more threads, CPU time also counts the time threads spin waiting.
-    """
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    wall = {name: [] for name in fns}
-    cpu = {name: [] for name in fns}
-    order = list(fns)
-    rng = np.random.default_rng(seed)
-    while len(wall[order[0]]) < repeats:
-        for i in rng.permutation(len(order)):
-            name = order[i]
-            for call in range(block):
-                c, t = time.process_time(), time.perf_counter()
-                fns[name]()
-                if call:
-                    wall[name].append(time.perf_counter() - t)
-                    cpu[name].append(time.process_time() - c)
-    return ({name: float(np.median(ts)) for name, ts in wall.items()},
-            {name: float(np.median(ts)) for name, ts in cpu.items()})
-
-
 def main_mnist(threads=None, repeats=3, seeds=3):
     print(f"machine: {machine()}")
     X, y = mnist_like()
@@ -297,7 +269,7 @@ def main_mnist(threads=None, repeats=3, seeds=3):
           f"{threads or f'{os.cpu_count()} (all)'}; medians of {repeats}\n")
     fits = mnist_fits(X, y)
     with thread_budget(threads):
-        wall, cpu = wall_and_cpu_times(fits, repeats)
+        wall, cpu = wall_and_cpu_times(fits, repeats, block=2)
         # the loss: the same weights (where the library takes them) and the same batches
         losses = {name: np.mean([fn(seed, glorot_weights(seed), False) for seed in range(seeds)])
                   for name, fn in fits.items()}
