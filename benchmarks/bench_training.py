@@ -79,15 +79,22 @@ def torch_loop():
     Xt = torch.tensor(X, dtype=torch.float32)
     yt = torch.tensor(y)
     for _ in range(10):
-        perm = torch.randperm(len(Xt))
-        total = 0.0
-        for i in range(0, len(Xt), 32):
-            idx = perm[i:i + 32]
-            opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(net(Xt[idx]), yt[idx])
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
+        loss = torch_epoch(net, opt, Xt, yt, torch.randperm(len(Xt)), 32)
+    return loss
+
+
+def torch_epoch(net, opt, Xt, yt, perm, batch):
+    """One epoch of PyTorch's usual training loop over the rows in ``perm``; its mean loss."""
+    import torch
+
+    total = 0.0
+    for i in range(0, len(Xt), batch):
+        idx = perm[i:i + batch]
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(net(Xt[idx]), yt[idx])
+        loss.backward()
+        opt.step()
+        total += loss.item() * len(idx)
     return total / len(Xt)
 
 
@@ -226,15 +233,7 @@ def mnist_fits(X, y):
                     layer.bias.copy_(torch.from_numpy(init[2 * i + 1]))
         opt = torch.optim.Adam(net.parameters(), lr=0.001, eps=1e-7)
         perm = torch.randperm(len(Xt)) if shuffle else torch.arange(len(Xt))
-        total = 0.0
-        for i in range(0, len(Xt), MNIST_BATCH):
-            idx = perm[i:i + MNIST_BATCH]
-            opt.zero_grad()
-            loss = torch.nn.functional.cross_entropy(net(Xt[idx]), yt[idx])
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-        return total / len(Xt)
+        return torch_epoch(net, opt, Xt, yt, perm, MNIST_BATCH)
 
     fits[f"PyTorch {torch.__version__} loop"] = torch_loop
     return fits
