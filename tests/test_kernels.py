@@ -642,6 +642,33 @@ def test_confident_rows_keep_log1p_accuracy():
         assert_close_rel(loss, np.full(4, -exact), TOL[dtype], atol_near_zero=1e-40)
 
 
+
+def test_confident_short_rows_keep_log1p_accuracy():
+    # rows shorter than _SHORT go by blocks whose exponentials sit in a scratch block
+    # (_sparse_ce_block): their recount without the maximal term reads it, in place too
+    for dtype in (np.float32, np.float64):
+        x = np.zeros((70, 8), dtype=dtype) - 40.0  # 70 rows: two blocks of _SHORT_ROWS
+        x[:, 3] = 0.0
+        y = np.full(70, 3)
+        with _jit.kernel_mode("always"):
+            loss = sparse_categorical_crossentropy(y, x, from_logits=True, reduction="none")
+            lean = sparse_ce_logits_inplace(x.copy(), y)
+        exact = 7 * math.exp(-40.0)  # log1p(7 e^-40) to 1e-35
+        assert_close_rel(loss, np.full(70, exact), TOL[dtype], atol_near_zero=1e-40)
+        assert_close_rel(lean, 70 * exact, TOL[dtype], atol_near_zero=1e-40)
+
+
+def test_confident_short_rows_with_rounded_differences_are_refined():
+    # as below, for rows of 12: the refinement re-reads the row with its maximum kept
+    m = np.float32(2.0**-18 * (1 - 2.0**-8))
+    x = np.full((70, 12), -80.0, dtype=np.float32)
+    x[:, 7] = m
+    y = np.full(70, 7)
+    r = np.sum(np.exp(np.delete(x, 7, axis=1).astype(np.float64) - float(m)), axis=1)
+    with _jit.kernel_mode("always"):
+        loss = sparse_categorical_crossentropy(y, x, from_logits=True, reduction="none")
+    assert_close_rel(loss, np.log1p(r), TOL[np.float32], atol_near_zero=1e-40)
+
 def test_confident_rows_with_rounded_differences_are_refined():
     # r from the fast exps carries x - m's rounding, |x - m| 2**-24 relative: here 3.8e-6
     # (just under half an ulp of 80), every term rounded the same way. Such rows are

@@ -1308,50 +1308,58 @@ def _sparse_ce_block(x, labels, weight, scale, grad, loss, bad, refine, lo, hi):
 
     As ``_softmax_block``: the rows' maxima and ``x_y - m`` first (``grad``
     may be ``x``), then ``exp(x - m)`` of the whole block as one vectorised
-    loop into ``grad``, then each row: ``r = S - 1`` in float64 and, below
+    loop into a scratch block (not into ``grad``: where ``grad`` is ``x``
+    LLVM's overlap check sent the loop to its scalar version, a third of the
+    kernel's time), then each row: ``r = S - 1`` in float64 and, below
     ``_recount_below``, summed again without the maximal term (and refined
-    with ``refine``), as ``_row_r`` does; the loss and the gradient.
+    with ``refine``), as ``_row_r`` does; the gradient; last the block's
+    losses, their ``log1p`` in a loop of their own (libm's, a call a row,
+    was half the row pass's time between the other work).
     """
     c = x.shape[1]
     rows = hi - lo
     xs = _data(x[lo])  # the block, rows back to back
     gs = _data(grad[lo])
-    shift = np.empty(rows * c, dtype=x.dtype)
+    e = np.empty(rows * c, dtype=x.dtype)  # each row's maximum, then the exponentials
+    maxima = np.empty(rows, dtype=x.dtype)
     d_y = np.zeros(rows)
+    r_of = np.empty(rows)
     for r in range(rows):
         m = _like(x, -np.inf)
         for j in range(r * c, r * c + c):
             v = xs[j]
             m = v if v > m else m
         for j in range(r * c, r * c + c):
-            shift[j] = m
+            e[j] = m
+        maxima[r] = m
         if weight[lo + r] != 0.0:  # an ignored row's label is not read
             d_y[r] = np.float64(xs[r * c + labels[lo + r]]) - np.float64(m)
     for k in range(rows * c):
-        gs[k] = _fast_exp(xs[k], shift[k])
+        e[k] = _fast_exp(xs[k], e[k])
     for r in range(rows):
         i = lo + r
         at = r * c
         s = 0.0
         for j in range(at, at + c):
-            s += np.float64(gs[j])
+            s += np.float64(e[j])
         rr = s - 1.0
         if rr < _recount_below(x):  # rare: views and calls only here
-            m = shift[at]
-            rr, w_err = _sum_below_max(grad[i], m, grad[i], True)
+            rr, w_err = _sum_below_max(e[at:at + c], maxima[r], e[at:at + c], True)
             if refine and w_err > _REFINE * rr:
-                rr = _exp_sum_below_max(x[i], m)
+                rr = _exp_sum_below_max(x[i], maxima[r])
+        r_of[r] = rr
         if not _finite(rr):
             bad[i] = True
             continue
-        w = weight[i]
-        loss[i] = w * (np.log1p(rr) - d_y[r])
-        a = scale * w
+        a = scale * weight[i]
         f = _like(x, a / (1.0 + rr))
         for j in range(at, at + c):
-            gs[j] *= f
-        if w != 0.0:
+            gs[j] = e[j] * f
+        if weight[i] != 0.0:
             gs[at + labels[i]] -= _like(x, a)
+    for r in range(rows):
+        if _finite(r_of[r]):
+            loss[lo + r] = weight[lo + r] * (np.log1p(r_of[r]) - d_y[r])
 
 
 @njit(cache=True, fastmath=_SUMS, parallel=True)
@@ -1441,7 +1449,7 @@ def _compile(fn):
     """
     twin = types_module.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + "_parallel")
     twin.__qualname__ = twin.__name__
-    return (njit(cache=True, fastmath=_SUMS)(fn),
+    return (njit(cache=True, fastmath=_SUMS, nogil=True)(fn),
             njit(cache=True, fastmath=_SUMS, parallel=True)(twin))
 
 
