@@ -7,11 +7,14 @@ kept per revision, so that a second run loads it from Numba's cache as this
 checkout's kernels are loaded: count the second run) beside the current
 one and times both on the same float32 arrays, alternating, serial
 and parallel: the sparse CE kernel and the softmax kernel, on buffers that
-are reused (the kernels alone, no validation or allocation). Prints ns per
+are reused (the kernels alone, no validation or allocation); the CE kernel
+also in place, its gradient over the logits, as training and the linear
+models' objective call it. Prints ns per
 element (best of 7 alternations of best-of-9) and the speed-up. Timings on a
 shared machine move by 10-15 % from run to run; alternating in one process
 keeps the ratio steadier than two separate runs. Sizes default to
-1000x8192, 32768x256 and 10x65536 (classes x rows).
+1000x8192, 32768x256, 10x65536 and 10x3572 (classes x rows; the last, one
+row block of the linear models' objective).
 """
 
 import importlib.util
@@ -71,7 +74,7 @@ def main():
         sys.exit(__doc__)
     old = load_revision(sys.argv[1])
     sizes = [tuple(int(v) for v in a.split("x")) for a in sys.argv[2:]] or [
-        (1000, 8192), (32768, 256), (10, 65536)]
+        (1000, 8192), (32768, 256), (10, 65536), (10, 3572)]
     rng = np.random.default_rng(0)
     print("| classes x rows | kernel | threads | before ns/elem | now ns/elem | speed-up |")
     print("|---|---|---|---|---|---|")
@@ -79,8 +82,10 @@ def main():
         z = rng.normal(0, 3, (n, c)).astype(np.float32)
         y = rng.integers(0, c, n)
         g, per, bad, w = np.empty_like(z), np.empty(n), np.zeros(n, bool), np.ones(n)
+        zi = z.copy()  # the training path writes the gradient over the logits
         kernels = {  # name: (kernel pair's attribute, its arguments)
             "CE": ("sparse_ce_rows", (z, y, w, 1.0 / n, g, per, bad, True)),
+            "CE in place": ("sparse_ce_rows", (zi, y, w, 1.0 / n, zi, per, bad, False)),
             "softmax": ("softmax_rows", (z, g, bad)),
         }
         for name, (attribute, args) in kernels.items():

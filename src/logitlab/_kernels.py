@@ -1308,9 +1308,9 @@ def _sparse_ce_block(x, labels, weight, scale, grad, loss, bad, refine, lo, hi):
 
     As ``_softmax_block``: the rows' maxima and ``x_y - m`` first (``grad``
     may be ``x``), then ``exp(x - m)`` of the whole block as one vectorised
-    loop into a scratch block (not into ``grad``: where ``grad`` is ``x``
-    LLVM's overlap check sent the loop to its scalar version, a third of the
-    kernel's time), then each row: ``r = S - 1`` in float64 and, below
+    loop into ``grad``, or into a scratch block where ``grad`` overlaps ``x``
+    (LLVM's overlap check would send the loop to its scalar version, a third
+    of the kernel's time), then each row: ``r = S - 1`` in float64 and, below
     ``_recount_below``, summed again without the maximal term (and refined
     with ``refine``), as ``_row_r`` does; the gradient; last the block's
     losses, their ``log1p`` in a loop of their own (libm's, a call a row,
@@ -1320,41 +1320,63 @@ def _sparse_ce_block(x, labels, weight, scale, grad, loss, bad, refine, lo, hi):
     rows = hi - lo
     xs = _data(x[lo])  # the block, rows back to back
     gs = _data(grad[lo])
-    e = np.empty(rows * c, dtype=x.dtype)  # each row's maximum, then the exponentials
-    maxima = np.empty(rows, dtype=x.dtype)
-    d_y = np.zeros(rows)
-    r_of = np.empty(rows)
+    # the exponentials go into grad's block, or into a scratch block where grad overlaps x;
+    # two allocations a block (each costs about as much as a row's work)
+    x_at, g_at, size = x.ctypes.data, grad.ctypes.data, x.size * x.itemsize
+    apart = g_at >= x_at + size or x_at >= g_at + size
+    scratch = np.empty((1 if apart else 2) * rows * c, dtype=x.dtype)
+    shift = scratch[:rows * c]
+    e = scratch[rows * c:]
+    per_row = np.zeros(3 * rows)
+    d_y = per_row[:rows]
+    maxima = per_row[rows:2 * rows]
+    r_of = per_row[2 * rows:]
     for r in range(rows):
         m = _like(x, -np.inf)
         for j in range(r * c, r * c + c):
             v = xs[j]
             m = v if v > m else m
         for j in range(r * c, r * c + c):
-            e[j] = m
+            shift[j] = m
         maxima[r] = m
         if weight[lo + r] != 0.0:  # an ignored row's label is not read
             d_y[r] = np.float64(xs[r * c + labels[lo + r]]) - np.float64(m)
-    for k in range(rows * c):
-        e[k] = _fast_exp(xs[k], e[k])
+    if apart:
+        for k in range(rows * c):
+            gs[k] = _fast_exp(xs[k], shift[k])
+    else:
+        for k in range(rows * c):
+            e[k] = _fast_exp(xs[k], shift[k])
     for r in range(rows):
         i = lo + r
         at = r * c
         s = 0.0
-        for j in range(at, at + c):
-            s += np.float64(e[j])
+        if apart:
+            for j in range(at, at + c):
+                s += np.float64(gs[j])
+        else:
+            for j in range(at, at + c):
+                s += np.float64(e[j])
         rr = s - 1.0
         if rr < _recount_below(x):  # rare: views and calls only here
-            rr, w_err = _sum_below_max(e[at:at + c], maxima[r], e[at:at + c], True)
+            if apart:
+                rr, w_err = _sum_below_max(grad[i], _like(x, maxima[r]), grad[i], True)
+            else:
+                rr, w_err = _sum_below_max(e[at:at + c], _like(x, maxima[r]), e[at:at + c], True)
             if refine and w_err > _REFINE * rr:
-                rr = _exp_sum_below_max(x[i], maxima[r])
+                rr = _exp_sum_below_max(x[i], _like(x, maxima[r]))
         r_of[r] = rr
         if not _finite(rr):
             bad[i] = True
             continue
         a = scale * weight[i]
         f = _like(x, a / (1.0 + rr))
-        for j in range(at, at + c):
-            gs[j] = e[j] * f
+        if apart:
+            for j in range(at, at + c):
+                gs[j] *= f
+        else:
+            for j in range(at, at + c):
+                gs[j] = e[j] * f
         if weight[i] != 0.0:
             gs[at + labels[i]] -= _like(x, a)
     for r in range(rows):
