@@ -101,7 +101,7 @@ def fit_softmax_regression(est, X, y, sample_weight=None):
     progress = _IterationProgress(est.verbose, est.max_iter)
     with progress:
         result = objective.minimize(loss_gradient, est._initial_params(objective), tol=est.tol,
-                                    max_iter=est.max_iter,
+                                    max_iter=est.max_iter, n_samples=X.shape[0],
                                     callback=progress.callback if est.verbose else None)
     est._finish(objective, result)
     return est

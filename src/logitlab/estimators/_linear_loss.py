@@ -225,13 +225,31 @@ class LinearSoftmaxLoss:
     def loss(self, params, X, y, sample_weight, sw_sum):
         return self.loss_gradient(params, X, y, sample_weight, sw_sum)[0]
 
-    def minimize(self, fun, x0, *, tol, max_iter, args=(), callback=None):
-        """L-BFGS-B on ``fun`` (value and gradient) from ``x0``: the one set of options."""
+    def ftol(self, n_samples):
+        """L-BFGS-B's stop on the objective's relative reduction per iteration.
+
+        float64: ``64 eps``, far below any change the gradient tolerance
+        leaves. float32: the rounding noise of the objective itself, ``2**-23 /
+        sqrt(n_samples)`` (each row's loss carries its float32 logits' relative
+        rounding, about ``2**-24`` of a logit, independently; their mean of
+        ``n_samples`` rows is off by about ``2**-24 sqrt(2 / n_samples)``). Below
+        that the line search compares noise: on 50000 x 50 x 10 a float32 fit
+        made 86 evaluations in 25 iterations, 55 of them after the last real
+        progress, and its objective was already within 5e-11 of float64's.
+        """
+        eps64 = 64 * np.finfo(np.float64).eps
+        if self.dtype != np.float32 or n_samples is None or not np.isfinite(n_samples):
+            return eps64  # float64, or an unknown count: no early stop
+        return max(eps64, 2.0**-23 / np.sqrt(max(int(n_samples), 1)))
+
+    def minimize(self, fun, x0, *, tol, max_iter, n_samples=None, args=(), callback=None):
+        """L-BFGS-B on ``fun`` (value and gradient) from ``x0``: the one set of options
+        (``n_samples``: the rows the objective sums, for :meth:`ftol`)."""
         return optimize.minimize(
             fun, np.asarray(x0, dtype=np.float64), args=args, jac=True, method="L-BFGS-B",
             callback=callback,
             options={"maxiter": max_iter, "maxls": 50, "gtol": tol,
-                     "ftol": 64 * np.finfo(float).eps})
+                     "ftol": self.ftol(n_samples)})
 
     def solution(self, params):
         """``(coef_, intercept_)`` in the evaluation dtype; multinomial intercepts centred

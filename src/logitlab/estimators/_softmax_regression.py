@@ -210,7 +210,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             result = objective.minimize(
                 objective.blocked_loss_gradient, self._initial_params(objective),
                 args=(objective.split(X, y_enc, sw), sw_sum),
-                tol=self.tol, max_iter=self.max_iter,
+                tol=self.tol, max_iter=self.max_iter, n_samples=X.shape[0],
                 callback=progress.callback if self.verbose else None)
         return self._finish(objective, result)
 

@@ -272,7 +272,8 @@ class SoftmaxRegressionCV(SoftmaxRegression):
                     if f > 0:  # the previous fold's solution, moved as this fold's path moved
                         x0 = paths[f - 1, i] + (x0 - paths[f - 1, i - 1] if i else 0.0)
                     result = obj.minimize(obj.blocked_loss_gradient, x0, args=(parts, sw_sum),
-                                          tol=self.tol, max_iter=self.max_iter)
+                                          tol=self.tol, max_iter=self.max_iter,
+                                          n_samples=len(train))
                     x0 = paths[f, i] = result.x
                     n_iter[f, i] = min(result.nit, self.max_iter)
                     not_converged += result.status == 1 or result.nit >= self.max_iter
@@ -286,7 +287,8 @@ class SoftmaxRegressionCV(SoftmaxRegression):
                 obj = objectives[best]
                 result = obj.minimize(obj.blocked_loss_gradient, paths[:, best].mean(axis=0),
                                       args=(obj.split(X, y_enc, sw), float(sw.sum())),
-                                      tol=self.tol, max_iter=self.max_iter)
+                                      tol=self.tol, max_iter=self.max_iter,
+                                      n_samples=X.shape[0])
                 not_converged += result.status == 1 or result.nit >= self.max_iter
                 w = result.x
             else:
