@@ -21,12 +21,16 @@ def arguments(doc, *options, argv=None):
     return parser.parse_args(sys.argv[1:] if argv is None else argv)
 
 
-def fits_in_turn(fits, X, y, repeats):
+def fits_in_turn(fits, X, y, repeats, warmup_rows=0):
     """Run each of ``fits`` (name to ``fit(X, y)``) ``repeats`` times, in turn, the order
     reversed every other round; returns ``(times, models)``: each name's wall times and
-    its last fitted model."""
+    its last fitted model. With ``warmup_rows``, each fit first runs once, untimed, on
+    that many first rows: a process's one-time costs (loading compiled kernels, starting
+    thread pools) are not charged to the first timed fit."""
     times, models = {name: [] for name in fits}, {}
     order = list(fits)
+    for name in order if warmup_rows else ():
+        fits[name](X[:warmup_rows], y[:warmup_rows])
     for r in range(repeats):
         for name in (order if r % 2 == 0 else order[::-1]):
             t = time.perf_counter()
