@@ -19,8 +19,10 @@ turn, the libraries alternating in the same process (a shared machine's
 speed moves over seconds: every solver sees the same phases), each
 ``--repeats`` times (default 1), the median reported, after one untimed
 fit each on the first ``WARMUP_ROWS`` rows (a process's one-time costs:
-logitlab's first fit loads its compiled kernels: 1.77 s against 0.80 s for the next, 50000 x 50 x 10 on the loaded 2-core Zen 2). newton-cholesky is
-left out on the sparse problem: its Hessian has (50000 * 20)^2 entries.
+logitlab's first fit loads its compiled kernels, 1.77 s against 0.80 s
+for the next at 50000 x 50 x 10 on the loaded 2-core Zen 2).
+newton-cholesky is left out on the sparse problem: its Hessian has
+(50000 * 20)^2 entries.
 saga runs at most ``SAGA_EPOCHS`` epochs (at tol=1e-8 it would run for
 hours): its objective gap says how far it got.
 
