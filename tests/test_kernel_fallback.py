@@ -64,7 +64,21 @@ def calls(d):
                                                    reduction="sum"),
         categorical=CategoricalCrossentropy(from_logits=True).value_and_grad(d["t"], x),
         lean=(total, z),  # Sequential.fit's in-place path: no reference of its own
+        adam=adam_steps(d, amsgrad=False),  # the optimizer's one-pass step
+        adam_amsgrad=adam_steps(d, amsgrad=True),
     )
+
+
+def adam_steps(d, amsgrad):
+    # three Adam steps over 80,000 parameters (a flat buffer, above LOAD_SIZE)
+    from logitlab.optimizers import Adam
+
+    params = [d["z"].ravel().copy()]
+    opt = Adam(0.01, amsgrad=amsgrad)
+    opt.build(params)
+    for k in range(3):
+        opt.apply(params, [(d["t"].ravel() - d["t"].dtype.type(1 / 200)) * (k + 1)])
+    return (params[0],) + tuple(a[0] for a in opt.slots.values())
 
 
 def compare(got, ref, dtype, name):
@@ -162,6 +176,28 @@ def test_single_kernel_failure_leaves_the_others_compiled(tmp_path):
     check = """
     import logitlab._kernels as K
     assert K.softmax_rows[1].signatures and K.categorical_ce_rows[1].signatures
+    assert any("_uncompilable" in str(w.message) for w in caught)
+    """
+    stdout = _run(tmp_path, sabotage, check, cold_cache=False)
+    assert "compiling _uncompilable" in stdout
+
+
+def test_adam_step_failure_falls_back_to_the_numpy_update(tmp_path):
+    # the optimizer's one-pass step replaced by one that cannot compile: Adam's steps (in
+    # `calls`) get the NumPy update's results; the softmax keeps its kernel
+    sabotage = """
+    import numba
+    import logitlab._kernels as K
+
+    @numba.njit
+    def _uncompilable(*args):
+        return no_such_function(*args)  # noqa: F821 - a TypingError at compile time
+
+    K.adam_update = (_uncompilable, _uncompilable)
+    """
+    check = """
+    import logitlab._kernels as K
+    assert K.softmax_rows[1].signatures
     assert any("_uncompilable" in str(w.message) for w in caught)
     """
     stdout = _run(tmp_path, sabotage, check, cold_cache=False)

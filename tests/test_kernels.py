@@ -14,6 +14,7 @@
 
 import math
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -762,6 +763,94 @@ def test_threads_calling_at_once_get_the_right_results(rng):
 
 def test_warm_compiles_every_kernel():
     # every driver, serial and parallel, both dtypes; and as `make` runs it, a process a dtype
-    assert _jit.warm() == 20
-    assert _jit.warm(["float32"]) == _jit.warm(["float64"]) == 10
-    assert _jit.warm(processes=2) == 20
+    # (the Adam step is serial only: one kernel a dtype)
+    assert _jit.warm() == 22
+    assert _jit.warm(["float32"]) == _jit.warm(["float64"]) == 11
+    assert _jit.warm(processes=2) == 22
+
+
+# ------------------------------------------------------------------ Adam's one-pass step
+
+
+def _adam_case(rng, dtype, n=5000):
+    """Kernel arguments (arrays and the dtype's scalars) for Adam's step ``t`` = 3 of lr 0.01,
+    with special entries: zero, tiny, huge, inf and NaN gradients, v_hat above v and NaN."""
+    p = rng.normal(0, 1, n).astype(dtype)
+    g = rng.normal(0, 0.1, n).astype(dtype)
+    g[:6] = [0.0, -0.0, 1e-30, 3e30, np.inf, np.nan]
+    m = rng.normal(0, 0.05, n).astype(dtype)
+    v = rng.uniform(0, 0.02, n).astype(dtype)
+    v[6] = 0.0  # with a zero gradient: sqrt(0) + epsilon
+    g[6] = 0.0
+    v_hat = v * rng.uniform(0.5, 2.0, n).astype(dtype)
+    v_hat[7] = np.nan
+    t, lr, b1, b2, eps = 3, 0.01, 0.9, 0.999, 1e-7
+    alpha = lr * math.sqrt(1 - b2**t) / (1 - b1**t)
+    return [p, g, m, v, v_hat], [1 - b1, 1 - b2, alpha, eps]
+
+
+def _same_bits(a, b):
+    """Equal to the bit (zeros' signs included), NaN where NaN."""
+    assert a.dtype == b.dtype and a.shape == b.shape
+    nan = np.isnan(a)
+    assert np.array_equal(nan, np.isnan(b))
+    bits = a.view(np.int32 if a.dtype == np.float32 else np.int64)
+    other = b.view(bits.dtype)
+    assert np.array_equal(bits[~nan], other[~nan])
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_kernel_gives_the_numpy_updates_bits(dtype, amsgrad, rng):
+    """The one-pass step and the optimizer's NumPy update (twelve passes, each rounded to the
+    dtype) do the same operations in the same order: the same bits, special entries included."""
+    from logitlab.optimizers._optimizers import _adam_numpy
+
+    arrays, scalars = _adam_case(rng, dtype)
+    if not amsgrad:
+        arrays[4] = np.empty(0, dtype)
+    ours = [a.copy() for a in arrays]
+    ref = [a.copy() for a in arrays]
+    with np.errstate(all="ignore"):
+        K.adam_update[0](*ours, *(dtype(c) for c in scalars))
+        # the optimizer passes Python floats (weak: rounded to the dtype), the kernel the
+        # dtype's scalars
+        _adam_numpy(*ref[:4], ref[4] if amsgrad else None, *scalars, np.empty_like(ref[0]),
+                    np.empty_like(ref[0]))
+    for a, b in zip(ours, ref):
+        _same_bits(a, b)
+    assert np.isnan(ours[0][5]) and np.isnan(ours[0][4])  # NaN and inf gradients reach p
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam_fallback_serves_the_kernels_contract(dtype, amsgrad, rng):
+    """Where the step cannot be compiled, ``_jit.launch`` calls ``_kernel_fallback``'s function
+    with the kernel's own arguments: it writes what the kernel writes."""
+    from logitlab import _kernel_fallback
+
+    arrays, scalars = _adam_case(rng, dtype)
+    if not amsgrad:
+        arrays[4] = np.empty(0, dtype)
+    ours = [a.copy() for a in arrays]
+    ref = [a.copy() for a in arrays]
+    args = [dtype(c) for c in scalars]
+    with np.errstate(all="ignore"):
+        K.adam_update[0](*ours, *args)
+        _kernel_fallback.serving(K.adam_update, K)(*ref, *args)
+    for a, b in zip(ours, ref):
+        _same_bits(a, b)
+
+
+def test_adam_kernel_is_vectorised():
+    """Packed square roots and divisions in the step's loop: Numba's default error model (a
+    zero-divisor check a division, libm's ``sqrtf`` for ``errno``) would leave it scalar, at a
+    quarter of the speed. On every target: SSE2's ``sqrtps`` too."""
+    options = {k: v for k, v in K._adam_update.targetoptions.items()
+               if k not in ("cache", "nopython")}
+    assert "fastmath" not in options  # contraction would fuse a multiply-add: other bits
+    step = numba.njit(**options)(K._adam_update.py_func)  # compiled here: readable assembly
+    x = np.zeros(64, np.float32)
+    step(x, x.copy(), x.copy(), x.copy(), np.empty(0, np.float32), *(np.float32(0.5),) * 4)
+    asm = "\n".join(step.inspect_asm().values())
+    assert re.search(r"\bv?sqrtps\b", asm) and re.search(r"\bv?divps\b", asm)

@@ -8,6 +8,7 @@ every caller (the public functions, and the lean in-place path that
 gets the NumPy reference's result without knowing that the kernel is
 missing. The arithmetic is the core's: :func:`~logitlab._softmax.softmax_parts`
 and ``_lse_last``, in the reference's compute dtype (float64 for float32).
+Adam's step is the optimizer's own NumPy update, in the parameters' dtype.
 
 As the kernels do, a row whose maximum is not finite, or that holds a NaN,
 is flagged in ``bad`` (the callers give it the reference's limits, or stop);
@@ -85,8 +86,17 @@ def categorical_ce_rows(x, t, scale, grad, loss, bad):
         grad[...] = scale * (np.sum(tc, axis=-1, keepdims=True) * p - tc)
 
 
+def adam_update(param, grad, m, v, v_hat, c1, c2, alpha, epsilon):
+    """Adam's step, in place: the optimizer's own NumPy update (its home), with fresh scratch;
+    an empty ``v_hat`` means no amsgrad."""
+    from .optimizers._optimizers import _adam_numpy  # here only: the core never imports it
+
+    _adam_numpy(param, grad, m, v, v_hat if v_hat.size else None, c1, c2, alpha, epsilon,
+                np.empty_like(param), np.empty_like(param))
+
+
 _NAMES = ("softmax_rows", "log_softmax_rows", "logsumexp_rows", "sparse_ce_rows",
-          "categorical_ce_rows")
+          "categorical_ce_rows", "adam_update")
 
 
 def serving(pair, kernels):

@@ -1480,3 +1480,37 @@ log_softmax_rows = _compile(_log_softmax_rows)
 logsumexp_rows = _compile(_logsumexp_rows)
 sparse_ce_rows = _compile(_sparse_ce_rows)
 categorical_ce_rows = _compile(_categorical_ce_rows)
+
+
+# ---------------------------------------------------------------- Adam's update
+
+
+@njit(cache=True, error_model="numpy")
+def _adam_update(param, grad, m, v, v_hat, c1, c2, alpha, epsilon):
+    """Keras 3's Adam step over flat arrays of one dtype, in place, in one pass.
+
+    ``m += (g - m) c1``; ``v += (g^2 - v) c2``; with amsgrad (``v_hat`` not
+    empty) ``v_hat = max(v_hat, v)`` is used for ``v``; ``param -= (m alpha) /
+    (sqrt(v) + epsilon)``. The scalars come in the arrays' dtype. The same
+    operations in the same order as the optimizer's NumPy update
+    (``optimizers._optimizers._adam_numpy``), each rounded to the dtype, so the
+    same bits: no fastmath flag (``contract`` would fuse a multiply-add),
+    and NumPy's error model, without which Numba checks each division for a
+    zero divisor and calls libm's ``sqrtf`` for ``errno``, and LLVM vectorises
+    neither. Serial only: the pass over a network's parameters is shorter than
+    waking a second thread (docs/performance.md has the figures).
+    """
+    amsgrad = v_hat.shape[0] != 0
+    for i in range(param.shape[0]):
+        g = grad[i]
+        mi = m[i] + (g - m[i]) * c1
+        vi = v[i] + (g * g - v[i]) * c2
+        m[i] = mi
+        v[i] = vi
+        if amsgrad:
+            vi = np.maximum(v_hat[i], vi)  # NumPy's maximum: a NaN wins, as in the reference
+            v_hat[i] = vi
+        param[i] -= (mi * alpha) / (np.sqrt(vi) + epsilon)
+
+
+adam_update = (_adam_update, _adam_update)  # _jit.launch's (serial, parallel) pair: serial both

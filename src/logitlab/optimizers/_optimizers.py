@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from .._jit import kernels_for, launch
 from .._validation import check_number
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "get"]
@@ -111,6 +112,9 @@ class Adam(Optimizer):
     ``alpha = lr * sqrt(1 - beta_2**t) / (1 - beta_1**t)``;
     ``m += (g - m)(1 - beta_1)``; ``v += (g**2 - v)(1 - beta_2)``;
     ``w -= alpha * m / (sqrt(v) + epsilon)`` (``v`` its running max with amsgrad).
+    Each step is one compiled pass where the kernels serve a parameter array
+    (``_jit.kernels_for``: a network's flat buffer past ``LOAD_SIZE``), else
+    NumPy's twelve; the same bits either way.
     """
 
     _config_keys = ("beta_1", "beta_2", "epsilon", "amsgrad", "weight_decay")
@@ -129,38 +133,68 @@ class Adam(Optimizer):
 
     def _update(self, params, grads):
         t = self.iterations + 1
-        # a Python float, so that it stays weak: NumPy's float64 scalar would take
-        # m * alpha (and only it) through float64 and back, at twice the cost
+        # bias correction folded into the step size: a Python float (weak, like the betas
+        # and epsilon): the arithmetic stays in the parameters' dtype
         alpha = self.learning_rate * math.sqrt(1 - self.beta_2**t) / (1 - self.beta_1**t)
         hats = self.slots.get("velocity_hats", [None] * len(params))
         for i, (p, g, m, v, vh) in enumerate(zip(params, grads, self.slots["momentums"],
                                                  self.slots["velocities"], hats)):
-            # two scratch arrays a parameter array, kept across steps: a fresh pair each step
-            # cost more than the arithmetic (pages handed back to the OS and zeroed again)
-            tmp, denom = self._scratch(i, p)
-            # Keras's m += (g - m)(1 - beta_1), v += (g^2 - v)(1 - beta_2), in place; the
-            # Python floats stay weak, so everything is in the parameters' dtype
-            np.subtract(g, m, out=tmp)
-            tmp *= 1 - self.beta_1
-            m += tmp
-            np.multiply(g, g, out=tmp)
-            tmp -= v
-            tmp *= 1 - self.beta_2
-            v += tmp
-            if vh is not None:
-                np.maximum(vh, v, out=vh)
-                v = vh
-            np.sqrt(v, out=denom)
-            denom += self.epsilon
-            np.multiply(m, alpha, out=tmp)
-            tmp /= denom
-            p -= tmp
+            arrays = (p, g, m, v) if vh is None else (p, g, m, v, vh)
+            kernels = kernels_for(p) if _one_flat_kind(arrays) else None
+            if kernels is None:
+                _adam_numpy(p, g, m, v, vh, 1 - self.beta_1, 1 - self.beta_2, alpha,
+                            self.epsilon, *self._scratch(i, p))
+                continue
+            # one pass (m, v and p together) instead of twelve, the same bits; as one row:
+            # never the parallel twin (there is none)
+            one = p.dtype.type
+            launch(kernels.adam_update, 1, p.size, *(a.reshape(-1) for a in arrays[:4]),
+                   np.empty(0, p.dtype) if vh is None else vh.reshape(-1),
+                   one(1 - self.beta_1), one(1 - self.beta_2), one(alpha), one(self.epsilon))
 
     def _scratch(self, i, p):
+        """Two scratch arrays for parameter array ``i`` (the NumPy update's), kept across steps:
+        a fresh pair each step cost more than the arithmetic (pages handed back to the OS
+        and zeroed again)."""
         pair = self._work.get(i)
         if pair is None or pair[0].shape != p.shape or pair[0].dtype != p.dtype:
             pair = self._work[i] = (np.empty_like(p), np.empty_like(p))
         return pair
+
+
+def _one_flat_kind(arrays):
+    """Whether the compiled Adam step can take ``arrays``: one shape and dtype, each
+    C-contiguous (flattened as a view) and writeable (Numba types a read-only array apart)."""
+    p = arrays[0]
+    return all(isinstance(a, np.ndarray) and a.shape == p.shape and a.dtype == p.dtype
+               and a.flags.c_contiguous and a.flags.writeable for a in arrays)
+
+
+def _adam_numpy(p, g, m, v, v_hat, c1, c2, alpha, epsilon, tmp, denom):
+    """Keras 3's Adam step in NumPy, in place, in ``p``'s dtype, ``tmp`` and ``denom`` scratch.
+
+    ``m += (g - m) c1``; ``v += (g^2 - v) c2``; with amsgrad (``v_hat`` not
+    None) ``v_hat = max(v_hat, v)`` is used for ``v``; ``p -= (m alpha) /
+    (sqrt(v) + epsilon)``. The scalars are Python floats (weak: rounded to
+    ``p``'s dtype) or scalars of that dtype, which give the same bits. The
+    compiled step (``_kernels._adam_update``) does these operations in this
+    order, and the kernels' fallback calls this.
+    """
+    np.subtract(g, m, out=tmp)
+    tmp *= c1
+    m += tmp
+    np.multiply(g, g, out=tmp)
+    tmp -= v
+    tmp *= c2
+    v += tmp
+    if v_hat is not None:
+        np.maximum(v_hat, v, out=v_hat)
+        v = v_hat
+    np.sqrt(v, out=denom)
+    denom += epsilon
+    np.multiply(m, alpha, out=tmp)
+    tmp /= denom
+    p -= tmp
 
 
 class AdamW(Adam):

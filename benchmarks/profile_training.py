@@ -1,0 +1,233 @@
+"""Where an MNIST-shaped epoch's time goes: shares of one ``fit`` epoch by part.
+
+    python benchmarks/profile_training.py              # shares, median of 5 epochs a variant
+    python benchmarks/profile_training.py --threads 1  # BLAS held to one thread
+    python benchmarks/profile_training.py --cprofile   # and cProfile's top functions
+
+The network and data are bench_training.py's ``--mnist`` ones (60000 x 784
+float32, Dense(256, relu) -> Dense(10), Adam, batch 128). Timers wrap the
+parts from outside, in the same epochs: the products (``np.matmul`` as the
+layers call it, forward and backward apart), the rest of each layer's
+forward (bias, relu) and backward (relu's mask, the bias gradient), the
+loss, the optimizer step, gathering the batch, and what is left (the
+loop's own bookkeeping, the finite-gradient check). Each timer costs about
+a microsecond a call, a few ms an epoch. Shares, not times, are the figure
+to compare on a shared machine, so two variants run in turn, epoch by
+epoch, in the same run: Adam's compiled one-pass step (what ``fit`` uses
+where the kernels are loaded) and its NumPy update (twelve passes, what it
+used before, and still uses for small models or ``LOGITLAB_KERNELS=never``).
+Last, Adam alone: 469 steps over the network's 203,530 float32 parameters.
+"""
+
+import cProfile
+import pstats
+import sys
+import time
+import types
+
+import numpy as np
+
+from bench_training import MNIST_BATCH, mnist_like
+
+import logitlab.layers._layers as layers_mod
+import logitlab.optimizers._optimizers as optimizers_mod
+from logitlab import Sequential
+from logitlab.layers import Dense
+from logitlab.losses import SparseCategoricalCrossentropy
+from logitlab.models._trainer import Trainer
+from logitlab.optimizers import Adam
+
+clock = time.perf_counter
+
+
+class Timers(dict):
+    def add(self, key, dt):
+        self[key] = self.get(key, 0.0) + dt
+
+
+T = Timers()
+_phase = ["forward"]
+
+
+def _timed_matmul(*args, **kwargs):
+    t = clock()
+    try:
+        return np.matmul(*args, **kwargs)
+    finally:
+        T.add(f"GEMM {_phase[0]}", clock() - t)
+
+
+def _install():
+    """Wrap the parts; returns a function that undoes it."""
+    saved = {"np": layers_mod.np, "forward": Dense.forward, "backward": Dense.backward,
+             "fused": Trainer._fused_loss, "steps": Trainer._steps, "apply": Adam.apply}
+    proxy = types.SimpleNamespace(**{k: getattr(np, k) for k in dir(np) if not k.startswith("__")})
+    proxy.matmul = _timed_matmul
+    layers_mod.np = proxy
+
+    def forward(self, x, training=False):
+        _phase[0] = "forward"
+        t = clock()
+        try:
+            return saved["forward"](self, x, training)
+        finally:
+            T.add("layer forward (all)", clock() - t)
+
+    def backward(self, grad, need_input_grad=True, overwrite_grad=False):
+        _phase[0] = "backward"
+        t = clock()
+        try:
+            return saved["backward"](self, grad, need_input_grad, overwrite_grad)
+        finally:
+            T.add("layer backward (all)", clock() - t)
+
+    def fused_loss(self):
+        fn = saved["fused"](self)
+        if fn is None:
+            return None
+
+        def timed(yb, out):
+            t = clock()
+            try:
+                return fn(yb, out)
+            finally:
+                T.add("loss and its gradient", clock() - t)
+        return timed
+
+    def steps(self, batches, batch_size):
+        def gathered():
+            it = iter(batches)
+            while True:
+                t = clock()
+                try:
+                    item = next(it)
+                except StopIteration:
+                    return
+                finally:
+                    T.add("batch gathering", clock() - t)
+                yield item
+        return saved["steps"](self, gathered(), batch_size)
+
+    def apply(self, params, grads):
+        t = clock()
+        try:
+            return saved["apply"](self, params, grads)
+        finally:
+            T.add("optimizer update", clock() - t)
+
+    Dense.forward, Dense.backward = forward, backward
+    Trainer._fused_loss, Trainer._steps, Adam.apply = fused_loss, steps, apply
+
+    def undo():
+        layers_mod.np = saved["np"]
+        Dense.forward, Dense.backward = saved["forward"], saved["backward"]
+        Trainer._fused_loss, Trainer._steps = saved["fused"], saved["steps"]
+        Adam.apply = saved["apply"]
+    return undo
+
+
+def one_epoch(X, y, seed=0):
+    model = Sequential([Dense(256, "relu"), Dense(10)], seed=seed)
+    model.compile(loss=SparseCategoricalCrossentropy(from_logits=True), optimizer=Adam(0.001))
+    return model.fit(X, y, epochs=1, batch_size=MNIST_BATCH, verbose=0).history["loss"][-1]
+
+
+def _numpy_adam():
+    """Adam's NumPy update for the parameters, the kernels left to the rest."""
+    saved = optimizers_mod.kernels_for
+    optimizers_mod.kernels_for = lambda arr: None
+
+    def undo():
+        optimizers_mod.kernels_for = saved
+    return undo
+
+
+VARIANTS = {"Adam compiled (one pass)": lambda: (lambda: None),
+            "Adam in NumPy (twelve passes)": _numpy_adam}
+
+
+def shares(X, y, repeats=5):
+    """``{variant: (median epoch time, {part: median share of the epoch})}``, timers installed,
+    the variants' epochs in turn."""
+    one_epoch(X, y)  # the kernels loaded, the BLAS warm
+    undo = _install()
+    rows = {name: [] for name in VARIANTS}
+    try:
+        for _ in range(repeats):
+            for name, variant in VARIANTS.items():
+                restore = variant()
+                T.clear()
+                t = clock()
+                try:
+                    one_epoch(X, y)
+                finally:
+                    total = clock() - t
+                    restore()
+                parts = dict(T)
+                parts["bias, relu (forward)"] = (parts.pop("layer forward (all)")
+                                                 - parts["GEMM forward"])
+                parts["relu mask, bias gradient (backward)"] = (
+                    parts.pop("layer backward (all)") - parts["GEMM backward"])
+                parts["the rest (loop, checks)"] = total - sum(parts.values())
+                rows[name].append((total, parts))
+    finally:
+        undo()
+    return {name: (float(np.median([r[0] for r in runs])),
+                   {k: float(np.median([r[1][k] / r[0] for r in runs])) for k in runs[0][1]})
+            for name, runs in rows.items()}
+
+
+def adam_alone(n=203530, steps=469, rounds=7):
+    """Median seconds for ``steps`` Adam steps over ``n`` float32 parameters, each variant in
+    turn in the same run."""
+    rng = np.random.default_rng(0)
+    grads = [rng.standard_normal(n, dtype=np.float32) * 1e-2]
+    times = {name: [] for name in VARIANTS}
+    for _ in range(rounds):
+        for name, variant in VARIANTS.items():
+            params = [rng.standard_normal(n, dtype=np.float32)]
+            opt = Adam(0.001)
+            opt.build(params)
+            restore = variant()
+            try:
+                opt.apply(params, grads)  # warm: scratch, kernels
+                t = clock()
+                for _ in range(steps):
+                    opt.apply(params, grads)
+                times[name].append(clock() - t)
+            finally:
+                restore()
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def main(argv):
+    threads = None
+    if "--threads" in argv:
+        threads = int(argv[argv.index("--threads") + 1])
+    from threadpoolctl import threadpool_limits
+
+    X, y = mnist_like()
+    with threadpool_limits(threads):
+        result = shares(X, y)
+        alone = adam_alone()
+        prof = None
+        if "--cprofile" in argv:
+            prof = cProfile.Profile()
+            prof.runcall(one_epoch, X, y)
+    print(f"BLAS threads: {threads or 'all'}; each variant's epochs in turn, median of 5")
+    names = list(result)
+    keys = sorted(result[names[0]][1], key=lambda k: -result[names[0]][1][k])
+    print(f"{'part of the epoch':40s}" + "".join(f"{n:>32s}" for n in names))
+    print(f"{'epoch, with the timers':40s}"
+          + "".join(f"{result[n][0]:>30.3f} s" for n in names))
+    for k in keys:
+        print(f"{k:40s}" + "".join(f"{result[n][1][k]:>13.1%} {result[n][1][k] * result[n][0] * 1e3:>13.1f} ms"
+                                   for n in names))
+    for k, v in alone.items():
+        print(f"{k:32s} alone: {v * 1e3:7.1f} ms for 469 steps of 203,530 float32")
+    if prof is not None:
+        pstats.Stats(prof).sort_stats("tottime").print_stats(15)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
