@@ -206,3 +206,19 @@ def fits_under(outside, rng):
     assert seen["small"] == [1] * len(outside)
     assert seen["large"] == outside
     assert blas_threads() == outside
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_relu_in_place_gives_the_scalar_maximums_bits(dtype):
+    """The in-place relu takes the maximum against a row of zeros (NumPy's fast loop), not
+    against the scalar 0 (``_relu_f``): the same bits, zeros' signs and NaNs included."""
+    from logitlab.layers._activations import _relu_f, _relu_f_inplace
+
+    special = [-0.0, 0.0, np.nan, -np.nan, np.inf, -np.inf, 1e-45, -1e-45, 3.0, -3.0, 1e-310]
+    x = np.array(special * 37, dtype=dtype)[:400].reshape(16, 25)
+    bits = np.int32 if dtype == np.float32 else np.int64
+    for z in (x, x[:, :7], x[0]):  # rows of 25, of 7 (a strided view), one row
+        ref = _relu_f(z)
+        got = z.copy()
+        assert _relu_f_inplace(got) is got
+        assert np.array_equal(got.view(bits), np.asarray(ref, dtype=dtype).view(bits))

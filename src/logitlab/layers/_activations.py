@@ -73,7 +73,10 @@ def _relu_b(x, y, g):
 
 
 def _relu_f_inplace(z):
-    return np.maximum(z, 0, out=z)
+    # against a row of zeros, not the scalar 0: NumPy's SIMD loop takes two arrays (a
+    # broadcast row is one), a scalar goes through a loop about three times slower; the
+    # same bits (-0.0 and NaN included)
+    return np.maximum(z, np.zeros(z.shape[-1:], dtype=z.dtype), out=z)
 
 
 def _relu_b_inplace(x, y, g):
