@@ -9,8 +9,9 @@ float32, Dense(256, relu) -> Dense(10), Adam, batch 128). Timers wrap the
 parts from outside, in the same epochs: the products (``np.matmul`` as the
 layers call it, forward and backward apart), the rest of each layer's
 forward (bias, relu) and backward (relu's mask, the bias gradient), the
-loss, the optimizer step, gathering the batch, and what is left (the
-loop's own bookkeeping, the finite-gradient check). Each timer costs about
+loss, the optimizer step, gathering the batch, and what is left (fit's
+finiteness check over the whole x, about 20 ms, building the model, the
+loop's own bookkeeping, the finite-gradient check a step). Each timer costs about
 a microsecond a call, a few ms an epoch. Shares, not times, are the figure
 to compare on a shared machine, so two variants run in turn, epoch by
 epoch, in the same run: Adam's compiled one-pass step (what ``fit`` uses

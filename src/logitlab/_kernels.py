@@ -1485,7 +1485,7 @@ categorical_ce_rows = _compile(_categorical_ce_rows)
 # ---------------------------------------------------------------- Adam's update
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", nogil=True)
 def _adam_update(param, grad, m, v, v_hat, c1, c2, alpha, epsilon):
     """Keras 3's Adam step over flat arrays of one dtype, in place, in one pass.
 
