@@ -29,6 +29,21 @@ def _one_blas_thread():
         yield
 
 
+@pytest.fixture(scope="session")
+def dask_cluster():
+    """One local Dask cluster (two worker processes) for the pytest process's whole run.
+
+    Starting one, and warming its workers (each imports pandas, dask.dataframe and
+    logitlab on its first task), costs seconds of both cores: the Dask tests share it,
+    and the command line's Dask runs join it with ``--scheduler`` (one test keeps the
+    command's own local cluster). Under pytest-xdist each worker process has its own.
+    """
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None, memory_limit="2GiB") as cluster:
+        yield cluster
+
+
 def _drop_stale_compiled_tests():
     """The tests' own compiled helpers (``njit(cache=True)``) inline the kernels' intrinsics,
     but Numba's cache is keyed by the test file alone: after a change to the kernels it

@@ -438,8 +438,7 @@ def test_mlp_stopping_early_says_why(tmp_path, iris_csv):
     assert f"stopped early at epoch {est.n_iter_} of 500: the training loss" in res.stdout
 
 
-def test_dask_engine_keeps_labels_as_written_and_drops_a_pandas_index(tmp_path):
-    pytest.importorskip("distributed")
+def test_dask_engine_keeps_labels_as_written_and_drops_a_pandas_index(tmp_path, dask_cluster):
     pd = pytest.importorskip("pandas")
     rng = np.random.default_rng(0)
     k = np.arange(600) % 3
@@ -455,7 +454,9 @@ def test_dask_engine_keeps_labels_as_written_and_drops_a_pandas_index(tmp_path):
     assert list(est.classes_) == ["007", "7", "8"] and extra["features"] == ["a", "b"]
     frame.loc[5, "y"] = None  # an empty cell
     frame.to_csv(data, index=False)
-    res = run("train", data, "--target", "y", "--engine", "dask", "-o", model)
+    # on the tests' running cluster (the first run started the command's own)
+    res = run("train", data, "--target", "y", "--engine", "dask",
+              "--scheduler", dask_cluster.scheduler_address, "-o", model)
     # (distributed logs its cluster's own shutdown on stderr, before or after ours)
     assert res.returncode == 2
     ours = [line for line in res.stderr.splitlines() if line.startswith("Error: ")]

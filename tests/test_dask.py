@@ -14,12 +14,10 @@ from logitlab.losses import SparseCategoricalCrossentropy  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def client():
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                       dashboard_address=None, memory_limit="2GiB")
-    with distributed.Client(cluster) as c:
+def client(dask_cluster):
+    """A client of the session's cluster, the default scheduler for this module's tests."""
+    with distributed.Client(dask_cluster) as c:
         yield c
-    cluster.close()
 
 
 @pytest.fixture(scope="module")
@@ -123,11 +121,19 @@ def test_core_never_imports_dask():
     assert out.stdout.strip() == "False", out.stderr
 
 
-def test_cli_train_with_the_dask_engine(tmp_path):
+def _prefix_counts(dask_scheduler):
+    """How many tasks of each key prefix the scheduler has seen (forgotten ones included)."""
+    return {name: sum(p.state_counts.values()) for name, p in dask_scheduler.task_prefixes.items()}
+
+
+def test_cli_train_with_the_dask_engine(tmp_path, dask_cluster, client):
+    """On a cluster given by address (--scheduler): the one the tests run (the command's own
+    local cluster, the default, is started by test_cli_data.py's Dask run)."""
     import csv
     import subprocess
     import sys
 
+    before = client.run_on_scheduler(_prefix_counts)
     X, y = make_blobs(n_samples=3000, centers=3, random_state=0)
     data = tmp_path / "big.csv"
     with open(data, "w", newline="") as fh:
@@ -136,14 +142,45 @@ def test_cli_train_with_the_dask_engine(tmp_path):
         w.writerows([[repr(float(a)), repr(float(b)), ["ant", "bee", "cat"][k]] for (a, b), k in zip(X, y)])
     model = tmp_path / "m.logitlab"
     res = subprocess.run([sys.executable, "-m", "logitlab", "train", str(data), "--target", "label",
-                          "--engine", "dask", "--blocksize", "30kB", "-o", str(model)],
+                          "--engine", "dask", "--blocksize", "30kB",
+                          "--scheduler", dask_cluster.scheduler_address, "-o", str(model)],
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert "chunks" in res.stdout and "accuracy" in res.stdout and model.exists()
+    assert f"Dask scheduler: {dask_cluster.scheduler_address}\n" in res.stdout
+    # the L-BFGS steps' per-chunk sums (logitlab's _chunk_sums) ran on that cluster's workers
+    after = client.run_on_scheduler(_prefix_counts)
+    assert after.get("chunk_sums", 0) > before.get("chunk_sums", 0), (before, after)
     res = subprocess.run([sys.executable, "-m", "logitlab", "predict", str(model), str(data)],
                          capture_output=True, text=True, timeout=300)
     labels = res.stdout.splitlines()[1:]
     assert np.mean(np.array(labels) == np.array(["ant", "bee", "cat"])[y]) > 0.9
+
+
+def test_cli_scheduler_is_refused_unless_it_is_an_address_for_the_dask_engine(tmp_path):
+    from click.testing import CliRunner
+
+    from logitlab.cli._main import cli
+    from test_cli_data import one_line_error, run
+
+    data = tmp_path / "d.csv"
+    data.write_text("a,y\n" + "".join(f"{i},{i % 2}\n" for i in range(40)))
+
+    def train(*args):
+        return CliRunner().invoke(cli, ["train", str(data), "--target", "y", *args,
+                                        "-o", str(tmp_path / "m.logitlab")])
+
+    # was ignored: the model trained on this machine, not on the cluster asked for
+    one_line_error(train("--scheduler", "tcp://127.0.0.1:8786"), "--engine dask", "--engine local")
+    # was a local cluster: an unset variable in --scheduler "$ADDRESS" is no address
+    one_line_error(train("--engine", "dask", "--scheduler", " "), "--scheduler", "got ' '")
+    # was a traceback (a ValueError inside distributed). In a process of its own: a Client
+    # that fails to start stays this process's default one until it is garbage-collected,
+    # and the next computation here would wait on it.
+    one_line_error(run("train", data, "--target", "y", "--engine", "dask", "--scheduler",
+                       "nonsense", "-o", tmp_path / "m.logitlab"),
+                   "--scheduler nonsense: no Dask scheduler to join there", "missing port number")
+    assert not (tmp_path / "m.logitlab").exists()
 
 
 def _softmax_objective(est, X, y, sw, C):

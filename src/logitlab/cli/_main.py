@@ -207,6 +207,11 @@ def train(data, target, labels, model, hidden, epochs, batch_size, learning_rate
     """
     _check_output(output, [("data file", data), ("labels file", labels)])
     _one_label_source(target, labels)
+    if scheduler is not None and (engine != "dask" or not scheduler.strip()):
+        # neither a run on this machine nor an empty address ("$UNSET") falls back silently
+        raise UsageFailure(f"--scheduler takes the address of a Dask scheduler (such as "
+                           f"tcp://HOST:8786) for --engine dask; got {scheduler!r} with "
+                           f"--engine {engine}")
     if engine == "dask":
         from ._train import run_train_dask
 

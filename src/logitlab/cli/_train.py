@@ -510,7 +510,12 @@ def run_train_dask(data, target, validation_split, seed, output, C, scheduler, b
     if os.path.getsize(data) == 0:
         raise DataError(f"{data} is empty: expected a header row and data rows")
     if scheduler:
-        client = distributed.Client(scheduler)
+        try:
+            client = distributed.Client(scheduler)
+        except (OSError, ValueError) as exc:  # nothing answers there (after Dask's connect
+            # timeout, 30 s by default), or not an address such as tcp://host:8786
+            raise DataError(f"--scheduler {scheduler}: no Dask scheduler to join there ({exc})") \
+                from None
     else:
         cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1,
                                            dashboard_address=None)
