@@ -174,9 +174,9 @@ def test_cli_scheduler_is_refused_unless_it_is_an_address_for_the_dask_engine(tm
     one_line_error(train("--scheduler", "tcp://127.0.0.1:8786"), "--engine dask", "--engine local")
     # was a local cluster: an unset variable in --scheduler "$ADDRESS" is no address
     one_line_error(train("--engine", "dask", "--scheduler", " "), "--scheduler", "got ' '")
-    # was a traceback (a ValueError inside distributed). In a process of its own: a Client
-    # that fails to start stays this process's default one until it is garbage-collected,
-    # and the next computation here would wait on it.
+    # was a traceback (a ValueError inside distributed). In a process of its own, as users run
+    # it: distributed registers a Client as its process's default before it connects, and one
+    # that fails stays registered until it is garbage-collected (Client.start).
     one_line_error(run("train", data, "--target", "y", "--engine", "dask", "--scheduler",
                        "nonsense", "-o", tmp_path / "m.logitlab"),
                    "--scheduler nonsense: no Dask scheduler to join there", "missing port number")
