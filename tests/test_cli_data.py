@@ -122,6 +122,19 @@ def test_empty_label_cell_is_refused_with_its_line(tmp_path):
                    "label column 'y'", "empty on line 5")
 
 
+
+def test_validation_split_too_small_for_the_classes_is_one_line_exit_2(tmp_path):
+    # 4 rows, 2 classes: a 20 % split holds 1 row, fewer than the classes (scikit-learn's
+    # train_test_split raised, and the CLI printed its traceback with exit status 1)
+    data = tmp_path / "tiny.csv"
+    data.write_text("a,b,y\n1,2,x\n2,3,z\n3,1,x\n4,4,z\n")
+    res = invoke("train", data, "--target", "y", "-o", tmp_path / "m.ll")
+    one_line_error(res, "--validation-split 0.2 of 4 rows", "--validation-split 0")
+    assert not (tmp_path / "m.ll").exists()
+    res = invoke("train", data, "--target", "y", "--validation-split", "0", "-o",
+                 tmp_path / "m.ll")
+    assert res.exit_code == 0, res.output
+
 def test_continuous_target_is_refused_naming_the_column(tmp_path):
     wine = load_wine()
     rows = [[repr(float(v)) for v in x] for x in wine.data]

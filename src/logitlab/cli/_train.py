@@ -248,8 +248,12 @@ def run_train(data, target, model, hidden, epochs, batch_size, learning_rate, va
         if counts.min() >= 2 and validation_split > 0:
             stratify = y
     if validation_split > 0:
-        X_tr, X_va, y_tr, y_va = train_test_split(X, y, test_size=validation_split,
-                                                  random_state=seed, stratify=stratify)
+        try:
+            X_tr, X_va, y_tr, y_va = train_test_split(X, y, test_size=validation_split,
+                                                      random_state=seed, stratify=stratify)
+        except ValueError as exc:  # too few rows for the split (or for one row a class)
+            raise DataError(f"--validation-split {validation_split:g} of {len(y)} rows: {exc}; "
+                            "use more rows or --validation-split 0") from None
     else:
         X_tr, X_va, y_tr, y_va = X, X, y, y
     if calibrate:  # a part of the training rows the model never sees, for the temperature
