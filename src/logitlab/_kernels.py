@@ -83,46 +83,6 @@ from numba.extending import intrinsic, overload
 _EXACT = {"contract"}  # FMA contraction only: evaluation order is kept
 _SUMS = {"reassoc", "contract"}  # for reductions: LLVM may reorder the sum
 
-# ---------------------------------------------------------------- 2**k from bits
-
-
-# IR, not @njit: exp64's 2**k from bits, never measured against plain code (a scalar
-# ``.view`` in @njit could build it): a candidate, docs/kernels.md.
-def _pow2_intrinsic(float_t, llvm_float, int_bits, mantissa_bits, magic):
-    """An intrinsic computing ``p * 2**k`` where ``k`` is read from ``t``.
-
-    ``t = y + magic`` (``magic = 1.5 * 2**mantissa_bits``) holds the integer
-    ``k`` in its low bits. ``2**k`` is applied as two exact factors
-    ``2**(k//2)`` and ``2**(k - k//2)``, so that results below the normal
-    range are rounded once and results above it overflow to inf.
-    """
-    int_t = ir.IntType(int_bits)
-    magic_bits = int(np.array(magic, dtype=float_t).view(f"i{int_bits // 8}"))
-    exp_bias = (1 << (int_bits - mantissa_bits - 2)) - 1  # 127 or 1023
-
-    @intrinsic
-    def scale(typingctx, p, t):
-        def codegen(context, builder, signature, args):
-            p, t = args
-            shift = ir.Constant(int_t, mantissa_bits)
-            bits = builder.bitcast(t, int_t)
-            u = builder.sub(bits, ir.Constant(int_t, magic_bits - 2 * exp_bias))
-            u1 = builder.ashr(u, ir.Constant(int_t, 1))
-            u2 = builder.sub(u, u1)
-            s1 = builder.bitcast(builder.shl(u1, shift), llvm_float)
-            s2 = builder.bitcast(builder.shl(u2, shift), llvm_float)
-            a = builder.fmul(p, s1)
-            b = builder.fmul(a, s2)
-            a.flags.append("contract")
-            b.flags.append("contract")
-            return b
-
-        nb_float = types.float32 if float_t == np.float32 else types.float64
-        return nb_float(nb_float, nb_float), codegen
-
-    return scale
-
-
 # ---------------------------------------------------------------- exp, float32
 
 _F = np.float32
@@ -335,7 +295,8 @@ _LOG2E64 = 1.4426950408889634
 _LN2_HI64 = 6.93147180369123816490e-01  # fdlibm: 32 significant bits, k * ln2_hi exact
 _LN2_LO64 = 1.90821492927058770002e-10
 _P64 = tuple(1.0 / float(np.prod(np.arange(1, i + 1), dtype=np.float64)) for i in range(14))
-_scale64_halves = _pow2_intrinsic(np.float64, ir.DoubleType(), 64, 52, _MAGIC64)
+# t = x log2(e) + magic holds k in its low bits: bits(t) - this = k + 2 * 1023
+_POW2_OFFSET64 = int(np.array(_MAGIC64).view(np.int64)) - 2 * 1023
 
 
 @njit(cache=True, fastmath=_EXACT)
@@ -364,7 +325,11 @@ def exp64(x):
     b2 = a5 * r2 + a4
     b3 = a6 * r4 + b2
     p = (b3 * r4 + b1) * r4 + b0
-    return _scale64_halves(p, t)
+    # p 2**k as two exact factors 2**(k//2) and 2**(k - k//2), built from exponent bits: a
+    # result below the normal range is rounded once, one above it overflows to inf
+    u = np.float64(t).view(np.int64) - _POW2_OFFSET64
+    h = u >> 1
+    return p * np.int64(h << 52).view(np.float64) * np.int64((u - h) << 52).view(np.float64)
 
 
 @njit(cache=True, fastmath=_EXACT)
@@ -1025,18 +990,10 @@ def _exp_sum_below_max(x, m):
     return acc + (ties - 1.0)
 
 
-# IR, not @njit: an exponent read off the bits (a scalar ``.view`` would do; runs only on
-# very confident rows, never measured).
-@intrinsic
-def _octaves_below_one(typingctx, e):
+@njit(cache=True, inline="always")
+def _octaves_below_one(e):
     """``127 - biased exponent of e``, as float32: for ``0 <= e < 1``, ``|ln e| <= that * ln 2``."""
-
-    def codegen(context, builder, signature, args):
-        i32 = ir.IntType(32)
-        bits = builder.lshr(builder.bitcast(args[0], i32), ir.Constant(i32, 23))
-        return builder.sitofp(builder.sub(ir.Constant(i32, 127), bits), ir.FloatType())
-
-    return types.float32(types.float32), codegen
+    return np.float32(127 - (np.float32(e).view(np.int32) >> 23))
 
 
 def _log_weight(e):
