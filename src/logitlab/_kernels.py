@@ -134,7 +134,10 @@ def _splat(ty, value):
 
 # IR, not @njit: one emitter for the scalar exps and the 16-lane loops, so that the lanes
 # compute the exhaustively tested scalar bits (90a2bb4); explicit llvm.fma, no flags.
-# Not measured against a plain @njit exp; its speed is the loops' (see _head_function).
+# Numba has no fused multiply-add to call (Python 3.11 has no math.fma): under `contract`
+# LLVM fuses where it chooses, and r = d - k ln2_hi is exact only as an FMA, so plain
+# code would not keep these bits on every target. Speed not measured: the loops' is (see
+# _head_function).
 def _emit_exp32_shifted(builder, d, err=None, shift=None, scalef=False):
     """IR for ``exp(d + err)``, ``-104 <= d <= 0``, on a float or a vector of floats.
 
