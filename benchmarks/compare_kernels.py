@@ -1,6 +1,6 @@
 """The kernels of this checkout against those of an earlier git revision, in one process.
 
-    python benchmarks/compare_kernels.py REV [CxN ...]
+    python benchmarks/compare_kernels.py REV [CxN ...] [--float64] [--confident]
 
 Loads ``src/logitlab/_kernels.py`` as of ``REV`` (``git show``, into a folder
 kept per revision, so that a second run loads it from Numba's cache as this
@@ -14,7 +14,9 @@ element (best of 7 alternations of best-of-9) and the speed-up. Timings on a
 shared machine move by 10-15 % from run to run; alternating in one process
 keeps the ratio steadier than two separate runs. Sizes default to
 1000x8192, 32768x256, 10x65536 and 10x3572 (classes x rows; the last, one
-row block of the linear models' objective).
+row block of the linear models' objective). ``--float64`` times float64
+arrays (``exp64``'s path); ``--confident`` raises each row's label by 30, so
+that every row takes the confident rows' second sum (``_sum_below_max``).
 """
 
 import importlib.util
@@ -73,14 +75,21 @@ def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     old = load_revision(sys.argv[1])
-    sizes = [tuple(int(v) for v in a.split("x")) for a in sys.argv[2:]] or [
+    flags = {a for a in sys.argv[2:] if a.startswith("--")}
+    unknown = flags - {"--float64", "--confident"}
+    if unknown:
+        sys.exit(f"unknown option(s) {', '.join(sorted(unknown))}: expected --float64 or --confident")
+    dtype = np.float64 if "--float64" in flags else np.float32
+    sizes = [tuple(int(v) for v in a.split("x")) for a in sys.argv[2:] if not a.startswith("--")] or [
         (1000, 8192), (32768, 256), (10, 65536), (10, 3572)]
     rng = np.random.default_rng(0)
     print("| classes x rows | kernel | threads | before ns/elem | now ns/elem | speed-up |")
     print("|---|---|---|---|---|---|")
     for c, n in sizes:
-        z = rng.normal(0, 3, (n, c)).astype(np.float32)
+        z = rng.normal(0, 3, (n, c)).astype(dtype)
         y = rng.integers(0, c, n)
+        if "--confident" in flags:
+            z[np.arange(n), y] += 30.0
         g, per, bad, w = np.empty_like(z), np.empty(n), np.zeros(n, bool), np.ones(n)
         zi = z.copy()  # the training path writes the gradient over the logits
         kernels = {  # name: (kernel pair's attribute, its arguments)

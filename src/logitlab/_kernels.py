@@ -83,46 +83,6 @@ from numba.extending import intrinsic, overload
 _EXACT = {"contract"}  # FMA contraction only: evaluation order is kept
 _SUMS = {"reassoc", "contract"}  # for reductions: LLVM may reorder the sum
 
-# ---------------------------------------------------------------- 2**k from bits
-
-
-# IR, not @njit: exp64's 2**k from bits, never measured against plain code (a scalar
-# ``.view`` in @njit could build it): a candidate, docs/kernels.md.
-def _pow2_intrinsic(float_t, llvm_float, int_bits, mantissa_bits, magic):
-    """An intrinsic computing ``p * 2**k`` where ``k`` is read from ``t``.
-
-    ``t = y + magic`` (``magic = 1.5 * 2**mantissa_bits``) holds the integer
-    ``k`` in its low bits. ``2**k`` is applied as two exact factors
-    ``2**(k//2)`` and ``2**(k - k//2)``, so that results below the normal
-    range are rounded once and results above it overflow to inf.
-    """
-    int_t = ir.IntType(int_bits)
-    magic_bits = int(np.array(magic, dtype=float_t).view(f"i{int_bits // 8}"))
-    exp_bias = (1 << (int_bits - mantissa_bits - 2)) - 1  # 127 or 1023
-
-    @intrinsic
-    def scale(typingctx, p, t):
-        def codegen(context, builder, signature, args):
-            p, t = args
-            shift = ir.Constant(int_t, mantissa_bits)
-            bits = builder.bitcast(t, int_t)
-            u = builder.sub(bits, ir.Constant(int_t, magic_bits - 2 * exp_bias))
-            u1 = builder.ashr(u, ir.Constant(int_t, 1))
-            u2 = builder.sub(u, u1)
-            s1 = builder.bitcast(builder.shl(u1, shift), llvm_float)
-            s2 = builder.bitcast(builder.shl(u2, shift), llvm_float)
-            a = builder.fmul(p, s1)
-            b = builder.fmul(a, s2)
-            a.flags.append("contract")
-            b.flags.append("contract")
-            return b
-
-        nb_float = types.float32 if float_t == np.float32 else types.float64
-        return nb_float(nb_float, nb_float), codegen
-
-    return scale
-
-
 # ---------------------------------------------------------------- exp, float32
 
 _F = np.float32
@@ -174,7 +134,10 @@ def _splat(ty, value):
 
 # IR, not @njit: one emitter for the scalar exps and the 16-lane loops, so that the lanes
 # compute the exhaustively tested scalar bits (90a2bb4); explicit llvm.fma, no flags.
-# Not measured against a plain @njit exp; its speed is the loops' (see _head_function).
+# Numba has no fused multiply-add to call (Python 3.11 has no math.fma): under `contract`
+# LLVM fuses where it chooses, and r = d - k ln2_hi is exact only as an FMA, so plain
+# code would not keep these bits on every target. Speed not measured: the loops' is (see
+# _head_function).
 def _emit_exp32_shifted(builder, d, err=None, shift=None, scalef=False):
     """IR for ``exp(d + err)``, ``-104 <= d <= 0``, on a float or a vector of floats.
 
@@ -335,7 +298,8 @@ _LOG2E64 = 1.4426950408889634
 _LN2_HI64 = 6.93147180369123816490e-01  # fdlibm: 32 significant bits, k * ln2_hi exact
 _LN2_LO64 = 1.90821492927058770002e-10
 _P64 = tuple(1.0 / float(np.prod(np.arange(1, i + 1), dtype=np.float64)) for i in range(14))
-_scale64_halves = _pow2_intrinsic(np.float64, ir.DoubleType(), 64, 52, _MAGIC64)
+# t = x log2(e) + magic holds k in its low bits: bits(t) - this = k + 2 * 1023
+_POW2_OFFSET64 = int(np.array(_MAGIC64).view(np.int64)) - 2 * 1023
 
 
 @njit(cache=True, fastmath=_EXACT)
@@ -364,7 +328,11 @@ def exp64(x):
     b2 = a5 * r2 + a4
     b3 = a6 * r4 + b2
     p = (b3 * r4 + b1) * r4 + b0
-    return _scale64_halves(p, t)
+    # p 2**k as two exact factors 2**(k//2) and 2**(k - k//2), built from exponent bits: a
+    # result below the normal range is rounded once, one above it overflows to inf
+    u = np.float64(t).view(np.int64) - _POW2_OFFSET64
+    h = u >> 1
+    return p * np.int64(h << 52).view(np.float64) * np.int64((u - h) << 52).view(np.float64)
 
 
 @njit(cache=True, fastmath=_EXACT)
@@ -598,11 +566,13 @@ def _emit_row_call(context, builder, signature, args, x_at, out_at, make, rest):
     return builder.call(make(builder.module, n.type), [xa.data, oa.data, n, *rest])
 
 
-# IR, not @njit: a plain @njit loop of exp32_fast summed in float64 was measured only
-# against the first, 8-lane IR loop (which was 2-6 % faster, 90a2bb4, Zen 1); since then
-# 16 lanes, the masked sum and prefetching for writing (5177d09: 1.13-1.19x, Zen 4) and
-# vscalefps (78eedb1: 0.29 -> 0.23 ns an entry, Zen 4). A candidate to measure again:
-# docs/kernels.md.
+# IR, not @njit: measured against a plain @njit loop of _fast_exp32 (issue 24, Zen 2 AVX2,
+# compare_kernels.py, one thread, three runs): masked float32 sums of 64 terms added in
+# float64, an in-place loop through one pointer, _prefetch_block for reading and writing:
+# sparse CE kernel 0.88-0.90x at 1000 classes, in place too; terms added in float64 one by
+# one: 0.54x, in place 0.15-0.21x (LLVM's overlap check ran the loop scalar). Earlier: 16
+# lanes, masked sum, prefetch for writing 1.13-1.19x (5177d09), vscalefps 0.29 -> 0.23 ns
+# an entry (78eedb1), both Zen 4.
 def _head_function(module, intp, store, scalef):
     """The LLVM function behind ``_exp_sum_head``: ``double(float* x, float* out, n, float m, double ties, float* nxt,
     float* nxt_out)``.
@@ -702,9 +672,10 @@ _exp_sum_head = _exp_sum_head_intrinsic(False)
 
 
 # IR, not @njit: exp32_scaled's 16 lanes in a function of their own, prefetching the next
-# rows: softmax kernel 1.09-1.11x on one core, 1.15-1.19x on two (85e85a9, Zen 4) against
-# the plain @njit TwoSum loop that short rows still take (_exp_sum_at); the gain includes
-# the cheaper exp, which a plain loop could also call: a candidate, docs/kernels.md.
+# rows. Against a plain @njit loop calling the same exp (an _EXACT wrapper of exp32_scaled,
+# float32 sums of 64 terms added in float64, _prefetch_block for reading and writing;
+# issue 24, Zen 2 AVX2, compare_kernels.py, one thread, three runs): softmax kernel
+# 0.85-0.88x at 1000 classes. Earlier, against the TwoSum loop: 1.09-1.19x (85e85a9, Zen 4).
 def _softmax_function(context, module, intp):
     """The LLVM function behind ``_exp_scaled_sum``: ``double(float* x, float* out, n, float floor, i32 shift,
     float* nxt, float* nxt_out)``.
@@ -1025,18 +996,10 @@ def _exp_sum_below_max(x, m):
     return acc + (ties - 1.0)
 
 
-# IR, not @njit: an exponent read off the bits (a scalar ``.view`` would do; runs only on
-# very confident rows, never measured).
-@intrinsic
-def _octaves_below_one(typingctx, e):
+@njit(cache=True, inline="always")
+def _octaves_below_one(e):
     """``127 - biased exponent of e``, as float32: for ``0 <= e < 1``, ``|ln e| <= that * ln 2``."""
-
-    def codegen(context, builder, signature, args):
-        i32 = ir.IntType(32)
-        bits = builder.lshr(builder.bitcast(args[0], i32), ir.Constant(i32, 23))
-        return builder.sitofp(builder.sub(ir.Constant(i32, 127), bits), ir.FloatType())
-
-    return types.float32(types.float32), codegen
+    return np.float32(127 - (np.float32(e).view(np.int32) >> 23))
 
 
 def _log_weight(e):
