@@ -160,10 +160,9 @@ def test_kernel_failure_falls_back_to_reference_with_one_warning(tmp_path, case)
     assert "NumPy reference" in stdout
 
 
-def test_single_kernel_failure_leaves_the_others_compiled(tmp_path):
-    # the sparse CE pair replaced by kernels that cannot compile: its calls (the public
-    # ones and the lean path) fall back; softmax and the categorical CE keep their kernels
-    sabotage = """
+def _uncompilable_pair(name):
+    """Code that replaces the kernel pair ``name`` with kernels that cannot compile."""
+    return f"""
     import numba
     import logitlab._kernels as K
 
@@ -171,8 +170,14 @@ def test_single_kernel_failure_leaves_the_others_compiled(tmp_path):
     def _uncompilable(*args):
         return no_such_function(*args)  # noqa: F821 - a TypingError at compile time
 
-    K.sparse_ce_rows = (_uncompilable, _uncompilable)
+    K.{name} = (_uncompilable, _uncompilable)
     """
+
+
+def test_single_kernel_failure_leaves_the_others_compiled(tmp_path):
+    # the sparse CE pair replaced by kernels that cannot compile: its calls (the public
+    # ones and the lean path) fall back; softmax and the categorical CE keep their kernels
+    sabotage = _uncompilable_pair("sparse_ce_rows")
     check = """
     import logitlab._kernels as K
     assert K.softmax_rows[1].signatures and K.categorical_ce_rows[1].signatures
@@ -185,16 +190,7 @@ def test_single_kernel_failure_leaves_the_others_compiled(tmp_path):
 def test_adam_step_failure_falls_back_to_the_numpy_update(tmp_path):
     # the optimizer's one-pass step replaced by one that cannot compile: Adam's steps (in
     # `calls`) get the NumPy update's results; the softmax keeps its kernel
-    sabotage = """
-    import numba
-    import logitlab._kernels as K
-
-    @numba.njit
-    def _uncompilable(*args):
-        return no_such_function(*args)  # noqa: F821 - a TypingError at compile time
-
-    K.adam_update = (_uncompilable, _uncompilable)
-    """
+    sabotage = _uncompilable_pair("adam_update")
     check = """
     import logitlab._kernels as K
     assert K.softmax_rows[1].signatures
