@@ -201,3 +201,42 @@ def test_fork_pool_under_user_chosen_openmp_runs_children_serial(tmp_path):
     if "no-omp" in out:
         pytest.skip("Numba's OpenMP layer cannot be loaded on this machine")
     assert code == 0 and "ok" in out, f"exit {code}\n{out}\n{err[-3000:]}"
+
+
+def test_fork_pool_after_parent_used_the_library_thread_pools(tmp_path):
+    # the reproduction (a stranger's review): after a SoftmaxRegression fit in the parent
+    # (X.size >= THREADED_SIZE: the objective's row blocks on the library's thread pool),
+    # a fit in a fork child waited for ever on the pool's threads, which fork does not
+    # copy. The class: every pool of logitlab._threads, here also the cross-entropy's
+    # NumPy path, which splits large arrays over its own pool
+    code, out, err = _run(tmp_path, _deadline("""
+        from sklearn.datasets import make_classification
+
+        from logitlab import SoftmaxRegression
+        from logitlab.losses._crossentropy import sparse_ce_logits_inplace
+
+        X, yc = make_classification(20000, 30, n_informative=20, n_classes=5, random_state=0)
+        z = np.random.default_rng(0).normal(size=(100000, 8))
+        yz = np.random.default_rng(1).integers(0, 8, 100000)
+
+
+        def fit_and_ce(_=None):
+            with _jit.kernel_mode("never"):  # the NumPy path, split over two threads
+                ce = sparse_ce_logits_inplace(z.copy(), yz)
+            return SoftmaxRegression().fit(X, yc).coef_, ce
+
+
+        if __name__ == "__main__":
+            from logitlab import _threads
+
+            coef, ce = fit_and_ce()
+            assert set(_threads._POOLS) == {"linear", "crossentropy"}, _threads._POOLS
+            with mp.get_context("fork").Pool(2) as pool:
+                try:
+                    results = pool.map_async(fit_and_ce, range(2)).get(timeout=DEADLINE)
+                except mp.TimeoutError:
+                    sys.exit("the fork pool hung")
+            assert all(np.array_equal(c, coef) and e == ce for c, e in results)
+            print("ok")
+    """))
+    assert code == 0 and "ok" in out, f"exit {code}\n{out}\n{err[-3000:]}"

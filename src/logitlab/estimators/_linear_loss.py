@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy import optimize
 
-from .. import _jit
+from .. import _jit, _threads
 from ..losses._crossentropy import binary_ce_value_and_grad, sparse_ce_logits_inplace
 
 __all__ = ["LinearSoftmaxLoss", "blas_threads_for"]
@@ -27,18 +27,6 @@ BLOCK_ROWS = 4096
 #: From this many stored elements of ``X`` on, the blocks are shared by two threads
 #: (each with one BLAS thread): tall-and-skinny products use one core badly.
 THREADED_SIZE = 1 << 18
-
-_POOL = None
-
-
-def _pool():
-    global _POOL
-    if _POOL is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="logitlab-linear")
-    return _POOL
-
 
 def _n_threads(size):
     return 2 if size >= THREADED_SIZE and (os.cpu_count() or 1) > 1 else 1
@@ -216,7 +204,8 @@ class LinearSoftmaxLoss:
         if len(parts) == 1:
             loss, grad = self._part_sums(coef, intercept, parts[0])
         else:  # the caller holds BLAS to one thread (blas_threads_for): the parts are the threads
-            futures = [_pool().submit(self._part_sums, coef, intercept, p) for p in parts]
+            workers = _threads.pool("linear")
+            futures = [workers.submit(self._part_sums, coef, intercept, p) for p in parts]
             results = [f.result() for f in futures]
             loss = sum(r[0] for r in results)
             grad = sum(r[1] for r in results)

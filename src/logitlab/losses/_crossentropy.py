@@ -20,11 +20,10 @@ Decisions (documented in each docstring):
 
 from __future__ import annotations
 
-import os
 
 import numpy as np
 
-from .. import _jit
+from .. import _jit, _threads
 from .._softmax import (
     _kernel_rows,
     _lse_last,
@@ -520,18 +519,6 @@ def binary_ce_value_and_grad(y_true, y_pred, *, from_logits=False, label_smoothi
     return _reduce(loss, grad, reduction, float(loss.size), None, out_dtype, out)
 
 
-_POOL = None
-
-
-def _pool():
-    global _POOL
-    if _POOL is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _POOL = ThreadPoolExecutor(max_workers=min(2, os.cpu_count() or 1))
-    return _POOL
-
-
 def _lean_rows(z, y, sw, scale, z_loss=0.0):
     """In place on one block of rows: see :func:`sparse_ce_logits_inplace`."""
     rows = np.arange(len(z))
@@ -609,6 +596,7 @@ def sparse_ce_logits_inplace(z, y, sample_weight=None, scale=1.0, parallel_above
         return _lean_rows(z, y, sample_weight, scale, z_loss)
     half = n // 2
     parts = [(slice(0, half)), (slice(half, n))]
-    futures = [_pool().submit(_lean_rows, z[p], y[p], None if sample_weight is None
+    workers = _threads.pool("crossentropy")
+    futures = [workers.submit(_lean_rows, z[p], y[p], None if sample_weight is None
                               else sample_weight[p], scale, z_loss) for p in parts]
     return sum(f.result() for f in futures)
