@@ -493,3 +493,22 @@ def test_warnings_are_one_line_without_a_location(tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     assert res.stderr.splitlines() == [
         "warning: ConvergenceWarning: L-BFGS-B did not converge in 3 iterations"]
+
+
+def test_options_of_the_other_model_are_refused_not_ignored(tmp_path, iris_csv):
+    # a stranger's review: `train --epochs 5` (default --model softmax) ran L-BFGS and said
+    # nothing of the epochs; each model's own options, typed for the other, are refused
+    out = tmp_path / "m.ll"
+    one_line_error(invoke("train", iris_csv, "--target", "species", "--epochs", 5, "-o", out),
+                   "--epochs applies to --model mlp", "--model softmax")
+    one_line_error(invoke("train", iris_csv, "--target", "species", "--hidden", "8",
+                          "--learning-rate", 0.01, "-o", out), "--hidden, --learning-rate apply")
+    one_line_error(invoke("train", iris_csv, "--target", "species", "--model", "mlp", "--C", 2,
+                          "-o", out), "--C applies to --model softmax")
+    assert not out.exists()
+    res = invoke("train", iris_csv, "--target", "species", "--model", "mlp", "--epochs", 2,
+                 "-o", out)  # the mlp's own options still work
+    assert res.exit_code == 0, res.output
+    res = invoke("train", iris_csv, "--target", "species", "--resume", out, "--epochs", 3,
+                 "-o", out)  # with --resume the file says which model: --epochs is its
+    assert res.exit_code == 0, res.output

@@ -157,6 +157,27 @@ def demo(output):
     run_demo(output)
 
 
+_MLP_ONLY = {"hidden": "--hidden", "epochs": "--epochs", "batch_size": "--batch-size",
+             "learning_rate": "--learning-rate"}
+
+
+def _model_options_match(model, resume):
+    """Refuse options typed for the other model (they would be ignored): the mlp's with
+    --model softmax, --C with --model mlp. With --resume the model file says which."""
+    if resume:
+        return
+    ctx = click.get_current_context()
+    typed = {name for name in (*_MLP_ONLY, "C")
+             if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
+    wrong = sorted(_MLP_ONLY[n] for n in typed if n in _MLP_ONLY) if model == "softmax" else \
+        (["--C"] if "C" in typed else [])
+    if wrong:
+        other = "mlp" if model == "softmax" else "softmax"
+        raise UsageFailure(f"{', '.join(wrong)} {'applies' if len(wrong) == 1 else 'apply'} to "
+                           f"--model {other}; got --model {model}, which would ignore "
+                           f"{'it' if len(wrong) == 1 else 'them'}")
+
+
 @cli.command()
 @click.argument("data", type=click.Path(dir_okay=False))
 @click.option("--target", help="The label column (text labels are fine).")
@@ -212,6 +233,7 @@ def train(data, target, labels, model, hidden, epochs, batch_size, learning_rate
         raise UsageFailure(f"--scheduler takes the address of a Dask scheduler (such as "
                            f"tcp://HOST:8786) for --engine dask; got {scheduler!r} with "
                            f"--engine {engine}")
+    _model_options_match(model, resume)
     if engine == "dask":
         from ._train import run_train_dask
 
