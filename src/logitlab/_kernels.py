@@ -1265,35 +1265,9 @@ def _logsumexp_rows(x, out, bad):
         out[i] = np.float64(m) + np.log1p(r)
 
 
-@njit(cache=True, fastmath=_EXACT)
-def _sparse_ce_block(x, labels, weight, scale, grad, loss, bad, refine, lo, hi):
-    """Rows ``lo:hi`` of ``_sparse_ce_rows`` with short rows, the exponentials across rows.
-
-    As ``_softmax_block``: the rows' maxima and ``x_y - m`` first (``grad``
-    may be ``x``), then ``exp(x - m)`` of the whole block as one vectorised
-    loop into ``grad``, or into a scratch block where ``grad`` overlaps ``x``
-    (LLVM's overlap check would send the loop to its scalar version, a third
-    of the kernel's time), then each row: ``r = S - 1`` in float64 and, below
-    ``_recount_below``, summed again without the maximal term (and refined
-    with ``refine``), as ``_row_r`` does; the gradient; last the block's
-    losses, their ``log1p`` in a loop of their own (libm's, a call a row,
-    was half the row pass's time between the other work).
-    """
-    c = x.shape[1]
-    rows = hi - lo
-    xs = _data(x[lo])  # the block, rows back to back
-    gs = _data(grad[lo])
-    # the exponentials go into grad's block, or into a scratch block where grad overlaps x;
-    # two allocations a block (each costs about as much as a row's work)
-    x_at, g_at, size = x.ctypes.data, grad.ctypes.data, x.size * x.itemsize
-    apart = g_at >= x_at + size or x_at >= g_at + size
-    scratch = np.empty((1 if apart else 2) * rows * c, dtype=x.dtype)
-    shift = scratch[:rows * c]
-    e = scratch[rows * c:]
-    per_row = np.zeros(3 * rows)
-    d_y = per_row[:rows]
-    maxima = per_row[rows:2 * rows]
-    r_of = per_row[2 * rows:]
+@njit(cache=True, inline="always")
+def _block_maxima(x, xs, labels, weight, lo, rows, c, shift, d_y):
+    """Each row's maximum, repeated over its entries in ``shift``, and ``x_y - m`` in ``d_y``."""
     for r in range(rows):
         m = _like(x, -np.inf)
         for j in range(r * c, r * c + c):
@@ -1301,50 +1275,98 @@ def _sparse_ce_block(x, labels, weight, scale, grad, loss, bad, refine, lo, hi):
             m = v if v > m else m
         for j in range(r * c, r * c + c):
             shift[j] = m
-        maxima[r] = m
         if weight[lo + r] != 0.0:  # an ignored row's label is not read
             d_y[r] = np.float64(xs[r * c + labels[lo + r]]) - np.float64(m)
-    if apart:
-        for k in range(rows * c):
-            gs[k] = _fast_exp(xs[k], shift[k])
-    else:
-        for k in range(rows * c):
-            e[k] = _fast_exp(xs[k], shift[k])
+
+
+@njit(cache=True, fastmath=_EXACT)
+def _sparse_ce_block(x, labels, weight, scale, grad, loss, bad, refine, lo, hi):
+    """Rows ``lo:hi`` of ``_sparse_ce_rows`` with short rows, the exponentials across rows;
+    ``grad`` apart from ``x`` (in place: ``_sparse_ce_block_in_place``).
+
+    As ``_softmax_block``: the rows' maxima and ``x_y - m`` first, then
+    ``exp(x - m)`` of the whole block as one vectorised loop into ``grad``,
+    then each row: ``r = S - 1`` in float64 and, below ``_recount_below``,
+    summed again without the maximal term (and refined with ``refine``), as
+    ``_row_r`` does; the loss and the gradient.
+    """
+    c = x.shape[1]
+    rows = hi - lo
+    xs = _data(x[lo])  # the block, rows back to back
+    gs = _data(grad[lo])
+    shift = np.empty(rows * c, dtype=x.dtype)
+    d_y = np.zeros(rows)
+    _block_maxima(x, xs, labels, weight, lo, rows, c, shift, d_y)
+    for k in range(rows * c):
+        gs[k] = _fast_exp(xs[k], shift[k])
     for r in range(rows):
         i = lo + r
         at = r * c
         s = 0.0
-        if apart:
-            for j in range(at, at + c):
-                s += np.float64(gs[j])
-        else:
-            for j in range(at, at + c):
-                s += np.float64(e[j])
+        for j in range(at, at + c):
+            s += np.float64(gs[j])
         rr = s - 1.0
         if rr < _recount_below(x):  # rare: views and calls only here
-            if apart:
-                rr, w_err = _sum_below_max(grad[i], _like(x, maxima[r]), grad[i], True)
-            else:
-                rr, w_err = _sum_below_max(e[at:at + c], _like(x, maxima[r]), e[at:at + c], True)
+            m = shift[at]
+            rr, w_err = _sum_below_max(grad[i], m, grad[i], True)
             if refine and w_err > _REFINE * rr:
-                rr = _exp_sum_below_max(x[i], _like(x, maxima[r]))
-        r_of[r] = rr
+                rr = _exp_sum_below_max(x[i], m)
         if not _finite(rr):
             bad[i] = True
             continue
+        w = weight[i]
+        loss[i] = w * (np.log1p(rr) - d_y[r])
+        a = scale * w
+        f = _like(x, a / (1.0 + rr))
+        for j in range(at, at + c):
+            gs[j] *= f
+        if w != 0.0:
+            gs[at + labels[i]] -= _like(x, a)
+
+
+@njit(cache=True, fastmath=_EXACT)
+def _sparse_ce_block_in_place(x, labels, weight, scale, lo, hi):
+    """``_sparse_ce_block`` with the gradient written over ``x`` (no refinement: the row
+    is gone), the rows' losses returned (float64, NaN for a row to flag).
+
+    Into ``x`` itself LLVM's overlap check sent the exp loop to its scalar
+    version, a third of the kernel's time: the exponentials go to a scratch
+    block, and the rows' ``log1p`` (libm's, a call) runs in a loop of its
+    own after the row pass. 1.3-1.4x the single function's speed in place;
+    out of place the same steps cost 8-15 %, so ``_sparse_ce_block`` keeps
+    its order (``compare_kernels.py``, docs/kernels.md).
+    """
+    c = x.shape[1]
+    rows = hi - lo
+    xs = _data(x[lo])
+    shift = np.empty(rows * c, dtype=x.dtype)
+    e = np.empty(rows * c, dtype=x.dtype)
+    d_y = np.zeros(rows)
+    r_of = np.empty(rows)
+    _block_maxima(x, xs, labels, weight, lo, rows, c, shift, d_y)
+    for k in range(rows * c):
+        e[k] = _fast_exp(xs[k], shift[k])
+    for r in range(rows):
+        i = lo + r
+        at = r * c
+        s = 0.0
+        for j in range(at, at + c):
+            s += np.float64(e[j])
+        rr = s - 1.0
+        if rr < _recount_below(x):
+            rr = _sum_below_max(e[at:at + c], shift[at], e[at:at + c], True)[0]
+        r_of[r] = rr
+        if not _finite(rr):
+            continue
         a = scale * weight[i]
         f = _like(x, a / (1.0 + rr))
-        if apart:
-            for j in range(at, at + c):
-                gs[j] *= f
-        else:
-            for j in range(at, at + c):
-                gs[j] = e[j] * f
+        for j in range(at, at + c):
+            xs[j] = e[j] * f
         if weight[i] != 0.0:
-            gs[at + labels[i]] -= _like(x, a)
+            xs[at + labels[i]] -= _like(x, a)
     for r in range(rows):
-        if _finite(r_of[r]):
-            loss[lo + r] = weight[lo + r] * (np.log1p(r_of[r]) - d_y[r])
+        r_of[r] = weight[lo + r] * (np.log1p(r_of[r]) - d_y[r]) if _finite(r_of[r]) else np.nan
+    return r_of
 
 
 @njit(cache=True, fastmath=_SUMS, parallel=True)
@@ -1385,9 +1407,18 @@ def _sparse_ce_rows(x, labels, weight, scale, grad, loss, bad, refine, threaded)
     n = x.shape[0]
     packed = x.strides[0] == x.shape[1] * x.itemsize and grad.strides[0] == grad.shape[1] * grad.itemsize
     if x.shape[1] < _SHORT and packed:
+        in_place = x.ctypes.data == grad.ctypes.data
         for b in prange((n + _SHORT_ROWS - 1) // _SHORT_ROWS):
-            _sparse_ce_block(x, labels, weight, scale, grad, loss, bad, refine, b * _SHORT_ROWS,
-                             min(n, (b + 1) * _SHORT_ROWS))
+            lo, hi = b * _SHORT_ROWS, min(n, (b + 1) * _SHORT_ROWS)
+            if in_place:
+                losses = _sparse_ce_block_in_place(x, labels, weight, scale, lo, hi)
+                for r in range(hi - lo):
+                    if _finite(losses[r]):
+                        loss[lo + r] = losses[r]
+                    else:
+                        bad[lo + r] = True
+            else:
+                _sparse_ce_block(x, labels, weight, scale, grad, loss, bad, refine, lo, hi)
         return
     if threaded and _streams(grad):
         _sparse_ce_streamed(x, labels, weight, scale, grad, loss, bad, refine)
