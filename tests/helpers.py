@@ -93,3 +93,19 @@ def assert_close_rel(actual, expected, rtol, atol_near_zero=None):
         f"max rel err {np.max(np.where(same_inf, 0, err / np.maximum(np.abs(expected), 1e-300))):.3g}; "
         f"first bad: actual={actual[~ok][:3]}, expected={expected[~ok][:3]}"
     )
+
+
+def cli_in_fresh_process(commands, cwd):
+    """Run each of ``commands`` (the CLI's argument lists) in one fresh interpreter, in
+    process, then print ``HEAVY [...]``: which of scikit-learn and matplotlib got imported.
+    Returns the finished ``subprocess.CompletedProcess`` (text output)."""
+    import subprocess
+    import sys
+
+    code = "import sys\nfrom logitlab.cli._main import cli\n"
+    code += "".join(f"cli.main({[str(a) for a in args]!r}, standalone_mode=False)\n"
+                    for args in commands)
+    code += ("heavy = sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'matplotlib'})\n"
+             "print('HEAVY', heavy)\n")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd,
+                          timeout=300)

@@ -4,8 +4,6 @@
 import csv
 import io
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -20,6 +18,7 @@ from logitlab.estimators import load_estimator
 from logitlab.metrics import brier_score, expected_calibration_error
 
 from test_cli import one_line_error, run, write_csv
+from helpers import cli_in_fresh_process
 
 
 @pytest.fixture(scope="module")
@@ -109,12 +108,7 @@ def test_evaluate_plot_writes_a_png_and_refuses_an_input(calibrated, iris_csv, t
 
 def test_evaluate_without_plot_imports_no_matplotlib_or_sklearn(calibrated, iris_csv, tmp_path):
     model, _ = calibrated
-    code = ("import sys\nfrom logitlab.cli._main import cli\n"
-            f"cli.main({['evaluate', str(model), str(iris_csv)]!r}, standalone_mode=False)\n"
-            "print('HEAVY', sorted({m.split('.')[0] for m in sys.modules} "
-            "& {'sklearn', 'matplotlib'}))\n")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=tmp_path, timeout=300)
+    res = cli_in_fresh_process([["evaluate", model, iris_csv]], tmp_path)
     assert res.returncode == 0, res.stderr
     assert "ECE (15 bins)" in res.stdout
     assert res.stdout.strip().splitlines()[-1] == "HEAVY []"

@@ -4,8 +4,6 @@ Loading a model for prediction gives a light object whose predictions must be th
 estimator's own; the CLI's NumPy metrics must be scikit-learn's.
 """
 
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,6 +15,7 @@ from logitlab.cli import _metrics
 from logitlab.estimators import load_estimator, save_estimator
 
 from test_cli import write_csv
+from helpers import cli_in_fresh_process
 
 
 def _fitted(kind, n_classes, rng):
@@ -60,15 +59,8 @@ def test_predict_and_evaluate_import_neither_sklearn_nor_matplotlib(tmp_path):
                 MLPClassifier(hidden_layer_sizes=(8,), epochs=3, random_state=0).fit(X, species)):
         path = tmp_path / "model.logitlab"
         save_estimator(est, path, extra=extra, extra_arrays={"mean": mean, "scale": scale})
-        code = (
-            "import sys\n"
-            "from logitlab.cli._main import cli\n"
-            f"cli.main({['predict', str(path), str(data), '--proba']!r}, standalone_mode=False)\n"
-            f"cli.main({['evaluate', str(path), str(data)]!r}, standalone_mode=False)\n"
-            "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'matplotlib'})\n"
-            "print('HEAVY', heavy)\n")
-        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             cwd=tmp_path, timeout=300)
+        res = cli_in_fresh_process([["predict", path, data, "--proba"],
+                                    ["evaluate", path, data]], tmp_path)
         assert res.returncode == 0, res.stderr
         assert "proba_setosa" in res.stdout and "confusion matrix" in res.stdout  # it ran both
         assert res.stdout.strip().splitlines()[-1] == "HEAVY []", type(est).__name__

@@ -7,8 +7,6 @@ malformed or hostile file is refused in one line, before any of it is used.
 
 import csv
 import io
-import subprocess
-import sys
 import zipfile
 
 import numpy as np
@@ -20,6 +18,7 @@ from logitlab.cli._data import NPZ_MAX_EXPANSION
 from logitlab.estimators import load_estimator, save_estimator
 
 from test_cli_data import invoke, one_line_error
+from helpers import cli_in_fresh_process
 
 NAMES = np.array(["ant", "bee", "cat", "dog"])
 
@@ -269,15 +268,8 @@ def test_light_predictor_takes_sparse_x_without_sklearn(tmp_path, text_like):
     with pytest.raises(ValueError, match=r"`X` must have shape \(n_samples, 300\); got \(600, 5\)"):
         light.predict(X[:, :5])
     model, data, labels = str(tmp_path / "m.ll"), str(tmp_path / "X.npz"), str(tmp_path / "y.npy")
-    code = (
-        "import sys\n"
-        "from logitlab.cli._main import cli\n"
-        f"cli.main({['predict', model, data]!r}, standalone_mode=False)\n"
-        f"cli.main({['evaluate', model, data, '--labels', labels]!r}, standalone_mode=False)\n"
-        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'matplotlib'})\n"
-        "print('HEAVY', heavy)\n")
-    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=tmp_path, timeout=300)
+    res = cli_in_fresh_process([["predict", model, data],
+                                ["evaluate", model, data, "--labels", labels]], tmp_path)
     assert res.returncode == 0, res.stderr
     lines = res.stdout.strip().splitlines()
     assert lines[0] == "prediction" and "confusion matrix" in res.stdout
