@@ -356,6 +356,42 @@ def test_resume_after_sigkill_is_bit_for_bit(tmp_path, killed_after):
         np.testing.assert_array_equal(a, b)
 
 
+TRAIN_AFTER = """if True:
+    import hashlib, sys
+    import numpy as np
+    import logitlab as ll
+    from logitlab import Sequential, _jit
+    from logitlab.layers import Dense
+    from logitlab.losses import SparseCategoricalCrossentropy
+    if sys.argv[1] == "loaded":  # an earlier call in this process loaded the kernels
+        ll.softmax(np.ones((1, _jit.LOAD_SIZE)))
+        assert _jit._state["module"] is not None
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(int(sys.argv[2]), 8)).astype(np.float32)
+    y = rng.integers(0, 10, len(X))
+    model = Sequential([Dense(16, "relu"), Dense(10)], seed=3)
+    model.compile(loss=SparseCategoricalCrossentropy(from_logits=True), optimizer="adam")
+    model.fit(X, y, epochs=3, batch_size=500, verbose=0)
+    print(hashlib.sha256(b"".join(w.tobytes() for w in model.get_weights())).hexdigest())
+"""
+
+
+@pytest.mark.parametrize("rows", [3000, 8000])
+def test_training_bits_do_not_depend_on_whether_the_kernels_were_loaded(rows):
+    # found in review: a batch of 500 x 10 logits (at least MIN_SIZE, below LOAD_SIZE) went
+    # to the compiled cross-entropy only in a process that had loaded the kernels before,
+    # so the same fit gave other weights there (within the tolerances, not bit for bit),
+    # and a run resumed in a fresh process did not repeat the straight one. 3000 rows:
+    # a run below LOAD_SIZE (the reference throughout); 8000: above (the kernels throughout)
+    env = {k: v for k, v in os.environ.items() if k != "LOGITLAB_KERNELS"}
+    digests = [subprocess.run([sys.executable, "-c", TRAIN_AFTER, state, str(rows)], env=env,
+                              capture_output=True, text=True, timeout=300)
+               for state in ("fresh", "loaded")]
+    for res in digests:
+        assert res.returncode == 0, res.stderr[-3000:]
+    assert digests[0].stdout == digests[1].stdout
+
+
 @pytest.mark.slow
 def test_cli_train_resume_continues_a_killed_run(tmp_path):
     from sklearn.datasets import make_blobs

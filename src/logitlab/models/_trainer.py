@@ -15,6 +15,7 @@ import math
 
 import numpy as np
 
+from .. import _jit
 from .._validation import (
     DivergenceCheck,
     TrainingDivergedError,
@@ -190,8 +191,11 @@ class Trainer:
                 xb = x.take(idx, axis=0, out=xbuf[:len(idx)], mode="clip")
                 yield xb, y[idx], None if sw is None else sw[idx]
 
-        return self._train(batches, math.ceil(n / batch_size), batch_size, epochs, verbose,
-                           validation_data, callbacks, initial_epoch)
+        # the kernels or the reference for every batch, by the run's sizes alone: never by
+        # what else the process did (a resumed run repeats the straight one bit for bit)
+        with _jit.fit_mode(max(n * self._output_dim(), self.count_params())):
+            return self._train(batches, math.ceil(n / batch_size), batch_size, epochs, verbose,
+                               validation_data, callbacks, initial_epoch)
 
     def _chunk_batches(self, source, n_epochs, shuffle, batch_size):
         """A function giving, per epoch, the batches of every (x, y) chunk of ``source``."""
