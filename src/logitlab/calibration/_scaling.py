@@ -21,6 +21,7 @@ import warnings
 import numpy as np
 from scipy.optimize import minimize
 
+from .. import _jit
 from .._softmax import sigmoid, softmax
 from .._validation import (
     user_stacklevel,
@@ -159,9 +160,10 @@ class _Scaling:
                 "rising as the logits are sharpened, so the fit stops where the optimiser "
                 "does, not where the data say; calibrate on a set with mistakes",
                 UserWarning, stacklevel=user_stacklevel())
-        res = minimize(self._objective, self._initial(k), args=(z, y, sw), jac=True,
-                       method="L-BFGS-B", bounds=self._bounds(k),
-                       options=self._options)
+        with _jit.fit_mode(z.size):  # the kernels or not by the logits' size alone
+            res = minimize(self._objective, self._initial(k), args=(z, y, sw), jac=True,
+                           method="L-BFGS-B", bounds=self._bounds(k),
+                           options=self._options)
         if res.status == 1:  # the iteration limit; line-search stops at full precision are fine
             warnings.warn(f"{type(self).__name__} did not converge in {res.nit} iterations",
                           UserWarning, stacklevel=user_stacklevel())
