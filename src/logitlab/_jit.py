@@ -6,8 +6,9 @@ then or read from Numba's on-disk cache. Loading Numba and LLVM costs
 time and memory (docs/performance.md) that a script that takes the
 softmax of a few thousand numbers once (the seeds' lab: 2000 x 4) would
 pay for microseconds; a process that has loaded them uses them for float32 and
-float64 arrays of at least ``MIN_SIZE`` elements (below that the reference
-is as fast); both cores from ``PARALLEL_SIZE`` elements on. Either path
+float64 arrays of at least ``MIN_SIZE`` elements; both cores from
+``PARALLEL_SIZE`` elements on. Inside a fit (:func:`fit_mode`) the fit's sizes
+alone choose, for every array: the kernels throughout, or the reference. Either path
 keeps the core's stated tolerances, so which one served a call does not
 change what it promises.
 
@@ -47,10 +48,10 @@ import numpy as np
 
 from ._validation import user_stacklevel
 
-__all__ = ["LOAD_SIZE", "MIN_SIZE", "PARALLEL_SIZE", "KernelUnavailableWarning", "fit_mode",
-           "forced", "kernel_mode", "kernels_for", "launch", "load_for", "warm"]
+__all__ = ["LOAD_SIZE", "MIN_SIZE", "PARALLEL_SIZE", "KernelUnavailableWarning", "fit_choice",
+           "fit_mode", "forced", "kernel_mode", "kernels_for", "launch", "load_for", "warm"]
 
-MIN_SIZE = 4096  # the smallest array the kernels serve, once loaded
+MIN_SIZE = 4096  # the smallest array the kernels serve, once loaded (outside a fit: fit_mode)
 LOAD_SIZE = 1 << 16  # the smallest array that loads them
 PARALLEL_SIZE = 1 << 16  # from here on, both cores
 _MODES = ("auto", "always", "never")
@@ -152,29 +153,43 @@ def _mode():
     return getattr(_local, "mode", None) or _state["mode"]
 
 
-@contextlib.contextmanager
-def fit_mode(work):
-    """For the calls this thread makes inside, the path a training run's size decides: the
-    kernels for every array if ``work`` (the run's largest array: an epoch's outputs, or
-    its parameters) reaches ``LOAD_SIZE`` (loading them), else the reference for every array.
+def fit_choice(work):
+    """The path a fit of ``work`` elements takes in this thread: ``"always"`` (the kernels
+    for every array, loaded if need be) where ``work`` reaches ``LOAD_SIZE``, else
+    ``"never"`` (the reference for every array); an enclosing fit's choice in this thread
+    if there is one (a cross-validation's fold fits take the whole path's); None where
+    the user chose the mode (``LOGITLAB_KERNELS``, :func:`kernel_mode`), which is kept."""
+    if _state["mode"] != "auto":
+        return None
+    return getattr(_local, "mode", None) or ("always" if work >= LOAD_SIZE else "never")
 
-    In ``auto`` mode the path of an array of ``MIN_SIZE`` to ``LOAD_SIZE`` elements depends on
-    whether an earlier call in the process loaded the kernels; the two paths agree within the
-    core's tolerances, not in their bits, and training compounds the difference. Inside a fit
-    the choice depends on the problem's sizes alone, so a run resumed in a fresh process
-    repeats the straight run bit for bit whatever else the processes did. The kernels also
-    serve the small batches of a large run (128 x 10: 21 us against the reference's 48).
-    A mode the user set (``LOGITLAB_KERNELS``, :func:`kernel_mode`) is kept, as is an
-    enclosing fit's.
+
+@contextlib.contextmanager
+def fit_mode(work=0, *, choice=None):
+    """For the calls this thread makes inside, a fit's path: :func:`fit_choice` of ``work``,
+    or ``choice`` (one made in another thread: the fit's worker threads take their
+    caller's).
+
+    In ``auto`` mode the path of an array of ``MIN_SIZE`` to ``LOAD_SIZE`` elements depends
+    on whether an earlier call in the process loaded the kernels; the two paths agree
+    within the core's tolerances, not in their bits, and training compounds the
+    difference. Inside a fit the choice depends on the problem's sizes alone, so a run
+    resumed in a fresh process repeats the straight run bit for bit whatever else the
+    processes did. The kernels also serve the small batches of a large run (128 x 10:
+    21 us against the reference's 48). Fits on a source of chunks (sizes not known in
+    advance) keep the process's rule. A ``fork`` child made inside a fit keeps the
+    forking thread's choice.
     """
-    if _state["mode"] != "auto" or getattr(_local, "mode", None) is not None:
+    choice = fit_choice(work) if choice is None else choice
+    if choice is None or getattr(_local, "mode", None) == choice:
         yield
         return
-    _local.mode = "always" if work >= LOAD_SIZE else "never"
+    outer = getattr(_local, "mode", None)
+    _local.mode = choice
     try:
         yield
     finally:
-        _local.mode = None
+        _local.mode = outer
 
 
 def kernels_for(arr):

@@ -13,6 +13,7 @@ from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, _num_samples, check_is_fitted
 
+from .. import _jit
 from ._scaling import MatrixScaling, TemperatureScaling, VectorScaling
 
 __all__ = ["CalibratedClassifier", "estimator_logits"]
@@ -130,10 +131,13 @@ class CalibratedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                 f"`estimator` was fitted on the classes {list(est.classes_)}, but `y` holds "
                 f"{list(self.classes_)}: the calibration set must hold every class it predicts"
             )
-        z = estimator_logits(est, X)
-        if z.ndim == 2 and z.shape[1] == 1:
-            z = z[:, 0]
-        return self._scaler().fit(z, y_enc, sample_weight)
+        # the logits (an MLP's log-probabilities) and the scaling's fit on the kernels or the
+        # reference by their size alone, not by what the process did before
+        with _jit.fit_mode(_num_samples(X) * max(len(self.classes_), 2)):
+            z = estimator_logits(est, X)
+            if z.ndim == 2 and z.shape[1] == 1:
+                z = z[:, 0]
+            return self._scaler().fit(z, y_enc, sample_weight)
 
     def fit(self, X, y, sample_weight=None, **fit_params):
         """Fit the classifier(s) and their calibration.

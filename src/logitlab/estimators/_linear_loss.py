@@ -192,13 +192,14 @@ class LinearSoftmaxLoss:
             parts.append(blocks)
         return [p for p in parts if p]
 
-    def _part_sums(self, coef, intercept, blocks, work):
+    def _part_sums(self, coef, intercept, blocks, choice):
         grad = np.zeros((self.k, self.cols))
         loss = 0.0
-        # the blocks' cross-entropy on the kernels or the reference by the fit's size alone
-        # (``work``), in whichever thread runs this: never by whether an earlier call in the
-        # process loaded the kernels (the fit's coefficients would differ in their last bits)
-        with _jit.fit_mode(work):
+        # the blocks' cross-entropy on the kernels or the reference as the caller's thread
+        # chose by the fit's size (``choice``), in whichever thread runs this: never by
+        # whether an earlier call in the process loaded the kernels (the fit's coefficients
+        # would differ in their last bits)
+        with _jit.fit_mode(choice=choice):
             for Xb, yb, swb, XbT in blocks:
                 loss += self._block(Xb, yb, swb, coef, intercept, grad, XbT)
         return loss, grad
@@ -206,12 +207,12 @@ class LinearSoftmaxLoss:
     def blocked_loss_gradient(self, params, parts, sw_sum):
         """:meth:`loss_gradient` over :meth:`split`'s blocks, the parts on two threads."""
         coef, intercept = self.weights(params)
-        work = self.k * sum(len(block[1]) for part in parts for block in part)
+        choice = _jit.fit_choice(self.k * sum(len(block[1]) for part in parts for block in part))
         if len(parts) == 1:
-            loss, grad = self._part_sums(coef, intercept, parts[0], work)
+            loss, grad = self._part_sums(coef, intercept, parts[0], choice)
         else:  # the caller holds BLAS to one thread (blas_threads_for): the parts are the threads
             workers = _threads.pool("linear")
-            futures = [workers.submit(self._part_sums, coef, intercept, p, work) for p in parts]
+            futures = [workers.submit(self._part_sums, coef, intercept, p, choice) for p in parts]
             results = [f.result() for f in futures]
             loss = sum(r[0] for r in results)
             grad = sum(r[1] for r in results)

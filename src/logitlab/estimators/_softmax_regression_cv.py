@@ -249,15 +249,17 @@ class SoftmaxRegressionCV(SoftmaxRegression):
         base = self._objective(n_classes, n_features, X.dtype)
         objectives = [self._objective(n_classes, n_features, X.dtype, C=C) for C in Cs]
         n_folds, n_Cs = len(folds), len(Cs)
-        # the path's cross-entropies, in pieces of one fold's rows, in the compiled kernel if
-        # they add up to enough work to repay loading it (each piece alone might not)
-        _jit.load_for(sum(len(tr) for tr, _ in folds) * base.k * n_Cs)
+        # the path's cross-entropies (in pieces of one fold's rows) and its scores, in the
+        # compiled kernels throughout if they add up to enough work to repay loading them
+        # (each piece alone might not), else on the reference throughout: by these sizes alone
+        work = sum(len(tr) for tr, _ in folds) * base.k * n_Cs
         paths = np.zeros((n_folds, n_Cs, base.n_params))
         scores = np.zeros((n_folds, n_Cs))
         n_iter = np.zeros((n_folds, n_Cs), dtype=np.int32)
         not_converged = 0
         size = X.nnz if sp.issparse(X) else X.size
-        with threadpool_limits(limits=blas_threads_for(size), user_api="blas"):
+        with threadpool_limits(limits=blas_threads_for(size), user_api="blas"), \
+                _jit.fit_mode(work):
             for f, (train, test) in enumerate(folds):
                 sw_train = sw[train]
                 sw_sum = float(sw_train.sum())

@@ -113,8 +113,8 @@ class Adam(Optimizer):
     ``m += (g - m)(1 - beta_1)``; ``v += (g**2 - v)(1 - beta_2)``;
     ``w -= alpha * m / (sqrt(v) + epsilon)`` (``v`` its running max with amsgrad).
     Each step is one compiled pass where the kernels serve a parameter array
-    (``_jit.kernels_for``: a network's flat buffer past ``LOAD_SIZE``), else
-    NumPy's twelve; the same bits either way.
+    (``_jit.kernels_for``: a network's flat buffer past ``LOAD_SIZE``, or any in a
+    fit that chose the kernels), else NumPy's twelve; the same bits either way.
     """
 
     _config_keys = ("beta_1", "beta_2", "epsilon", "amsgrad", "weight_decay")
