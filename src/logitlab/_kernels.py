@@ -341,6 +341,42 @@ def _shifted_exp64(x, m):
     return exp64(x - m)
 
 
+# ---------------------------------------------------------------- log1p, float64
+
+# fdlibm's minimax coefficients of log(1 + f) = 2 atanh(s), s = f / (2 + f)
+_LG = (6.666666666666735130e-01, 3.999999999940941908e-01, 2.857142874366239149e-01,
+       2.222219843214978396e-01, 1.818357216161805012e-01, 1.531383769920937332e-01,
+       1.479819860511658591e-01)
+
+
+@njit(cache=True, fastmath=_EXACT, inline="always")
+def _log1p64(r):
+    """``log1p(r)`` for finite ``r >= 0``, within 1 ulp (tested against mpmath): musl's
+    (fdlibm's) ``log1p``, written without branches so that a loop of them vectorises.
+
+    ``u = 1 + r`` rounded is split as ``2**k (1 + f)``, ``1 + f`` in ``[sqrt(2)/2,
+    sqrt(2))``; ``c`` is what the rounding of ``1 + r`` lost, to first order. ``k`` comes
+    out as a float64 through the bits of ``2**52 + k'``: AVX2 has no vector conversion
+    from int64. A caller's loop vectorises only under NumPy's error model (Numba's own
+    checks every division for a zero divisor).
+    """
+    u = 1.0 + r
+    bits = np.float64(u).view(np.int64)
+    hu = (bits >> 32) + (0x3FF00000 - 0x3FE6A09E)
+    dk = np.int64(0x4330000000000000 + (hu >> 20)).view(np.float64) - (2.0**52 + 1023.0)
+    c = (1.0 - (u - r) if dk >= 2.0 else r - (u - 1.0)) / u
+    c = c if dk < 54.0 else 0.0
+    hu = (hu & 0x000FFFFF) + 0x3FE6A09E
+    f = np.int64((hu << 32) | (bits & 0xFFFFFFFF)).view(np.float64) - 1.0
+    hfsq = 0.5 * f * f
+    s = f / (2.0 + f)
+    z = s * s
+    w = z * z
+    t1 = w * (_LG[1] + w * (_LG[3] + w * _LG[5]))
+    t2 = z * (_LG[0] + w * (_LG[2] + w * (_LG[4] + w * _LG[6])))
+    return s * (hfsq + t2 + t1) + (dk * _LN2_LO64 + c) - hfsq + f + dk * _LN2_HI64
+
+
 # ---------------------------------------------------------------- row passes
 
 
@@ -1134,6 +1170,9 @@ def _target_sums(x, t, m):
 
 
 _SHORT = 16  # softmax rows shorter than this go by blocks of rows (_softmax_block)
+# the cross-entropy in place (training's, the linear objective's) by blocks below this:
+# 1.6-2.0x the row path at 16-31 classes, one thread (compare_kernels.py, 2-core Zen 2)
+_SHORT_IN_PLACE = 32
 _SHORT_ROWS = 64  # rows a block
 
 
@@ -1364,9 +1403,20 @@ def _sparse_ce_block_in_place(x, labels, weight, scale, lo, hi):
             xs[j] = e[j] * f
         if weight[i] != 0.0:
             xs[at + labels[i]] -= _like(x, a)
-    for r in range(rows):
-        r_of[r] = weight[lo + r] * (np.log1p(r_of[r]) - d_y[r]) if _finite(r_of[r]) else np.nan
+    _row_losses(r_of, d_y, weight, lo)
     return r_of
+
+
+@njit(cache=True, fastmath=_EXACT, error_model="numpy")
+def _row_losses(r_of, d_y, weight, lo):
+    """``r_of[r] = w (log1p(r) - d_y)`` over a block's rows in place, NaN where ``r`` is not
+    finite: one vectorised loop (``_log1p64``; under Numba's own error model it stayed
+    scalar, and libm's ``log1p``, a call a row, took a quarter of the block's time)."""
+    for r in range(r_of.shape[0]):
+        v = r_of[r]
+        ok = _finite(v)
+        loss = weight[lo + r] * (_log1p64(v if ok else 0.0) - d_y[r])
+        r_of[r] = loss if ok else np.nan
 
 
 @njit(cache=True, fastmath=_SUMS, parallel=True)
@@ -1406,8 +1456,8 @@ def _sparse_ce_rows(x, labels, weight, scale, grad, loss, bad, refine, threaded)
     """
     n = x.shape[0]
     packed = x.strides[0] == x.shape[1] * x.itemsize and grad.strides[0] == grad.shape[1] * grad.itemsize
-    if x.shape[1] < _SHORT and packed:
-        in_place = x.ctypes.data == grad.ctypes.data
+    in_place = x.ctypes.data == grad.ctypes.data
+    if x.shape[1] < (_SHORT_IN_PLACE if in_place else _SHORT) and packed:
         for b in prange((n + _SHORT_ROWS - 1) // _SHORT_ROWS):
             lo, hi = b * _SHORT_ROWS, min(n, (b + 1) * _SHORT_ROWS)
             if in_place:
