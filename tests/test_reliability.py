@@ -364,62 +364,64 @@ TRAIN_AFTER = """if True:
     from logitlab.calibration import CalibratedClassifier
     from logitlab.layers import Dense
     from logitlab.losses import SparseCategoricalCrossentropy
-    state, rows = sys.argv[1], int(sys.argv[2])
+    state = sys.argv[1]
     if state.endswith("loaded"):  # an earlier call in this process loaded the kernels
         ll.softmax(np.ones((1, _jit.LOAD_SIZE)))
         assert _jit._state["module"] is not None
     if state.startswith("control"):  # the fits without their own choice: the process's rule
         _jit.fit_choice = lambda work: None
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(rows, 100)).astype(np.float32)
-    y = rng.integers(0, 10, rows)
 
     def digest(*arrays):
         return hashlib.sha256(b"".join(np.asarray(a).tobytes() for a in arrays)).hexdigest()
 
-    model = Sequential([Dense(16, "relu"), Dense(10)], seed=3)  # batches of 500 x 10 logits
-    model.compile(loss=SparseCategoricalCrossentropy(from_logits=True), optimizer="adam")
-    model.fit(X[:, :8], y, epochs=3, batch_size=500, verbose=0)
-    print("Sequential", digest(*model.get_weights()))
-    if rows < _jit.LOAD_SIZE // 10:  # fits below LOAD_SIZE: the reference throughout
+    for rows in map(int, sys.argv[2].split(",")):
+        rng = np.random.default_rng(0)
+        X = rng.normal(size=(rows, 100)).astype(np.float32)
+        y = rng.integers(0, 10, rows)
+        model = Sequential([Dense(16, "relu"), Dense(10)], seed=3)  # batches of 500 x 10
+        model.compile(loss=SparseCategoricalCrossentropy(from_logits=True), optimizer="adam")
+        model.fit(X[:, :8], y, epochs=3, batch_size=500, verbose=0)
+        print(rows, "Sequential", digest(*model.get_weights()))
+        if rows * 10 >= _jit.LOAD_SIZE:  # the fits above: the kernels throughout
+            continue
         X64 = X.astype(np.float64)
         est = SoftmaxRegression().fit(X64[:, :8], y)  # one thread, blocks of 3000 x 10
-        print("SoftmaxRegression", digest(est.coef_, est.intercept_))
+        print(rows, "SoftmaxRegression", digest(est.coef_, est.intercept_))
         est = SoftmaxRegression().fit(X64, y)  # 3000 x 100: the row blocks on two threads
-        print("SoftmaxRegression, two threads", digest(est.coef_, est.intercept_))
+        print(rows, "SoftmaxRegression, two threads", digest(est.coef_, est.intercept_))
         cv = SoftmaxRegressionCV(Cs=[0.1, 1.0], cv=2, scoring="neg_log_loss").fit(X64[:2000, :8],
                                                                            y[:2000])
-        print("SoftmaxRegressionCV", digest(cv.scores_, cv.coef_))
+        print(rows, "SoftmaxRegressionCV", digest(cv.scores_, cv.coef_))
         cal = CalibratedClassifier(MLPClassifier((8,), epochs=2, random_state=0), cv=3)
         cal.fit(X[:1500, :8], y[:1500])
-        print("CalibratedClassifier(MLPClassifier)",
+        print(rows, "CalibratedClassifier(MLPClassifier)",
               digest(*[scaler.temperature_ for _, scaler in cal.calibrated_classifiers_]))
-        if state == "fresh":
+        if state == "fresh":  # the fits below LOAD_SIZE: the reference throughout
             assert _jit._state["module"] is None, "a fit below LOAD_SIZE loaded the kernels"
 """
 
 
-@pytest.mark.parametrize("rows", [3000, 8000])
-def test_training_bits_do_not_depend_on_whether_the_kernels_were_loaded(rows):
+def test_training_bits_do_not_depend_on_whether_the_kernels_were_loaded():
     # found in review: a batch of 500 x 10 logits (at least MIN_SIZE, below LOAD_SIZE) went
     # to the compiled cross-entropy only in a process that had loaded the kernels before,
     # so the same fit gave other weights there (within the tolerances, not bit for bit),
     # and a run resumed in a fresh process did not repeat the straight one; the same held
     # for the estimators' objectives, the CV's fold scores and a calibrator's logits. 3000
     # rows: fits below LOAD_SIZE (the reference throughout); 8000: above (the kernels).
-    # The control runs the fits without their own choice in the process that would take
+    # The controls run the fits without their own choice in the process that would take
     # the other path (a loaded one for 3000 rows, a fresh one for 8000): each fit must
     # differ there, so that each line can fail
     env = {k: v for k, v in os.environ.items() if k != "LOGITLAB_KERNELS"}
-    control = "control-loaded" if rows == 3000 else "control-fresh"
-    runs = [subprocess.run([sys.executable, "-c", TRAIN_AFTER, state, str(rows)], env=env,
-                           capture_output=True, text=True, timeout=300)
-            for state in ("fresh", "loaded", control)]
-    for res in runs:
+
+    def run(state, rows):
+        res = subprocess.run([sys.executable, "-c", TRAIN_AFTER, state, rows], env=env,
+                             capture_output=True, text=True, timeout=300)
         assert res.returncode == 0, res.stderr[-3000:]
-    fresh, loaded, control = (dict(line.rsplit(" ", 1) for line in res.stdout.splitlines())
-                              for res in runs)
-    assert len(fresh) == (5 if rows == 3000 else 1)
+        return dict(line.rsplit(" ", 1) for line in res.stdout.splitlines())
+
+    fresh, loaded = run("fresh", "3000,8000"), run("loaded", "3000,8000")
+    control = {**run("control-loaded", "3000"), **run("control-fresh", "8000")}
+    assert len(fresh) == 6 and fresh.keys() == loaded.keys() == control.keys()
     assert {k for k in fresh if fresh[k] != loaded[k]} == set()
     assert {k for k in fresh if fresh[k] == control[k]} == set()
 
