@@ -643,6 +643,19 @@ def test_categorical_ce_kernel_matches_reference(dtype, rng):
     _assert_same(got, ref, dtype)
 
 
+def _lean_matches_reference(z, y, sw, dtype):
+    """The kernel's in-place cross-entropy (scale 0.5) against the reference's value and
+    gradient of the summed loss."""
+    with _jit.kernel_mode("never"):
+        value, grad = SparseCategoricalCrossentropy(from_logits=True, reduction="sum") \
+            .value_and_grad(y, z, sample_weight=sw)
+    work = z.copy()
+    with _jit.kernel_mode("always"):
+        total = sparse_ce_logits_inplace(work, y, sample_weight=sw, scale=0.5)
+    assert_close_rel(total, float(value), TOL[dtype])
+    _assert_same(work, 0.5 * grad, dtype, scale=1.0)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("n_classes", [32, 31, 16, 3])
 def test_inplace_ce_by_blocks_matches_reference(dtype, n_classes, rng):
@@ -660,14 +673,7 @@ def test_inplace_ce_by_blocks_matches_reference(dtype, n_classes, rng):
     y = rng.integers(0, n_classes, size=len(z))
     y[len(rows) + 90:len(rows) + 95] = 0
     sw = rng.uniform(0.5, 1.5, size=len(z))
-    with _jit.kernel_mode("never"):
-        value, grad = SparseCategoricalCrossentropy(from_logits=True, reduction="sum") \
-            .value_and_grad(y, z, sample_weight=sw)
-    work = z.copy()
-    with _jit.kernel_mode("always"):
-        total = sparse_ce_logits_inplace(work, y, sample_weight=sw, scale=0.5)
-    assert_close_rel(total, float(value), TOL[dtype])
-    _assert_same(work, 0.5 * grad, dtype, scale=1.0)
+    _lean_matches_reference(z, y, sw, dtype)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -676,14 +682,7 @@ def test_lean_inplace_path_matches_reference(dtype, n_classes, rng):
     z = rng.normal(0, 3, size=(300, n_classes)).astype(dtype)
     y = rng.integers(0, n_classes, size=300)
     sw = rng.uniform(0.5, 1.5, size=300)
-    with _jit.kernel_mode("never"):
-        value, grad = SparseCategoricalCrossentropy(from_logits=True, reduction="sum") \
-            .value_and_grad(y, z, sample_weight=sw)
-    work = z.copy()
-    with _jit.kernel_mode("always"):
-        total = sparse_ce_logits_inplace(work, y, sample_weight=sw, scale=0.5)
-    assert_close_rel(total, float(value), TOL[dtype])
-    _assert_same(work, 0.5 * grad, dtype, scale=1.0)
+    _lean_matches_reference(z, y, sw, dtype)
     bad = z.copy()
     bad[4, 2] = np.inf
     with _jit.kernel_mode("always"):
