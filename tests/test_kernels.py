@@ -472,7 +472,7 @@ def test_softmax_tail_of_large_logits_without_fma(n_classes, rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("n_classes", [1, 2, 10, 15])
+@pytest.mark.parametrize("n_classes", [1, 2, 10, 15, 23])
 def test_softmax_of_short_rows_by_blocks(dtype, n_classes, rng):
     # rows shorter than _SHORT go 64 at a time, exponentials across rows: blocks of every
     # kind of row, a partial last block, and the same rows unpacked (the per-row path)
@@ -595,7 +595,7 @@ def test_sparse_ce_streamed_rows_match_reference_and_cached_path(dtype, n_classe
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-@pytest.mark.parametrize("n_classes", [50, 10, 3])  # rows shorter than 16 go by blocks of rows
+@pytest.mark.parametrize("n_classes", [50, 23, 10, 3])  # rows shorter than 24 go by blocks
 def test_sparse_ce_kernel_matches_reference(dtype, reduction, n_classes, rng):
     x = _adversarial(rng, dtype, n_classes)
     if n_classes < K._SHORT:  # more than one block, the hard rows in the second one too

@@ -18,11 +18,12 @@ result once. Per row:
 3. the output: ``e_j / (1 + r)``, ``(x_j - m) - log1p(r)``, or the
    cross-entropy gradient written over the row.
 
-Softmax and sparse cross-entropy rows shorter than ``_SHORT`` (16) go 64
+Softmax and sparse cross-entropy rows shorter than ``_SHORT`` (24) go 64
 rows at a time instead (``_softmax_block``, ``_sparse_ce_block``): the same
 steps, but the exponentials of the whole block run as one vectorised loop
 across rows, where a row of ten entries alone would run them one by one
-(the sparse CE's ``log1p``, a call a row, stays).
+(out of place the sparse CE's ``log1p`` stays a call a row; in place, below
+``_SHORT_IN_PLACE`` (32) classes, it is one vectorised loop, ``_row_losses``).
 
 Softmax rows and sparse cross-entropy gradient rows of 768 to 8192 float32
 entries, in a result of 4 MiB or more, on more than one thread, go through a
@@ -1169,7 +1170,9 @@ def _target_sums(x, t, m):
 # ---------------------------------------------------------------- drivers
 
 
-_SHORT = 16  # softmax rows shorter than this go by blocks of rows (_softmax_block)
+_SHORT = 24  # softmax rows shorter than this go by blocks of rows (_softmax_block), and the
+# cross-entropy's out of place: from 16, softmax 1.20-1.42x float32 and 0.99-1.26x float64 at
+# 16-23 classes, that CE 1.04-1.35x on one thread and 0.93-1.05x on two (compare_kernels.py)
 # the cross-entropy in place (training's, the linear objective's) by blocks below this:
 # 1.6-2.0x the row path at 16-31 classes, one thread (compare_kernels.py, 2-core Zen 2)
 _SHORT_IN_PLACE = 32
