@@ -165,10 +165,10 @@ def fit_choice(work):
 
 
 @contextlib.contextmanager
-def fit_mode(work=0, *, choice=None):
+def fit_mode(work=None, *, choice=None):
     """For the calls this thread makes inside, a fit's path: :func:`fit_choice` of ``work``,
     or ``choice`` (one made in another thread: the fit's worker threads take their
-    caller's).
+    caller's; None, as with neither given, changes nothing).
 
     In ``auto`` mode the path of an array of ``MIN_SIZE`` to ``LOAD_SIZE`` elements depends
     on whether an earlier call in the process loaded the kernels; the two paths agree
@@ -180,7 +180,8 @@ def fit_mode(work=0, *, choice=None):
     advance) keep the process's rule. A ``fork`` child made inside a fit keeps the
     forking thread's choice.
     """
-    choice = fit_choice(work) if choice is None else choice
+    if choice is None and work is not None:
+        choice = fit_choice(work)
     if choice is None or getattr(_local, "mode", None) == choice:
         yield
         return
