@@ -1373,8 +1373,8 @@ def _sparse_ce_block_in_place(x, labels, weight, scale, lo, hi):
 
     Into ``x`` itself LLVM's overlap check sent the exp loop to its scalar
     version, a third of the kernel's time: the exponentials go to a scratch
-    block, and the rows' ``log1p`` (libm's, a call) runs in a loop of its
-    own after the row pass. 1.3-1.4x the single function's speed in place;
+    block, and the rows' losses, their ``log1p`` included, are one vectorised
+    loop after the row pass (``_row_losses``). 1.3-1.4x the single function's speed in place;
     out of place the same steps cost 8-15 %, so ``_sparse_ce_block`` keeps
     its order (``compare_kernels.py``, docs/kernels.md).
     """

@@ -20,7 +20,6 @@ Decisions (documented in each docstring):
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from .. import _jit, _threads
@@ -576,9 +575,10 @@ def sparse_ce_logits_inplace(z, y, sample_weight=None, scale=1.0, parallel_above
     """
     n = len(z)
     # the kernel wherever _jit's rule sends an array (float32 or float64, MIN_SIZE elements
-    # once Numba is loaded; inside a fit, the fit's choice: _jit.fit_mode): measured on the 2-core Zen 2, float64 50000 x 10 takes 2.7 ms
-    # against NumPy's 8.5 ms, 5000 x 10 0.53 ms against 0.86 ms; an L-BFGS fit makes 100+
-    # such calls on row blocks of a few thousand rows.
+    # once Numba is loaded; inside a fit, the fit's choice: _jit.fit_mode): measured on the
+    # 2-core Zen 2, float64 50000 x 10 takes 2.7 ms against NumPy's 8.5 ms, 5000 x 10
+    # 0.53 ms against 0.86 ms; an L-BFGS fit makes 100+ such calls on row blocks of a few
+    # thousand rows.
     kernels = _jit.kernels_for(z) if z.ndim == 2 and z.flags.c_contiguous else None
     if kernels is not None:
         w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
