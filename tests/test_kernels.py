@@ -822,11 +822,16 @@ def test_threads_calling_at_once_get_the_right_results(rng):
 
 
 def test_warm_compiles_every_kernel():
-    # every driver, serial and parallel, both dtypes; and as `make` runs it, a process a dtype
+    # every driver, serial and parallel, both dtypes; and as `make` runs it, in two processes
     # (the Adam step is serial only: one kernel a dtype)
     assert _jit.warm() == 22
     assert _jit.warm(["float32"]) == _jit.warm(["float64"]) == 11
+    assert _jit.warm(["float64"], kernels=["softmax_rows", "adam_update"]) == 3
     assert _jit.warm(processes=2) == 22
+    jobs = [(d, k) for d in ("float32", "float64") for k in _jit._COMPILE_SECONDS[d]]
+    for parts in (1, 2, 3):  # the processes' shares: each job once
+        groups = _jit._balanced(jobs, parts)
+        assert len(groups) == parts and sorted(sum(groups, [])) == sorted(jobs)
 
 
 # ------------------------------------------------------------------ Adam's one-pass step

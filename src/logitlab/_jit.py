@@ -289,56 +289,104 @@ def kernel_mode(mode):
         _state["mode"] = old
 
 
-def warm(dtypes=("float32", "float64"), *, processes=1):
+# Seconds each kernel pair (serial and parallel) takes to compile from an empty cache on a
+# 2-core Zen 2 (AVX2), by dtype: what warm(processes=2) balances its processes by.
+_COMPILE_SECONDS = {
+    "float32": {"sparse_ce_rows": 10.6, "softmax_rows": 5.8, "log_softmax_rows": 4.7,
+                "categorical_ce_rows": 3.3, "logsumexp_rows": 2.9, "adam_update": 0.3},
+    "float64": {"sparse_ce_rows": 8.0, "softmax_rows": 5.1, "log_softmax_rows": 2.7,
+                "categorical_ce_rows": 2.1, "logsumexp_rows": 1.9, "adam_update": 0.3},
+}
+
+
+def _balanced(jobs, parts):
+    """``jobs`` ((dtype, kernel) pairs) in ``parts`` lists of about equal compile time.
+
+    A list a dtype where there are as many dtypes as lists (a dtype's helpers then compile
+    in one process: a float32 kernel in the float64 process compiles them again), then a
+    job moved from the slowest list to the fastest while that shortens the slowest by a
+    second or more; else the costliest jobs first, each to the list with the least so far.
+    """
+    cost = lambda job: _COMPILE_SECONDS[job[0]][job[1]]  # noqa: E731
+    load = lambda group: sum(map(cost, group))  # noqa: E731
+    groups = {}
+    for job in jobs:
+        groups.setdefault(job[0], []).append(job)
+    if len(groups) != parts:
+        groups = [[] for _ in range(parts)]
+        for job in sorted(jobs, key=cost, reverse=True):
+            min(groups, key=load).append(job)
+        return [g for g in groups if g]
+    groups = list(groups.values())
+    while True:
+        slow, fast = max(groups, key=load), min(groups, key=load)
+        gap = load(slow) - load(fast)
+        job = min(slow, key=lambda j: abs(cost(j) - gap / 2))  # the move that evens them most
+        if load(slow) - max(load(slow) - cost(job), load(fast) + cost(job)) < 1.0:
+            return groups
+        slow.remove(job)
+        fast.append(job)
+
+
+def warm(dtypes=("float32", "float64"), *, processes=1, kernels=None):
     """Compile every kernel, serial and parallel, float32 and float64, into Numba's disk cache.
 
-    ``dtypes`` limits it to those. With ``processes=2`` each dtype compiles in a
-    fresh process of its own, at the same time (Numba compiles on one thread: on
-    two cores, about half the time); ``make`` does that.
+    ``dtypes`` limits it to those, ``kernels`` (names such as ``"softmax_rows"``)
+    to those. With ``processes=2`` the kernels compile in two fresh processes
+    at the same time (Numba compiles on one thread: on two cores, about half
+    the time), each given about half the work; ``make`` does that.
 
-    ``make test`` runs this before the tests (``make demo`` after the demo, in
-    the background; ``make warm`` on its own), so that a process's first call
-    loads the kernels rather than compiling them (several times slower; the
-    figures are in docs/performance.md). Returns the number of kernels
-    compiled or loaded (0 without Numba; one that fails to compile is not
-    counted, and warns).
+    ``make test`` runs this while pip installs the test extras (``make demo``
+    after the demo, in the background; ``make warm`` on its own), so that a
+    process's first call loads the kernels rather than compiling them (several
+    times slower; the figures are in docs/performance.md). Returns the number
+    of kernels compiled or loaded (0 without Numba; one that fails to compile
+    is not counted, and warns).
     """
+    names = list(_COMPILE_SECONDS["float32"]) if kernels is None else list(kernels)
+    dtypes = [str(np.dtype(d)) for d in dtypes]
     if processes > 1:
         import subprocess
 
-        code = "from logitlab._jit import warm; warm([{!r}])"
-        children = [subprocess.Popen([sys.executable, "-c", code.format(str(np.dtype(d)))])
-                    for d in dtypes]
+        code = "from logitlab._jit import _warm_jobs; _warm_jobs({!r})"
+        jobs = [(d, name) for d in dtypes for name in names]
+        children = [subprocess.Popen([sys.executable, "-c", code.format(group)])
+                    for group in _balanced(jobs, processes)]
         if any(child.wait() for child in children):
             raise RuntimeError("compiling the kernels failed in a child process (see above)")
-        return warm(dtypes)  # loads what the children compiled, and counts it
+    # (after children: loads what they compiled, and counts it)
+    return _warm_jobs([(d, name) for d in dtypes for name in names])
+
+
+def _warm_jobs(jobs):
+    """Compile (or load) each (dtype, kernel name) pair's serial and parallel kernels."""
     kernels = _module()
     if kernels is None:
         return 0
-    calls = [  # each kernel pair, with a function making fresh arguments from x, t and y
-        (kernels.softmax_rows, lambda x, t, y: (x, np.empty_like(x), np.zeros(2, bool), True)),
-        (kernels.log_softmax_rows, lambda x, t, y: (x, np.empty_like(x), np.zeros(2, bool))),
-        (kernels.logsumexp_rows, lambda x, t, y: (x, np.empty(2), np.zeros(2, bool))),
-        (kernels.sparse_ce_rows, lambda x, t, y: (x, y, np.ones(2), 0.5, np.empty_like(x),
-                                                  np.empty(2), np.zeros(2, bool), True, True)),
-        (kernels.categorical_ce_rows, lambda x, t, y: (x, t, 0.5, np.empty_like(x), np.empty(2),
-                                                       np.zeros(2, bool))),
-        (kernels.adam_update, lambda x, t, y: (x.ravel(), t.ravel(), np.zeros(x.size, x.dtype),
-                                               np.zeros(x.size, x.dtype), np.empty(0, x.dtype),
-                                               *(x.dtype.type(c) for c in (0.1, 1e-3, 1e-3, 1e-7)))),
-    ]
+    arguments = {  # fresh arguments for each kernel pair from x, t and y
+        "softmax_rows": lambda x, t, y: (x, np.empty_like(x), np.zeros(2, bool), True),
+        "log_softmax_rows": lambda x, t, y: (x, np.empty_like(x), np.zeros(2, bool)),
+        "logsumexp_rows": lambda x, t, y: (x, np.empty(2), np.zeros(2, bool)),
+        "sparse_ce_rows": lambda x, t, y: (x, y, np.ones(2), 0.5, np.empty_like(x), np.empty(2),
+                                           np.zeros(2, bool), True, True),
+        "categorical_ce_rows": lambda x, t, y: (x, t, 0.5, np.empty_like(x), np.empty(2),
+                                                np.zeros(2, bool)),
+        "adam_update": lambda x, t, y: (x.ravel(), t.ravel(), np.zeros(x.size, x.dtype),
+                                        np.zeros(x.size, x.dtype), np.empty(0, x.dtype),
+                                        *(x.dtype.type(c) for c in (0.1, 1e-3, 1e-3, 1e-7))),
+    }
     count = 0
-    for dtype in map(np.dtype, dtypes):
+    for dtype, name in jobs:
+        dtype = np.dtype(dtype)
         x = np.zeros((2, 3), dtype=dtype)
         t = np.full((2, 3), 1 / 3, dtype=dtype)
         y = np.zeros(2, dtype=np.intp)
-        for pair, make_args in calls:
-            for fn in dict.fromkeys(pair):  # a serial-only kernel is its own twin
-                try:
-                    fn(*make_args(x, t, y))
-                except Exception as exc:  # the calls will use the fallback: not counted
-                    _broken.add(fn)
-                    _unavailable(f"compiling {getattr(fn, '__name__', 'a kernel')}", exc)
-                else:
-                    count += 1
+        for fn in dict.fromkeys(getattr(kernels, name)):  # a serial-only kernel is its own twin
+            try:
+                fn(*arguments[name](x, t, y))
+            except Exception as exc:  # the calls will use the fallback: not counted
+                _broken.add(fn)
+                _unavailable(f"compiling {getattr(fn, '__name__', 'a kernel')}", exc)
+            else:
+                count += 1
     return count
