@@ -88,16 +88,18 @@ local-chromium:
 	$(call step,extracting Debian's chromium into $(VENV)/chromium (log: $(CHROMIUM_LOG)),\
 	  sh tools/chromium-into-venv.sh $(VENV)/chromium,$(CHROMIUM_LOG))
 
-# pytest finds the project's own Chromium through PATH.
-TEST_PATH := PATH="$(CURDIR)/$(VENV)/chromium/bin:$$PATH"
+# pytest finds the project's own Chromium through PATH. Its two processes keep both cores
+# busy, so OpenBLAS's idle threads sleep at once instead of spinning (2**28 cycles, taking a
+# core from the other process): the suite took 11-16 s less, warm, in alternating runs.
+TEST_ENV := PATH="$(CURDIR)/$(VENV)/chromium/bin:$$PATH" OPENBLAS_THREAD_TIMEOUT=4
 
 # Chromium is fetched, and the kernels compile, while pip installs (about 25 s saved).
 test: | $(BIN)/python
 	@$(MAKE) -j3 --no-print-directory browser $(VENV)/.installed-test $(VENV)/.warmed
-	$(TEST_PATH) $(BIN)/python -m pytest -n 2 -q $(PYTEST_ARGS)
+	$(TEST_ENV) $(BIN)/python -m pytest -n 2 -q $(PYTEST_ARGS)
 
 test-fast: $(VENV)/.installed-test $(VENV)/.warmed
-	$(TEST_PATH) $(BIN)/python -m pytest -n 2 -q -m "not slow" $(PYTEST_ARGS)
+	$(TEST_ENV) $(BIN)/python -m pytest -n 2 -q -m "not slow" $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) logitlab-demo .pytest_cache .hypothesis
