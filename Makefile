@@ -42,7 +42,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(call step,installing logitlab (log: $(LOG)),$(BIN)/python $(PIP) -e .)
-	@touch $@
+	@touch $@ $(VENV)/.kernel-deps
 
 $(VENV)/.kernel-deps: pyproject.toml | $(BIN)/python
 	$(call step,installing numpy and numba (log: $(LOG)),$(BIN)/python $(PIP) $(KERNEL_DEPS))
@@ -51,10 +51,10 @@ $(VENV)/.kernel-deps: pyproject.toml | $(BIN)/python
 $(VENV)/.installed-test: pyproject.toml | $(VENV)/.kernel-deps
 	$(call step,installing logitlab with its test extras (log: $(LOG)),\
 	  $(BIN)/python $(PIP) -e '.[test]')
-	@touch $(VENV)/.installed $@
+	@touch $(VENV)/.installed $(VENV)/.kernel-deps $@
 
-# The demo's arrays (2000 x 4) never load the Numba kernels; they are compiled into their
-# disk cache after it, in the background (about 70 s on two cores), for later processes.
+# The demo never loads the Numba kernels (small arrays; its figure's grid in pieces); they go into their
+# disk cache after it, in the background (about 25 s on two cores), for later processes.
 demo: $(VENV)/.installed
 	$(BIN)/logitlab demo
 	@if [ ! -f $(VENV)/.warmed ] || [ -n "$$(find $(KERNEL_SOURCES) -newer $(VENV)/.warmed)" ]; \

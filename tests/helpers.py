@@ -95,9 +95,10 @@ def assert_close_rel(actual, expected, rtol, atol_near_zero=None):
     )
 
 
-def cli_in_fresh_process(commands, cwd):
+def cli_in_fresh_process(commands, cwd, heavy=("sklearn", "matplotlib")):
     """Run each of ``commands`` (the CLI's argument lists) in one fresh interpreter, in
-    process, then print ``HEAVY [...]``: which of scikit-learn and matplotlib got imported.
+    process, then print ``HEAVY [...]``: which of the packages ``heavy`` (scikit-learn and
+    matplotlib unless told) got imported.
     Returns the finished ``subprocess.CompletedProcess`` (text output)."""
     import subprocess
     import sys
@@ -105,7 +106,7 @@ def cli_in_fresh_process(commands, cwd):
     code = "import sys\nfrom logitlab.cli._main import cli\n"
     code += "".join(f"cli.main({[str(a) for a in args]!r}, standalone_mode=False)\n"
                     for args in commands)
-    code += ("heavy = sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'matplotlib'})\n"
+    code += (f"heavy = sorted({{m.split('.')[0] for m in sys.modules}} & {set(heavy)!r})\n"
              "print('HEAVY', heavy)\n")
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd,
                           timeout=300)
