@@ -1330,7 +1330,8 @@ def _sparse_ce_block(x, labels, weight, scale, grad, loss, bad, refine, lo, hi):
     ``exp(x - m)`` of the whole block as one vectorised loop into ``grad``,
     then each row: ``r = S - 1`` in float64 and, below ``_recount_below``,
     summed again without the maximal term (and refined with ``refine``), as
-    ``_row_r`` does; the loss and the gradient.
+    ``_row_r`` does, and the gradient; then the rows' losses in one
+    vectorised loop (``_row_losses``).
     """
     c = x.shape[1]
     rows = hi - lo
@@ -1338,6 +1339,7 @@ def _sparse_ce_block(x, labels, weight, scale, grad, loss, bad, refine, lo, hi):
     gs = _data(grad[lo])
     shift = np.empty(rows * c, dtype=x.dtype)
     d_y = np.zeros(rows)
+    r_of = np.empty(rows)
     _block_maxima(x, xs, labels, weight, lo, rows, c, shift, d_y)
     for k in range(rows * c):
         gs[k] = _fast_exp(xs[k], shift[k])
@@ -1353,17 +1355,21 @@ def _sparse_ce_block(x, labels, weight, scale, grad, loss, bad, refine, lo, hi):
             rr, w_err = _sum_below_max(grad[i], m, grad[i], True)
             if refine and w_err > _REFINE * rr:
                 rr = _exp_sum_below_max(x[i], m)
+        r_of[r] = rr
         if not _finite(rr):
-            bad[i] = True
             continue
-        w = weight[i]
-        loss[i] = w * (np.log1p(rr) - d_y[r])
-        a = scale * w
+        a = scale * weight[i]
         f = _like(x, a / (1.0 + rr))
         for j in range(at, at + c):
             gs[j] *= f
-        if w != 0.0:
+        if weight[i] != 0.0:
             gs[at + labels[i]] -= _like(x, a)
+    _row_losses(r_of, d_y, weight, lo)  # the rows' log1p in one vectorised loop
+    for r in range(rows):
+        if _finite(r_of[r]):
+            loss[lo + r] = r_of[r]
+        else:
+            bad[lo + r] = True
 
 
 @njit(cache=True, fastmath=_EXACT)
@@ -1374,9 +1380,9 @@ def _sparse_ce_block_in_place(x, labels, weight, scale, lo, hi):
     Into ``x`` itself LLVM's overlap check sent the exp loop to its scalar
     version, a third of the kernel's time: the exponentials go to a scratch
     block, and the rows' losses, their ``log1p`` included, are one vectorised
-    loop after the row pass (``_row_losses``). 1.3-1.4x the single function's speed in place;
-    out of place the same steps cost 8-15 %, so ``_sparse_ce_block`` keeps
-    its order (``compare_kernels.py``, docs/kernels.md).
+    loop after the row pass (``_row_losses``, as ``_sparse_ce_block``'s). The exponentials
+    in a scratch block cost 8-15 % out of place, so ``_sparse_ce_block`` writes them into
+    ``grad`` (``compare_kernels.py``, docs/kernels.md).
     """
     c = x.shape[1]
     rows = hi - lo
