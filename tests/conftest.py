@@ -20,6 +20,19 @@ collect_ignore = ["fixtures/record_references.py", "fixtures/record_loss_peers.p
                   "fixtures/record_calibration_references.py"]
 
 
+@pytest.fixture(autouse=True)
+def _mpmath_precision_kept():
+    """A test that needs another mpmath precision sets it with ``mpmath.workprec``: one that
+    set ``mp.prec`` for good made later reference values wrong (test_log1p64_within_one_ulp
+    left 120 bits, test_focal's mpmath sigmoid then lost 1 - p to cancellation and failed)."""
+    import sys
+
+    before = sys.modules["mpmath"].mp.prec if "mpmath" in sys.modules else None
+    yield
+    if before is not None:
+        assert sys.modules["mpmath"].mp.prec == before, "the test changed mpmath's precision"
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _one_blas_thread():
     """pytest-xdist runs one process per core: two BLAS threads each would oversubscribe."""
