@@ -1428,6 +1428,17 @@ def _row_losses(r_of, d_y, weight, lo):
         r_of[r] = loss if ok else np.nan
 
 
+@njit(cache=True, inline="always")
+def _block_losses(loss, d_ys, weight):
+    """``loss[i] = w_i (log1p(r_i) - d_y_i)`` over rows whose ``r`` the row pass left in
+    ``loss``, a block of rows a vectorised loop (``_row_losses``; on the parallel driver's
+    threads, the blocks shared)."""
+    n = loss.shape[0]
+    for b in prange((n + _SHORT_ROWS - 1) // _SHORT_ROWS):
+        lo, hi = b * _SHORT_ROWS, min(n, (b + 1) * _SHORT_ROWS)
+        _row_losses(loss[lo:hi], d_ys[lo:hi], weight, lo)
+
+
 @njit(cache=True, fastmath=_SUMS, parallel=True)
 def _sparse_ce_streamed(x, labels, weight, scale, grad, loss, bad, refine):
     """``_sparse_ce_rows`` streaming (as ``_softmax_rows`` does): the exponentials go to a
@@ -1437,6 +1448,7 @@ def _sparse_ce_streamed(x, labels, weight, scale, grad, loss, bad, refine):
     n = x.shape[0]
     parts = min(n, _STREAM_PARTS)
     scratch = np.empty((parts, grad.shape[1]), dtype=grad.dtype)  # a row a part
+    d_ys = np.empty(n)
     for p in prange(parts):
         g = scratch[p]
         for i in range(p * n // parts, (p + 1) * n // parts):
@@ -1444,15 +1456,16 @@ def _sparse_ce_streamed(x, labels, weight, scale, grad, loss, bad, refine):
             w = weight[i]
             m = _row_max(row)
             y = labels[i]
-            d_y = np.float64(row[y]) - np.float64(m) if w != 0.0 else 0.0
+            d_ys[i] = np.float64(row[y]) - np.float64(m) if w != 0.0 else 0.0
             r = _row_r(row, m, g, True, refine, _next_row(x, i), _data(g))
+            loss[i] = r  # the losses after, as the row path's
             if not _finite(r):
                 bad[i] = True
                 continue
-            loss[i] = w * (np.log1p(r) - d_y)
             a = scale * w  # 0 on an ignored row: its label's entry less 0, unchanged
             _stream_grad(_data(g), _row_at(grad, i), g.shape[0], _like(g, a / (1.0 + r)), y, _like(g, a))
         _sfence()
+    _block_losses(loss, d_ys, weight)
 
 
 def _sparse_ce_rows(x, labels, weight, scale, grad, loss, bad, refine, threaded):
@@ -1482,22 +1495,24 @@ def _sparse_ce_rows(x, labels, weight, scale, grad, loss, bad, refine, threaded)
     if threaded and _streams(grad):
         _sparse_ce_streamed(x, labels, weight, scale, grad, loss, bad, refine)
         return
-    for i in prange(n):
+    d_ys = np.empty(n)
+    for i in prange(n):  # each row's r into loss[i]: the losses after, as the blocks' are
         row = x[i]
         g = grad[i]
         w = weight[i]
         m = _row_max(row)
         y = labels[i]
-        d_y = np.float64(row[y]) - np.float64(m) if w != 0.0 else 0.0
+        d_ys[i] = np.float64(row[y]) - np.float64(m) if w != 0.0 else 0.0
         r = _row_r(row, m, g, True, refine, _next_row(x, i), _next_row(grad, i))
+        loss[i] = r
         if not _finite(r):
             bad[i] = True
             continue
-        loss[i] = w * (np.log1p(r) - d_y)
         a = scale * w
         _scale_fill(g, _like(g, a / (1.0 + r)))
         if w != 0.0:
             g[y] -= _like(g, a)
+    _block_losses(loss, d_ys, weight)
 
 
 def _categorical_ce_rows(x, t, scale, grad, loss, bad):
