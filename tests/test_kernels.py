@@ -657,12 +657,12 @@ def _lean_matches_reference(z, y, sw, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("n_classes", [32, 31, 16, 3])
+@pytest.mark.parametrize("n_classes", [256, 255, 100, 32, 31, 16, 3])
 def test_inplace_ce_by_blocks_matches_reference(dtype, n_classes, rng):
     # the cross-entropy in place goes by blocks of rows below _SHORT_IN_PLACE classes (the
     # public, out-of-place one below _SHORT): the adversarial rows whose maximum is finite
     # (a flagged row makes the lean total NaN), confident rows, over several blocks
-    assert K._SHORT < 31 < K._SHORT_IN_PLACE <= 32
+    assert K._SHORT < 100 < K._SHORT_IN_PLACE == 256
     rows = _adversarial(rng, dtype, n_classes)
     with np.errstate(invalid="ignore"):
         rows = rows[np.isfinite(rows.max(axis=1)) & ~np.isnan(rows).any(axis=1)]

@@ -21,9 +21,10 @@ result once. Per row:
 Softmax and sparse cross-entropy rows shorter than ``_SHORT`` (24) go 64
 rows at a time instead (``_softmax_block``, ``_sparse_ce_block``): the same
 steps, but the exponentials of the whole block run as one vectorised loop
-across rows, where a row of ten entries alone would run them one by one
-(out of place the sparse CE's ``log1p`` stays a call a row; in place, below
-``_SHORT_IN_PLACE`` (32) classes, it is one vectorised loop, ``_row_losses``).
+across rows, where a row of ten entries alone would run them one by one;
+the sparse CE in place (its gradient over the logits) below
+``_SHORT_IN_PLACE`` (256) classes. The sparse CE's ``log1p`` runs by blocks
+of rows too, one vectorised loop (``_row_losses``).
 
 Softmax rows and sparse cross-entropy gradient rows of 768 to 8192 float32
 entries, in a result of 4 MiB or more, on more than one thread, go through a
@@ -537,6 +538,13 @@ def _broadcast(builder, value, lanes):
 
 
 _HEAD_FROM = 256  # rows shorter than this are summed by _exp_sum
+# the cross-entropy in place (training's, the linear objective's) by blocks of rows below this:
+# in place, LLVM's overlap check runs the row path's exp loop scalar below float32's 16-lane
+# head. Blocks against the row path (compare_kernels.py, 2-core Zen 2): 1.6-2.0x at 16-31
+# classes, one thread; float32 1.14-1.47x one thread, 1.05-1.27x two at 32-192; float64
+# 1.34-1.54x one thread, 1.35-1.46x two at 32-256. (Rows of 256 float64 are 2 KiB, shorter
+# than the streamed path takes.)
+_SHORT_IN_PLACE = _HEAD_FROM
 _HEAD_LANES = 16  # float32 lanes of _exp_sum_head (AVX2 runs them as two 8-lane halves)
 _HEAD_BLOCK = 8  # terms each lane sums in float32 before adding its block to the float64 total
 
@@ -1173,9 +1181,6 @@ def _target_sums(x, t, m):
 _SHORT = 24  # softmax rows shorter than this go by blocks of rows (_softmax_block), and the
 # cross-entropy's out of place: from 16, softmax 1.20-1.42x float32 and 0.99-1.26x float64 at
 # 16-23 classes, that CE 1.04-1.35x on one thread and 0.93-1.05x on two (compare_kernels.py)
-# the cross-entropy in place (training's, the linear objective's) by blocks below this:
-# 1.6-2.0x the row path at 16-31 classes, one thread (compare_kernels.py, 2-core Zen 2)
-_SHORT_IN_PLACE = 32
 _SHORT_ROWS = 64  # rows a block
 
 
