@@ -657,12 +657,13 @@ def _lean_matches_reference(z, y, sw, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("n_classes", [256, 255, 100, 32, 31, 16, 3])
+@pytest.mark.parametrize("n_classes", [256, 255, 100, 48, 47, 32, 31, 16, 3])
 def test_inplace_ce_by_blocks_matches_reference(dtype, n_classes, rng):
-    # the cross-entropy in place goes by blocks of rows below _SHORT_IN_PLACE classes (the
-    # public, out-of-place one below _SHORT): the adversarial rows whose maximum is finite
-    # (a flagged row makes the lean total NaN), confident rows, over several blocks
-    assert K._SHORT < 100 < K._SHORT_IN_PLACE == 256
+    # the cross-entropy in place goes by blocks of rows below _SHORT_IN_PLACE classes (float32
+    # 48, float64 256; the public, out-of-place one below _SHORT): the adversarial rows whose
+    # maximum is finite (a flagged row makes the lean total NaN), confident rows, over
+    # several blocks; on both sides of each limit
+    assert K._SHORT < 31 and K._SHORT_IN_PLACE == {"float32": 48, "float64": 256}
     rows = _adversarial(rng, dtype, n_classes)
     with np.errstate(invalid="ignore"):
         rows = rows[np.isfinite(rows.max(axis=1)) & ~np.isnan(rows).any(axis=1)]
@@ -674,6 +675,25 @@ def test_inplace_ce_by_blocks_matches_reference(dtype, n_classes, rng):
     y[len(rows) + 90:len(rows) + 95] = 0
     sw = rng.uniform(0.5, 1.5, size=len(z))
     _lean_matches_reference(z, y, sw, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_classes", [10, 40, 300])  # blocks (both ways), rows in place
+def test_a_label_logit_of_minus_inf_is_an_infinite_loss_not_a_flagged_row(dtype, n_classes, rng):
+    # found at 47 classes: the blocks flagged a row whose loss is +inf (its label's logit -inf,
+    # its maximum finite) as a bad row, and the lean in-place total came out NaN, not inf
+    z = rng.normal(0, 3, size=(200, n_classes)).astype(dtype)
+    y = rng.integers(1, n_classes, size=200)
+    z[7, y[7]] = -np.inf
+    with _jit.kernel_mode("always"):
+        assert sparse_ce_logits_inplace(z.copy(), y) == np.inf
+        losses = sparse_categorical_crossentropy(y, z, from_logits=True, reduction="none")
+    assert losses[7] == np.inf and np.isfinite(np.delete(losses, 7)).all()
+    g = np.empty((200, n_classes), dtype)
+    loss, bad = np.empty(200), np.zeros(200, bool)
+    keep = np.ones(200)
+    K.sparse_ce_rows[0](z, y, keep, 1.0, g, loss, bad, True, False)  # out of place, serial
+    assert not bad.any() and loss[7] == np.inf
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

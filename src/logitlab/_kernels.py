@@ -23,7 +23,7 @@ rows at a time instead (``_softmax_block``, ``_sparse_ce_block``): the same
 steps, but the exponentials of the whole block run as one vectorised loop
 across rows, where a row of ten entries alone would run them one by one;
 the sparse CE in place (its gradient over the logits) below
-``_SHORT_IN_PLACE`` (256) classes. The sparse CE's ``log1p`` runs by blocks
+``_SHORT_IN_PLACE`` classes (float32 48, float64 256). The sparse CE's ``log1p`` runs by blocks
 of rows too, one vectorised loop (``_row_losses``).
 
 Softmax rows and sparse cross-entropy gradient rows of 768 to 8192 float32
@@ -537,15 +537,17 @@ def _broadcast(builder, value, lanes):
                                   ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes))
 
 
-_HEAD_FROM = 256  # rows shorter than this are summed by _exp_sum
-# the cross-entropy in place (training's, the linear objective's) by blocks of rows below this:
-# in place, LLVM's overlap check runs the row path's exp loop scalar below float32's 16-lane
-# head. Blocks against the row path (compare_kernels.py, 2-core Zen 2): 1.6-2.0x at 16-31
-# classes, one thread; float32 1.14-1.47x one thread, 1.05-1.27x two at 32-192; float64
-# 1.34-1.54x one thread, 1.35-1.46x two at 32-256. (Rows of 256 float64 are 2 KiB, shorter
-# than the streamed path takes.)
-_SHORT_IN_PLACE = _HEAD_FROM
+# float32 rows shorter than this are summed by _exp_sum. From 256 it was 2.6-3.4x slower in
+# place at 100-255 classes (LLVM's overlap check runs _exp_sum's loop scalar there) and
+# 1.0-1.2x out of place; at 32, 0.85-0.95x out of place (compare_kernels.py, 2-core Zen 2)
+_HEAD_FROM = 48
 _HEAD_LANES = 16  # float32 lanes of _exp_sum_head (AVX2 runs them as two 8-lane halves)
+# the cross-entropy in place (training's, the linear objective's) by blocks of rows below
+# this (float32: where the 16-lane head begins), where the row path's exp loop runs scalar.
+# Blocks against the row path (compare_kernels.py): 1.6-2.0x at 16-31 classes, one thread;
+# float64 1.34-1.54x one thread, 1.35-1.46x two at 32-256 (rows of 256 float64 are 2 KiB,
+# shorter than the streamed path takes)
+_SHORT_IN_PLACE = {"float32": _HEAD_FROM, "float64": 256}
 _HEAD_BLOCK = 8  # terms each lane sums in float32 before adding its block to the float64 total
 
 
@@ -1084,6 +1086,16 @@ def _sum_below_max(x, m, e, stored):
     return acc + (ties - 1.0), w * 0.6931471805599453
 
 
+def _in_place_below(x):
+    """Rows shorter than this go by blocks of rows when the gradient is written over ``x``."""
+
+
+@overload(_in_place_below)
+def _in_place_below_impl(x):
+    below = _SHORT_IN_PLACE[str(x.dtype)]
+    return lambda x: below
+
+
 def _recount_below(x):
     """Below which ``r = S - 1`` is summed again without the maximal term (see ``_row_r``)."""
 
@@ -1371,7 +1383,7 @@ def _sparse_ce_block(x, labels, weight, scale, grad, loss, bad, refine, lo, hi):
             gs[at + labels[i]] -= _like(x, a)
     _row_losses(r_of, d_y, weight, lo)  # the rows' log1p in one vectorised loop
     for r in range(rows):
-        if _finite(r_of[r]):
+        if r_of[r] == r_of[r]:  # NaN: r was not finite (a loss of +inf is a row's own)
             loss[lo + r] = r_of[r]
         else:
             bad[lo + r] = True
@@ -1424,7 +1436,7 @@ def _sparse_ce_block_in_place(x, labels, weight, scale, lo, hi):
 @njit(cache=True, fastmath=_EXACT, error_model="numpy")
 def _row_losses(r_of, d_y, weight, lo):
     """``r_of[r] = w (log1p(r) - d_y)`` over a block's rows in place, NaN where ``r`` is not
-    finite: one vectorised loop (``_log1p64``; under Numba's own error model it stayed
+    finite (+inf where the label's logit is -inf: that row's loss): one vectorised loop (``_log1p64``; under Numba's own error model it stayed
     scalar, and libm's ``log1p``, a call a row, took a quarter of the block's time)."""
     for r in range(r_of.shape[0]):
         v = r_of[r]
@@ -1484,13 +1496,13 @@ def _sparse_ce_rows(x, labels, weight, scale, grad, loss, bad, refine, threaded)
     n = x.shape[0]
     packed = x.strides[0] == x.shape[1] * x.itemsize and grad.strides[0] == grad.shape[1] * grad.itemsize
     in_place = x.ctypes.data == grad.ctypes.data
-    if x.shape[1] < (_SHORT_IN_PLACE if in_place else _SHORT) and packed:
+    if x.shape[1] < (_in_place_below(x) if in_place else _SHORT) and packed:
         for b in prange((n + _SHORT_ROWS - 1) // _SHORT_ROWS):
             lo, hi = b * _SHORT_ROWS, min(n, (b + 1) * _SHORT_ROWS)
             if in_place:
                 losses = _sparse_ce_block_in_place(x, labels, weight, scale, lo, hi)
                 for r in range(hi - lo):
-                    if _finite(losses[r]):
+                    if losses[r] == losses[r]:  # NaN: r was not finite (+inf is a loss)
                         loss[lo + r] = losses[r]
                     else:
                         bad[lo + r] = True
