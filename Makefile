@@ -89,8 +89,10 @@ local-chromium:
 	  sh tools/chromium-into-venv.sh $(VENV)/chromium,$(CHROMIUM_LOG))
 
 # pytest finds the project's own Chromium through PATH. Its two processes keep both cores
-# busy, so OpenBLAS's idle threads sleep at once instead of spinning (2**28 cycles, taking a
-# core from the other process): the suite took 11-16 s less, warm, in alternating runs.
+# busy (each holds BLAS to one thread, tests/conftest.py); the processes the tests start
+# (the CLI, Dask's workers, ...) run OpenBLAS's two threads, whose idle one then sleeps at
+# once instead of spinning (2**28 cycles, taking a core from the other pytest process): the
+# suite took 11-16 s less, warm, in alternating runs.
 TEST_ENV := PATH="$(CURDIR)/$(VENV)/chromium/bin:$$PATH" OPENBLAS_THREAD_TIMEOUT=4
 
 # Chromium is fetched, and the kernels compile, while pip installs (about 25 s saved).
