@@ -199,3 +199,25 @@ def test_warnings_point_at_the_users_line(case):
     else:
         files = _warned_here(calls[case])
     assert files == {__file__}, files
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_finite_inputs_whose_sum_overflows_are_accepted_and_one_nan_or_inf_is_not(dtype):
+    # check_inputs's finite check sums first (one pass, no temporary): a sum that overflows
+    # from finite entries must fall back to the exact check, not reject the data
+    from logitlab._validation import all_finite, check_inputs
+
+    big = np.full((300, 7), np.finfo(dtype).max / 2, dtype=dtype)
+    with np.errstate(over="ignore"):
+        assert np.isinf(big.sum(dtype=dtype))  # the case: the sum overflows
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no overflow warning reaches the user either
+        assert all_finite(big)
+        assert check_inputs(big, dtype=dtype) is not None
+    for bad in (np.nan, np.inf, -np.inf):
+        x = big.copy()
+        x[123, 4] = bad
+        assert not all_finite(x)
+        with pytest.raises(ValueError, match="`x` contains NaN or inf"):
+            check_inputs(x, dtype=dtype)
+    assert all_finite(np.zeros((2, 3), dtype)) and not all_finite(np.array([[np.nan]], dtype))

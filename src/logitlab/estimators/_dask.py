@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from .._validation import check_some_weight, check_weights
+from .._validation import all_finite, check_some_weight, check_weights
 
 from .._dask_adapter import as_dask_array, is_dask_collection, map_rows  # noqa: F401
 
@@ -45,7 +45,7 @@ def _chunk_sums(X, y, sw, params, classes, objective):
     else:
         X = np.asarray(X, dtype=objective.dtype)
         values = X
-    if not np.isfinite(values).all():
+    if not all_finite(values):
         raise ValueError("`X` contains NaN or infinity")
     idx = np.searchsorted(classes, y)
     if np.any(idx >= len(classes)) or np.any(classes[np.minimum(idx, len(classes) - 1)] != y):
