@@ -452,8 +452,11 @@ def _assert_same(got, ref, dtype, scale=None):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("n_classes", [1, 3, 10, 16, 17, 127, 300])
+@pytest.mark.parametrize("n_classes", [1, 3, 10, 16, 17, 47, 48, 95, 96, 127, 300])
 def test_softmax_family_kernels_match_reference(dtype, n_classes, rng):
+    # (47/48 and 95/96: either side of float32's 16-lane head, _HEAD_FROM, and of softmax's,
+    # _SOFTMAX_HEAD_FROM)
+    assert (K._HEAD_FROM, K._SOFTMAX_HEAD_FROM) == (48, 96)
     x = _adversarial(rng, dtype, n_classes)
     for fn in (ll.softmax, ll.log_softmax, ll.logsumexp):
         got, ref = _both(lambda: fn(x))  # noqa: B023

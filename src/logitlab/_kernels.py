@@ -9,7 +9,7 @@ result once. Per row:
    memory here, later passes hit the cache);
 2. ``e_j = exp(x_j - m)`` and their sum in one loop. ``log1p`` needs
    ``r``, the sum *without* the maximal term (exactly 1): float32 rows of
-   256 entries and more sum it directly, sixteen lanes at a time in an LLVM
+   48 entries and more (``_HEAD_FROM``) sum it directly, sixteen lanes at a time in an LLVM
    function of our own (``_exp_sum_head``), leaving out the entries equal
    to ``m`` and counting them instead; shorter rows and float64 rows
    take ``r = S - 1``. On very confident rows that subtraction, or the fast
@@ -48,7 +48,7 @@ each variant against libm on every float32 input it takes, and the lanes
 against the scalar code on every input they take. float32 rows are computed in
 float32 arithmetic. For softmax, whose every output is promised to 2e-6,
 the rounding of ``x - m`` would cost too much (up to ``|x - m| 2**-24``);
-rows of 256 entries and more whose maximum is below ``2**16`` in magnitude
+rows of 96 entries and more whose maximum is below ``2**16`` in magnitude
 compute ``exp(x_j - K ln2)`` as ``exp(x_j) 2**-K``, ``K = floor(m log2 e)``
 (``exp32_scaled``: the logit itself enters the reduction, nothing to
 round), the others split ``x - m`` into its rounded value and its exact
@@ -548,6 +548,10 @@ _HEAD_LANES = 16  # float32 lanes of _exp_sum_head (AVX2 runs them as two 8-lane
 # float64 1.34-1.54x one thread, 1.35-1.46x two at 32-256 (rows of 256 float64 are 2 KiB,
 # shorter than the streamed path takes)
 _SHORT_IN_PLACE = {"float32": _HEAD_FROM, "float64": 256}
+# softmax's float32 rows from this many entries take exp32_scaled's 16-lane loop (the
+# scalar tail costs more below it). Against 256 (compare_kernels.py, 2-core Zen 2): 0.91-0.92x
+# at 48 classes, 0.96-0.98x at 64-80, 0.99-1.03x at 96, 1.00-1.07x at 100-255
+_SOFTMAX_HEAD_FROM = 96
 _HEAD_BLOCK = 8  # terms each lane sums in float32 before adding its block to the float64 total
 
 
@@ -1251,14 +1255,14 @@ def _softmax_exps_impl(x, m, out, nxt, nxt_out):
     for any ``c``; ``exp(m - c)`` is in [1, 2), so the sum is at least 1 and
     an entry whose probability is normal has a normal exponential).
     Entries below ``c - 104`` (whose exponential is 0) are clamped there.
-    Rows shorter than ``_HEAD_FROM`` (whose scalar tail costs more than
+    Rows shorter than ``_SOFTMAX_HEAD_FROM`` (whose scalar tail costs more than
     TwoSum saves), and rows whose maximum is not finite or beyond ``_SCALED_MAX``, take
     ``_exp_sum``'s TwoSum path (which flags them if need be); float64 rows
     always do.
     """
     if x.dtype == types.float32:
         def impl(x, m, out, nxt, nxt_out):
-            if x.shape[0] >= _HEAD_FROM and -_SCALED_MAX <= m <= _SCALED_MAX:
+            if x.shape[0] >= _SOFTMAX_HEAD_FROM and -_SCALED_MAX <= m <= _SCALED_MAX:
                 k = math.floor(np.float64(m) * 1.4426950408889634)
                 floor = np.float32(k * 0.6931471805599453 - 104.0)
                 return _exp_scaled_sum(x, out, floor, np.int32(k), nxt, nxt_out)
