@@ -9,8 +9,8 @@ result once. Per row:
    memory here, later passes hit the cache);
 2. ``e_j = exp(x_j - m)`` and their sum in one loop. ``log1p`` needs
    ``r``, the sum *without* the maximal term (exactly 1): float32 rows of
-   48 entries and more (``_HEAD_FROM``) sum it directly, sixteen lanes at a time in an LLVM
-   function of our own (``_exp_sum_head``), leaving out the entries equal
+   48 entries and more (``_HEAD_FROM``) sum it directly, sixteen lanes at a
+   time in an LLVM function of our own (``_exp_sum_head``), leaving out the entries equal
    to ``m`` and counting them instead; shorter rows and float64 rows
    take ``r = S - 1``. On very confident rows that subtraction, or the fast
    exponentials' rounding, could cost ``r`` its relative accuracy, so ``r``
@@ -23,8 +23,8 @@ rows at a time instead (``_softmax_block``, ``_sparse_ce_block``): the same
 steps, but the exponentials of the whole block run as one vectorised loop
 across rows, where a row of ten entries alone would run them one by one;
 the sparse CE in place (its gradient over the logits) below
-``_SHORT_IN_PLACE`` classes (float32 48, float64 256). The sparse CE's ``log1p`` runs by blocks
-of rows too, one vectorised loop (``_row_losses``).
+``_SHORT_IN_PLACE`` classes (float32 48, float64 256). The sparse CE's
+``log1p`` runs by blocks of rows too, one vectorised loop (``_row_losses``).
 
 Softmax rows and sparse cross-entropy gradient rows of 768 to 8192 float32
 entries, in a result of 4 MiB or more, on more than one thread, go through a
@@ -1440,8 +1440,9 @@ def _sparse_ce_block_in_place(x, labels, weight, scale, lo, hi):
 @njit(cache=True, fastmath=_EXACT, error_model="numpy")
 def _row_losses(r_of, d_y, weight, lo):
     """``r_of[r] = w (log1p(r) - d_y)`` over a block's rows in place, NaN where ``r`` is not
-    finite (+inf where the label's logit is -inf: that row's loss): one vectorised loop (``_log1p64``; under Numba's own error model it stayed
-    scalar, and libm's ``log1p``, a call a row, took a quarter of the block's time)."""
+    finite (+inf where the label's logit is -inf: that row's loss): one vectorised loop
+    (``_log1p64``; under Numba's own error model it stayed scalar, and libm's ``log1p``,
+    a call a row, took a quarter of the block's time)."""
     for r in range(r_of.shape[0]):
         v = r_of[r]
         ok = _finite(v)
