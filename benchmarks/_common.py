@@ -21,18 +21,24 @@ def arguments(doc, *options, argv=None):
     return parser.parse_args(sys.argv[1:] if argv is None else argv)
 
 
-def fits_in_turn(fits, X, y, repeats, warmup_rows=0):
+def fits_in_turn(fits, X, y, repeats, warmup_rows=0, pause=0.0):
     """Run each of ``fits`` (name to ``fit(X, y)``) ``repeats`` times, in turn, the order
     reversed every other round; returns ``(times, models)``: each name's wall times and
     its last fitted model. With ``warmup_rows``, each fit first runs once, untimed, on
     that many first rows: a process's one-time costs (loading compiled kernels, starting
-    thread pools) are not charged to the first timed fit."""
+    thread pools) are not charged to the first timed fit. ``pause`` seconds of sleep
+    before each timed fit: OpenBLAS's threads spin on the cores for about 0.1 s after a
+    product, so a fit started straight after another library's shares the cores with
+    them (measured on the 2-core Zen 2: logitlab's 50000 x 50 x 10 fit took 0.21-0.22 s
+    straight after scikit-learn's, 0.16-0.17 s after 0.3 s of rest); the pause gives each
+    fit, whichever library ran before it, the idle machine a lone fit has."""
     times, models = {name: [] for name in fits}, {}
     order = list(fits)
     for name in order if warmup_rows else ():
         fits[name](X[:warmup_rows], y[:warmup_rows])
     for r in range(repeats):
         for name in (order if r % 2 == 0 else order[::-1]):
+            time.sleep(pause)
             t = time.perf_counter()
             models[name] = fits[name](X, y)
             times[name].append(time.perf_counter() - t)

@@ -20,7 +20,9 @@ speed moves over seconds: every solver sees the same phases), each
 ``--repeats`` times (default 1), the median reported, after one untimed
 fit each on the first ``WARMUP_ROWS`` rows (a process's one-time costs:
 logitlab's first fit loads its compiled kernels, 1.77 s against 0.80 s
-for the next at 50000 x 50 x 10 on the loaded 2-core Zen 2).
+for the next at 50000 x 50 x 10 on the loaded 2-core Zen 2), and with
+``PAUSE`` seconds of rest before each timed fit (OpenBLAS's threads spin
+for a while after a product: see ``_common.fits_in_turn``).
 newton-cholesky is left out on the sparse problem: its Hessian has
 (50000 * 20)^2 entries.
 saga runs at most ``SAGA_EPOCHS`` epochs (at tol=1e-8 it would run for
@@ -62,6 +64,7 @@ SOLVERS = ARGS.solvers.split(",")
 SAGA_EPOCHS = 50
 MEMORY_ITERATIONS = 5
 WARMUP_ROWS = 10_000  # enough rows (x 10 classes) to load logitlab's kernels
+PAUSE = 0.3  # seconds of rest before each timed fit (_common.fits_in_turn)
 C, TOL = 1.0, 1e-8
 
 
@@ -154,7 +157,7 @@ def main():
         fits = fitters(sp.issparse(X))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            times, models = fits_in_turn(fits, X, y, REPEATS, warmup_rows=WARMUP_ROWS)
+            times, models = fits_in_turn(fits, X, y, REPEATS, warmup_rows=WARMUP_ROWS, pause=PAUSE)
             peaks = {s: peak_mib(fits[s], X, y) for s in fits}
         t = {s: float(np.median(v)) for s, v in times.items()}
         f = {s: objective(m.coef_, m.intercept_, X, y) for s, m in models.items()}

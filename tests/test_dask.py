@@ -34,6 +34,10 @@ def rel(a, b):
     return np.linalg.norm(a - b) / np.linalg.norm(b)
 
 
+def params(est):
+    return np.column_stack([est.coef_, est.intercept_])
+
+
 def test_dask_fit_matches_in_memory_fit(client, big_problem):
     X, y = big_problem
     in_memory = SoftmaxRegression(tol=1e-10).fit(X, y)
@@ -42,15 +46,19 @@ def test_dask_fit_matches_in_memory_fit(client, big_problem):
     Xd, yd = client.persist([Xd, yd])  # the data lives on the workers from here on
     assert Xd.numblocks == (8, 1)
     on_dask = SoftmaxRegression(tol=1e-10).fit(Xd, yd)
-    assert rel(on_dask.coef_, in_memory.coef_) < 1e-6
-    assert rel(on_dask.intercept_, in_memory.intercept_) < 1e-6
+    # the same objective; the parameters as close as L-BFGS's stop on it leaves them (the
+    # intercepts, about 0.01 here, are weakly determined: whether a fit stops after 20
+    # iterations or 21 moves them by 1.5e-7, 1.5e-5 of their own size, at objectives
+    # 6e-15 apart), so they are compared with the coefficients
+    assert abs(on_dask.objective_ - in_memory.objective_) < 1e-12 * in_memory.objective_
+    assert rel(params(on_dask), params(in_memory)) < 1e-6
     np.testing.assert_array_equal(on_dask.classes_, in_memory.classes_)
     # uneven chunks give the same result
     uneven = (10_000, 70_000, 3_000, 50_000, 17_000, 30_000, 12_000, 8_000)
     Xu, yu = client.persist([da.from_array(X, chunks=(uneven, 50)),
                              da.from_array(y, chunks=(uneven,))])
     other = SoftmaxRegression(tol=1e-10).fit(Xu, yu)
-    assert rel(other.coef_, in_memory.coef_) < 1e-6
+    assert rel(params(other), params(in_memory)) < 1e-6
 
 
 def test_predictions_on_dask_are_lazy_and_exact(client, big_problem):

@@ -86,6 +86,47 @@ def test_blocked_evaluation_equals_one_pass(rng, monkeypatch, fmt, n_classes):
     np.testing.assert_allclose(g2, g1, rtol=1e-12, atol=1e-14 * np.abs(g1).max())
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_classes,n_features", [(3, 5), (10, 50), (20, 64)])
+def test_fused_evaluation_equals_the_products(rng, monkeypatch, dtype, n_classes, n_features):
+    # the compiled one-pass evaluation (_kernels.linear_ce) against the blocks' two BLAS
+    # products and the core's cross-entropy, on the fit's blocks and threads
+    from logitlab import _jit
+    from logitlab.estimators import _linear_loss
+
+    monkeypatch.setattr(_linear_loss, "BLOCK_ROWS", 301)  # blocks with tails
+    monkeypatch.setattr(_linear_loss, "THREADED_SIZE", 1)
+    n = 1500
+    X = rng.normal(size=(n, n_features)).astype(dtype)
+    y = rng.integers(0, n_classes, n)
+    sw = rng.uniform(0.5, 2.0, n)
+    sw[::5] = 0.0
+    obj = LinearSoftmaxLoss(n_classes, n_features, C=2.0, dtype=dtype)
+    assert obj.fused
+    w = rng.normal(size=obj.n_params) * 0.3
+    calls = []
+    with _jit.kernel_mode("always"):
+        kernels = _jit._module()
+        monkeypatch.setattr(kernels, "linear_ce", tuple(
+            (lambda *a, f=f: calls.append(1) or f(*a)) for f in kernels.linear_ce))
+        parts = obj.split(X, y, sw)
+        fused = obj.blocked_loss_gradient(w, parts, sw.sum())
+        assert len(calls) == sum(map(len, parts)) > 2
+        obj.fused = False
+        products = obj.blocked_loss_gradient(w, parts, sw.sum())
+    tol = 1e-13 if dtype == np.float64 else 1e-6
+    assert abs(fused[0] - products[0]) <= tol * abs(products[0])
+    np.testing.assert_allclose(fused[1], products[1], rtol=0,
+                               atol=tol * 10 * np.abs(products[1]).max())
+
+
+def test_fused_evaluation_only_where_it_wins():
+    # few classes, or up to 20 with few features: the kernel; otherwise BLAS's products
+    assert LinearSoftmaxLoss(12, 5000).fused and LinearSoftmaxLoss(20, 64).fused
+    assert not LinearSoftmaxLoss(20, 65).fused and not LinearSoftmaxLoss(21, 3).fused
+    assert not LinearSoftmaxLoss(2, 5).fused  # binary: one column, the logistic loss
+
+
 def _reference_objective(coef, intercept, X, y, C, sw=None):
     """scikit-learn's penalised objective, from scikit-learn's own loss (an independent reference)."""
     from sklearn.metrics import log_loss

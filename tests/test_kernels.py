@@ -847,10 +847,10 @@ def test_threads_calling_at_once_get_the_right_results(rng):
 def test_warm_compiles_every_kernel():
     # every driver, serial and parallel, both dtypes; and as `make` runs it, in two processes
     # (the Adam step is serial only: one kernel a dtype)
-    assert _jit.warm() == 22
-    assert _jit.warm(["float32"]) == _jit.warm(["float64"]) == 11
+    assert _jit.warm() == 24
+    assert _jit.warm(["float32"]) == _jit.warm(["float64"]) == 12
     assert _jit.warm(["float64"], kernels=["softmax_rows", "adam_update"]) == 3
-    assert _jit.warm(processes=2) == 22
+    assert _jit.warm(processes=2) == 24
     jobs = [(d, k) for d in ("float32", "float64") for k in _jit._COMPILE_SECONDS[d]]
     for parts in (1, 2, 3):  # the processes' shares: each job once
         groups = _jit._balanced(jobs, parts)
@@ -950,3 +950,84 @@ def test_adam_kernel_is_vectorised():
             else target != "generic")
     assert re.search(r"\bv?divps\b", asm)
     assert bool(re.search(r"\bvsqrtps\b", asm)) == avx2
+
+
+# ------------------------------------------------------------------ a linear model's cross-entropy
+
+
+def _linear_case(rng, dtype, n, d, k):
+    X = rng.normal(0, 1, (n, d)).astype(dtype)
+    W = rng.normal(0, 0.7, (k, d)).astype(dtype)
+    b = rng.normal(0, 1, k).astype(dtype)
+    y = rng.integers(0, k, n).astype(np.intp)
+    w = rng.uniform(0.2, 2.0, n)
+    w[::7] = 0.0  # ignored rows: no loss, no gradient, label not read
+    y[::7] = 10**6
+    return X, W, b, y, w
+
+
+def _linear_reference(X, W, b, y, w):
+    """The loss sum, G^T X and G^T 1 in long double from the inputs' values (the products
+    and the log-softmax an independent computation from the kernel's)."""
+    L = np.longdouble
+    z = X.astype(L) @ W.astype(L).T + b.astype(L)
+    zs = z - z.max(axis=1, keepdims=True)
+    lse = np.log(np.exp(zs).sum(axis=1))
+    keep = w != 0
+    yk = np.where(keep, y, 0)
+    rows = np.arange(len(z))
+    loss = np.sum(np.where(keep, w * (lse - zs[rows, yk]), 0))
+    G = np.exp(zs - lse[:, None]) * w[:, None]
+    G[rows[keep], yk[keep]] -= w[keep]
+    return loss, G.T @ X.astype(L), G.sum(axis=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n,d,k", [(1, 3, 2), (5, 7, 3), (63, 1, 5), (64, 13, 10),
+                                   (131, 50, 20), (257, 33, 12)])
+def test_linear_ce_matches_long_double_products_and_softmax(dtype, n, d, k, rng):
+    """Every block tail (rows past a multiple of 4 and of 64), ignored rows, both dtypes:
+    the loss sum and both gradient sums within the dtype's rounding of the products (the
+    kernel computes the logits and ``G^T X`` in the inputs' dtype, as BLAS would)."""
+    X, W, b, y, w = _linear_case(rng, dtype, n, d, k)
+    GW, gb = np.full((k, d), 0.5, dtype), np.full(k, 0.25)  # the kernel adds into them
+    loss = K.linear_ce[0](X, W, b, y, w, GW, gb)
+    ref_loss, ref_GW, ref_gb = _linear_reference(X, W, b, y, w)
+    eps = np.finfo(dtype).eps
+    scale = np.sum(w) * (1 + np.abs(X).max() * np.abs(W).max() * d)  # the logits' sizes
+    assert abs(loss - float(ref_loss)) <= 8 * eps * scale
+    grad_scale = np.sum(w) * np.abs(X).max()
+    np.testing.assert_allclose(GW - dtype(0.5), ref_GW.astype(np.float64),
+                               atol=16 * eps * grad_scale * np.sqrt(d), rtol=0)
+    np.testing.assert_allclose(gb - 0.25, ref_gb.astype(np.float64), atol=16 * eps * np.sum(w),
+                               rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_linear_ce_signals_a_bad_row_with_nan_and_a_lost_label_with_inf(dtype, rng):
+    X, W, b, y, w = _linear_case(rng, dtype, 70, 6, 4)
+    Xn = X.copy()
+    Xn[65, 2] = np.nan  # in the second block
+    assert np.isnan(K.linear_ce[0](Xn, W, b, y, w, np.zeros((4, 6), dtype), np.zeros(4)))
+    bi = b.copy()
+    bi[y[1]] = -np.inf  # row 1's label can't be predicted: its loss is +inf, not a bad row
+    w[:] = 1.0
+    y[y >= 4] = 0
+    y[:] = y[1]
+    assert K.linear_ce[0](X, W, bi, y, w, np.zeros((4, 6), dtype), np.zeros(4)) == np.inf
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_linear_ce_fallback_serves_the_kernels_contract(dtype, rng):
+    """Where the kernel cannot be compiled, ``_kernel_fallback.linear_ce`` adds the same sums."""
+    from logitlab import _kernel_fallback
+
+    X, W, b, y, w = _linear_case(rng, dtype, 131, 9, 6)
+    ours = [np.full((6, 9), 0.5, dtype), np.full(6, 0.25)]
+    ref = [a.copy() for a in ours]
+    loss = K.linear_ce[0](X, W, b, y, w, *ours)
+    want = _kernel_fallback.serving(K.linear_ce, K)(X, W, b, y, w, *ref)
+    tol = TOL[dtype]
+    assert abs(loss - want) <= tol * abs(want)
+    for a, r in zip(ours, ref):
+        np.testing.assert_allclose(a, r, rtol=tol, atol=tol * np.abs(r).max())

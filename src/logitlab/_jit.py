@@ -293,9 +293,11 @@ def kernel_mode(mode):
 # 2-core Zen 2 (AVX2), by dtype: what warm(processes=2) balances its processes by.
 _COMPILE_SECONDS = {
     "float32": {"sparse_ce_rows": 10.6, "softmax_rows": 5.8, "log_softmax_rows": 4.7,
-                "categorical_ce_rows": 3.3, "logsumexp_rows": 2.9, "adam_update": 0.3},
+                "categorical_ce_rows": 3.3, "logsumexp_rows": 2.9, "adam_update": 0.3,
+                "linear_ce": 2.8},
     "float64": {"sparse_ce_rows": 8.0, "softmax_rows": 5.1, "log_softmax_rows": 2.7,
-                "categorical_ce_rows": 2.1, "logsumexp_rows": 1.9, "adam_update": 0.3},
+                "categorical_ce_rows": 2.1, "logsumexp_rows": 1.9, "adam_update": 0.3,
+                "linear_ce": 2.8},
 }
 
 
@@ -374,6 +376,8 @@ def _warm_jobs(jobs):
         "adam_update": lambda x, t, y: (x.ravel(), t.ravel(), np.zeros(x.size, x.dtype),
                                         np.zeros(x.size, x.dtype), np.empty(0, x.dtype),
                                         *(x.dtype.type(c) for c in (0.1, 1e-3, 1e-3, 1e-7))),
+        "linear_ce": lambda x, t, y: (x, t, np.zeros(2, x.dtype), y, np.ones(2),
+                                      np.zeros_like(t), np.zeros(2)),
     }
     count = 0
     for dtype, name in jobs:

@@ -95,8 +95,21 @@ def adam_update(param, grad, m, v, v_hat, c1, c2, alpha, epsilon):
                 np.empty_like(param), np.empty_like(param))
 
 
+def linear_ce(X, W, b, labels, weight, GW, gb):
+    """``sum_i w_i loss_i`` of the logits ``X W^T + b`` (NaN if a row is not finite); adds
+    ``G^T X`` into ``GW`` and ``G^T 1`` into ``gb``: ``sparse_ce_rows``'s contract on the
+    products, in the inputs' dtype as the kernel computes them."""
+    z = X @ W.T + b
+    n = len(z)
+    loss, bad = np.empty(n), np.zeros(n, dtype=bool)
+    sparse_ce_rows(z, labels, weight, 1.0, z, loss, bad, False)
+    GW += (z.T @ X).astype(GW.dtype, copy=False)
+    gb += z.sum(axis=0, dtype=np.float64)
+    return float("nan") if bad.any() else float(np.sum(loss))
+
+
 _NAMES = ("softmax_rows", "log_softmax_rows", "logsumexp_rows", "sparse_ce_rows",
-          "categorical_ce_rows", "adam_update")
+          "categorical_ce_rows", "adam_update", "linear_ce")
 
 
 def serving(pair, kernels):

@@ -1604,3 +1604,61 @@ def _adam_update(param, grad, m, v, v_hat, c1, c2, alpha, epsilon):
 
 
 adam_update = (_adam_update, _adam_update)  # _jit.launch's (serial, parallel) pair: serial both
+
+
+# ---------------------------------------------------------------- a linear model's cross-entropy
+
+_LINEAR_ROWS = 4  # rows whose logits (and gradient terms) share each load of W (or of GW)
+
+
+@njit(cache=True, fastmath=_SUMS, nogil=True, error_model="numpy")
+def _linear_ce(X, W, b, labels, weight, GW, gb):
+    """``sum_i w_i loss_i`` of the logits ``X W^T + b``, in one pass over ``X`` by blocks of
+    ``_SHORT_ROWS`` rows; adds ``G^T X`` into ``GW`` and ``G^T 1`` into ``gb``, ``G`` the
+    cross-entropy's gradient (``w_i (softmax(z_i) - onehot(y_i))``). NaN if a row's sum
+    is not finite.
+
+    A block's logits (four rows a load of ``W``), its cross-entropy in place by
+    ``_sparse_ce_block_in_place`` (short rows: the caller keeps ``k`` below
+    ``_in_place_below``), then its gradient terms (four rows a load of ``GW``) while the
+    rows are in cache: ``X`` is read from memory once. For few classes this beats
+    the two BLAS products it replaces, whose tall-and-skinny shapes use a core badly
+    (docs/performance.md). Rows past the end are computed on the last row again and
+    given a zero gradient.
+    """
+    n, d = X.shape
+    k = W.shape[0]
+    z = np.empty((_SHORT_ROWS, k), dtype=X.dtype)
+    total = 0.0
+    for lo in range(0, n, _SHORT_ROWS):
+        rows = min(_SHORT_ROWS, n - lo)
+        for r0 in range(0, rows, _LINEAR_ROWS):
+            x0, x1, x2, x3 = X[lo + r0], X[min(lo + r0 + 1, n - 1)], \
+                X[min(lo + r0 + 2, n - 1)], X[min(lo + r0 + 3, n - 1)]
+            for j in range(k):
+                w = W[j]
+                s0 = s1 = s2 = s3 = b[j]
+                for f in range(d):
+                    s0 += x0[f] * w[f]
+                    s1 += x1[f] * w[f]
+                    s2 += x2[f] * w[f]
+                    s3 += x3[f] * w[f]
+                z[r0, j], z[r0 + 1, j], z[r0 + 2, j], z[r0 + 3, j] = s0, s1, s2, s3
+        losses = _sparse_ce_block_in_place(z, labels[lo:], weight[lo:], 1.0, 0, rows)
+        for r in range(rows):
+            total += losses[r]  # a NaN stays NaN: the caller's signal
+            for j in range(k):
+                gb[j] += z[r, j]
+        z[rows:] = 0.0
+        for r0 in range(0, rows, _LINEAR_ROWS):
+            x0, x1, x2, x3 = X[lo + r0], X[min(lo + r0 + 1, n - 1)], \
+                X[min(lo + r0 + 2, n - 1)], X[min(lo + r0 + 3, n - 1)]
+            for j in range(k):
+                acc = GW[j]
+                g0, g1, g2, g3 = z[r0, j], z[r0 + 1, j], z[r0 + 2, j], z[r0 + 3, j]
+                for f in range(d):
+                    acc[f] += g0 * x0[f] + g1 * x1[f] + g2 * x2[f] + g3 * x3[f]
+    return total
+
+
+linear_ce = (_linear_ce, _linear_ce)  # serial both: the objective's threads share the rows

@@ -27,6 +27,14 @@ BLOCK_ROWS = 4096
 #: From this many stored elements of ``X`` on, the blocks are shared by two threads
 #: (each with one BLAS thread): tall-and-skinny products use one core badly.
 THREADED_SIZE = 1 << 18
+#: Multinomial problems of at most this many classes, dense C-ordered ``X``: each block's
+#: logits, cross-entropy and gradient terms in one compiled pass (``_kernels.linear_ce``),
+#: where the two tall-and-skinny BLAS products a block would take use a core badly. From
+#: ``FUSED_FEW_CLASSES`` classes on, only with at most ``FUSED_MAX_FEATURES`` features:
+#: beyond, BLAS's products win (docs/performance.md has the measurements).
+FUSED_MAX_CLASSES = 20
+FUSED_FEW_CLASSES = 13
+FUSED_MAX_FEATURES = 64
 
 def _n_threads(size):
     return 2 if size >= THREADED_SIZE and (os.cpu_count() or 1) > 1 else 1
@@ -109,6 +117,9 @@ class LinearSoftmaxLoss:
         self.cols = n_features + int(self.fit_intercept)
         self.inv_C = 0.0 if C is None or np.isinf(C) else 1.0 / float(C)
         self.dtype = np.dtype(dtype)
+        self.fused = not self.binary and (
+            n_classes < FUSED_FEW_CLASSES
+            or (n_classes <= FUSED_MAX_CLASSES and n_features <= FUSED_MAX_FEATURES))
 
     @property
     def n_params(self):
@@ -119,15 +130,22 @@ class LinearSoftmaxLoss:
 
         In float64 ``coef`` is a view of ``params`` (its rows strided by the
         intercept column, which BLAS takes as they are): no copy of the
-        coefficients per evaluation (7.6 MiB at 50000 features x 20 classes).
+        coefficients per evaluation (7.6 MiB at 50000 features x 20 classes);
+        a C-ordered copy for the fused evaluation (:attr:`fused`: a few hundred numbers).
         """
         W = np.asarray(params).reshape(self.k, self.cols)
         coef = W[:, :self.n_features].astype(self.dtype, copy=False)
+        if self.fused:
+            coef = np.ascontiguousarray(coef)
         intercept = W[:, self.n_features].astype(self.dtype) if self.fit_intercept else None
         return coef, intercept
 
     def _block(self, X, y, sw, coef, intercept, grad, XT=None):
         """Loss sum of rows ``X``; adds their gradient into ``grad`` (float64, (k, cols))."""
+        if self.fused and isinstance(X, np.ndarray) and X.flags.c_contiguous:
+            kernels = _jit.kernels_for(X)
+            if kernels is not None:
+                return self._fused_block(kernels, X, y, sw, coef, intercept, grad)
         logits = X @ coef.T
         logits = np.ascontiguousarray(logits, dtype=self.dtype)
         if intercept is not None:
@@ -143,6 +161,20 @@ class LinearSoftmaxLoss:
         if intercept is not None:  # G^T 1 in float64 as a product: NumPy's sum down the
             # columns of a (4096, 10) block took 84-109 us, the product 13 (float32: 28)
             grad[:, self.n_features] += _ones(len(g)) @ g
+        return float(loss)
+
+    def _fused_block(self, kernels, X, y, sw, coef, intercept, grad):
+        """:meth:`_block` as one compiled pass over ``X`` (``_kernels.linear_ce``)."""
+        n = len(X)
+        GW = np.zeros((self.k, self.n_features), dtype=self.dtype)
+        gb = np.zeros(self.k)
+        b = np.zeros(self.k, dtype=self.dtype) if intercept is None else intercept
+        w = np.ones(n) if sw is None else np.asarray(sw, dtype=np.float64)
+        loss = _jit.launch(kernels.linear_ce, n, 0, X, coef, b, np.asarray(y, dtype=np.intp),
+                           w, GW, gb)
+        grad[:, :self.n_features] += GW
+        if intercept is not None:
+            grad[:, self.n_features] += gb
         return float(loss)
 
     def data_sums(self, params, X, y, sample_weight=None):
