@@ -120,6 +120,44 @@ def test_fused_evaluation_equals_the_products(rng, monkeypatch, dtype, n_classes
                                atol=tol * 10 * np.abs(products[1]).max())
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("fmt", ["csr", "csc"])
+def test_fused_sparse_evaluation_equals_the_products(rng, monkeypatch, dtype, fmt):
+    # _kernels.linear_ce_csr on two threads' row ranges, against scipy's two products
+    from logitlab import _jit
+    from logitlab.estimators import _linear_loss
+
+    monkeypatch.setattr(_linear_loss, "THREADED_SIZE", 1)
+    X, y = _text_like(rng, n=700, p=300, n_classes=9, density=0.05)
+    X = X.astype(dtype).asformat(fmt)
+    sw = rng.uniform(0.5, 2.0, 700)
+    sw[::6] = 0.0
+    obj = LinearSoftmaxLoss(9, 300, C=2.0, dtype=dtype)
+    w = rng.normal(size=obj.n_params) * 0.5
+    with _jit.kernel_mode("always"):
+        parts = obj.split(X, y, sw)
+        assert [block[3] for part in parts for block in part] == [(0, 350), (350, 700)]
+        fused = obj.blocked_loss_gradient(w, parts, sw.sum())
+        obj.fused_sparse = False
+        products = obj.blocked_loss_gradient(w, obj.split(X, y, sw), sw.sum())
+    tol = 1e-13 if dtype == np.float64 else 1e-6
+    assert abs(fused[0] - products[0]) <= tol * abs(products[0])
+    np.testing.assert_allclose(fused[1], products[1], rtol=0,
+                               atol=tol * 10 * np.abs(products[1]).max())
+
+
+def test_fused_sparse_evaluation_checks_the_indices_it_trusts(rng):
+    # the kernel indexes W^T by the column indices: a matrix whose indices lie is refused
+    # by scipy's full check before any evaluation
+    from logitlab import _jit
+
+    X, y = _text_like(rng, n=200, p=50, n_classes=4, density=0.1)
+    X.indices[3] = 50  # one past the last column
+    with _jit.kernel_mode("always"), pytest.raises(ValueError, match="`X` must be a valid "
+                                                   "sparse matrix.*indices must be < 50"):
+        LinearSoftmaxLoss(4, 50).split(X, y)
+
+
 def test_fused_evaluation_only_where_it_wins():
     # few classes, or up to 20 with few features: the kernel; otherwise BLAS's products
     assert LinearSoftmaxLoss(12, 5000).fused and LinearSoftmaxLoss(20, 64).fused

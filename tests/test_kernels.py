@@ -847,10 +847,10 @@ def test_threads_calling_at_once_get_the_right_results(rng):
 def test_warm_compiles_every_kernel():
     # every driver, serial and parallel, both dtypes; and as `make` runs it, in two processes
     # (the Adam step is serial only: one kernel a dtype)
-    assert _jit.warm() == 24
-    assert _jit.warm(["float32"]) == _jit.warm(["float64"]) == 12
+    assert _jit.warm() == 26
+    assert _jit.warm(["float32"]) == _jit.warm(["float64"]) == 13
     assert _jit.warm(["float64"], kernels=["softmax_rows", "adam_update"]) == 3
-    assert _jit.warm(processes=2) == 24
+    assert _jit.warm(processes=2) == 26
     jobs = [(d, k) for d in ("float32", "float64") for k in _jit._COMPILE_SECONDS[d]]
     for parts in (1, 2, 3):  # the processes' shares: each job once
         groups = _jit._balanced(jobs, parts)
@@ -1031,3 +1031,46 @@ def test_linear_ce_fallback_serves_the_kernels_contract(dtype, rng):
     assert abs(loss - want) <= tol * abs(want)
     for a, r in zip(ours, ref):
         np.testing.assert_allclose(a, r, rtol=tol, atol=tol * np.abs(r).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("lo,hi", [(0, 150), (3, 140), (70, 71)])
+def test_linear_ce_csr_matches_long_double_products_and_softmax(dtype, lo, hi, rng):
+    """Rows ``lo:hi`` of a CSR matrix with empty rows, unsorted and repeated column indices
+    (a repeat adds, as in scipy's products): the sums of the dense case, transposed."""
+    import scipy.sparse as sp
+
+    n, d, k = 150, 40, 11
+    dense = rng.normal(0, 1, (n, d)) * (rng.uniform(size=(n, d)) < 0.15)
+    dense[5:9] = 0.0  # empty rows
+    X = sp.csr_matrix(dense.astype(dtype))
+    # row 0's entries reversed (unsorted) and row 1's first entry split in two halves
+    a, b = X.indptr[0], X.indptr[1]
+    X.indices[a:b], X.data[a:b] = X.indices[a:b][::-1].copy(), X.data[a:b][::-1].copy()
+    a, b = X.indptr[1], X.indptr[2]
+    indices = np.insert(X.indices, a, X.indices[a])
+    data = np.insert(X.data, a, X.data[a] / 2)
+    data[a + 1] = X.data[a] - data[a]
+    indptr = X.indptr.copy()
+    indptr[2:] += 1
+    _, W, bias, y, w = _linear_case(rng, dtype, n, d, k)
+    GWT, gb = np.full((d, k), 0.5, dtype), np.full(k, 0.25)
+    loss = K.linear_ce_csr[0](indptr, indices, data, np.ascontiguousarray(W.T), bias, y, w, lo, hi,
+                              GWT, gb)
+    Xd = sp.csr_matrix((data, indices, indptr), shape=(n, d)).toarray()[lo:hi]
+    ref_loss, ref_GW, ref_gb = _linear_reference(Xd, W, bias, y[lo:hi], w[lo:hi])
+    eps = np.finfo(dtype).eps
+    m = hi - lo
+    assert abs(loss - float(ref_loss)) <= 8 * eps * m * (1 + np.abs(Xd).max() * np.abs(W).max() * d)
+    np.testing.assert_allclose(GWT.T - dtype(0.5), ref_GW.astype(np.float64),
+                               atol=16 * eps * m * np.abs(Xd).max() * np.sqrt(d), rtol=0)
+    np.testing.assert_allclose(gb - 0.25, ref_gb.astype(np.float64), atol=16 * eps * m, rtol=0)
+    # the fallback (its contract in NumPy and scipy) adds the same sums
+    from logitlab import _kernel_fallback
+
+    GWT2, gb2 = np.full((d, k), 0.5, dtype), np.full(k, 0.25)
+    want = _kernel_fallback.serving(K.linear_ce_csr, K)(
+        indptr, indices, data, np.ascontiguousarray(W.T), bias, y, w, lo, hi, GWT2, gb2)
+    assert abs(loss - want) <= TOL[dtype] * max(abs(want), 1.0)
+    np.testing.assert_allclose(GWT, GWT2, rtol=0, atol=TOL[dtype] * np.abs(GWT2).max())
+    np.testing.assert_allclose(gb, gb2, rtol=0, atol=TOL[dtype] * np.abs(gb2).max())

@@ -99,17 +99,30 @@ def linear_ce(X, W, b, labels, weight, GW, gb):
     """``sum_i w_i loss_i`` of the logits ``X W^T + b`` (NaN if a row is not finite); adds
     ``G^T X`` into ``GW`` and ``G^T 1`` into ``gb``: ``sparse_ce_rows``'s contract on the
     products, in the inputs' dtype as the kernel computes them."""
-    z = X @ W.T + b
+    z = np.asarray(X @ W.T + b, dtype=W.dtype)
     n = len(z)
     loss, bad = np.empty(n), np.zeros(n, dtype=bool)
     sparse_ce_rows(z, labels, weight, 1.0, z, loss, bad, False)
-    GW += (z.T @ X).astype(GW.dtype, copy=False)
+    GW += np.asarray(X.T @ z).T.astype(GW.dtype, copy=False)
     gb += z.sum(axis=0, dtype=np.float64)
     return float("nan") if bad.any() else float(np.sum(loss))
 
 
+def linear_ce_csr(indptr, indices, data, WT, b, labels, weight, lo, hi, GWT, gb):
+    """``linear_ce`` for rows ``lo:hi`` of a CSR matrix, ``W`` and the gradient transposed."""
+    import scipy.sparse as sp
+
+    start, stop = indptr[lo], indptr[hi]
+    X = sp.csr_matrix((data[start:stop], indices[start:stop], indptr[lo:hi + 1] - start),
+                      shape=(hi - lo, len(WT)))
+    GW = np.zeros((WT.shape[1], len(WT)), dtype=GWT.dtype)
+    loss = linear_ce(X, WT.T, b, labels[lo:hi], weight[lo:hi], GW, gb)
+    GWT += GW.T
+    return loss
+
+
 _NAMES = ("softmax_rows", "log_softmax_rows", "logsumexp_rows", "sparse_ce_rows",
-          "categorical_ce_rows", "adam_update", "linear_ce")
+          "categorical_ce_rows", "adam_update", "linear_ce", "linear_ce_csr")
 
 
 def serving(pair, kernels):

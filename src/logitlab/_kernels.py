@@ -1662,3 +1662,50 @@ def _linear_ce(X, W, b, labels, weight, GW, gb):
 
 
 linear_ce = (_linear_ce, _linear_ce)  # serial both: the objective's threads share the rows
+
+
+@njit(cache=True, fastmath=_SUMS, nogil=True, error_model="numpy")
+def _linear_ce_csr(indptr, indices, data, WT, b, labels, weight, lo, hi, GWT, gb):
+    """``_linear_ce`` for rows ``lo:hi`` of a CSR matrix (``indptr``, ``indices``, ``data``),
+    with ``W`` and the gradient transposed: ``WT`` and ``GWT`` are (n_features, k).
+
+    Three passes over the rows: their logits, gathering the rows of ``WT`` their
+    entries name; their cross-entropy in place, by blocks (``_sparse_ce_block_in_place``);
+    their gradient terms, scattered into the same rows of ``GWT``. No transpose of the
+    matrix, where scipy's ``X^T G`` needs one in CSR and took 259 ms against the
+    scatter's 61 (100000 x 50000, 0.2 %, 20 classes, two threads). Not one pass a block
+    of rows, as ``_linear_ce``: gathering from ``WT`` and scattering into ``GWT`` in
+    turn keeps both in the last-level cache at once, and with 8 MiB each (that problem,
+    float64) against this Zen 2's 16 MiB the pass took 482 ms, the three 219.
+    """
+    k = WT.shape[1]
+    z = np.empty((hi - lo, k), dtype=WT.dtype)
+    for r in range(hi - lo):
+        zr = z[r]
+        for j in range(k):
+            zr[j] = b[j]
+        for q in range(indptr[lo + r], indptr[lo + r + 1]):
+            v = data[q]
+            w = WT[indices[q]]
+            for j in range(k):
+                zr[j] += v * w[j]
+    total = 0.0
+    for at in range(0, hi - lo, _SHORT_ROWS):
+        rows = min(_SHORT_ROWS, hi - lo - at)
+        losses = _sparse_ce_block_in_place(z[at:], labels[lo + at:], weight[lo + at:], 1.0, 0,
+                                           rows)
+        for r in range(rows):
+            total += losses[r]  # a NaN stays NaN: the caller's signal
+    for r in range(hi - lo):
+        g = z[r]
+        for j in range(k):
+            gb[j] += g[j]
+        for q in range(indptr[lo + r], indptr[lo + r + 1]):
+            v = data[q]
+            acc = GWT[indices[q]]
+            for j in range(k):
+                acc[j] += v * g[j]
+    return total
+
+
+linear_ce_csr = (_linear_ce_csr, _linear_ce_csr)

@@ -35,6 +35,11 @@ THREADED_SIZE = 1 << 18
 FUSED_MAX_CLASSES = 20
 FUSED_FEW_CLASSES = 13
 FUSED_MAX_FEATURES = 64
+#: Sparse (CSR) ``X``, multinomial, fewer classes than this: each row's logits gathered
+#: from the rows of ``W^T`` its entries name, its gradient scattered back into
+#: ``(G^T X)^T``, by blocks of rows on the fit's threads (``_kernels.linear_ce_csr``); no
+#: transpose of ``X``. The limit is the kernels' in-place block's for float32 rows.
+SPARSE_FUSED_CLASSES = 48
 
 def _n_threads(size):
     return 2 if size >= THREADED_SIZE and (os.cpu_count() or 1) > 1 else 1
@@ -120,6 +125,7 @@ class LinearSoftmaxLoss:
         self.fused = not self.binary and (
             n_classes < FUSED_FEW_CLASSES
             or (n_classes <= FUSED_MAX_CLASSES and n_features <= FUSED_MAX_FEATURES))
+        self.fused_sparse = not self.binary and n_classes < SPARSE_FUSED_CLASSES
 
     @property
     def n_params(self):
@@ -141,7 +147,17 @@ class LinearSoftmaxLoss:
         return coef, intercept
 
     def _block(self, X, y, sw, coef, intercept, grad, XT=None):
-        """Loss sum of rows ``X``; adds their gradient into ``grad`` (float64, (k, cols))."""
+        """Loss sum of rows ``X``; adds their gradient into ``grad`` (float64, (k, cols)).
+
+        ``XT``: ``X.T`` in CSR for sparse ``X`` (:func:`_gT_X`), or a ``(lo, hi)`` row range
+        of a CSR ``X`` for the fused sparse evaluation (``y``, ``sw`` then ``X``'s whole).
+        """
+        if isinstance(XT, tuple):
+            kernels = _jit.kernels_for(X.data)
+            if kernels is not None:
+                return self._fused_csr_block(kernels, X, y, sw, coef, intercept, grad, *XT)
+            X, y, sw, XT = X[XT[0]:XT[1]], y[XT[0]:XT[1]], None if sw is None else \
+                sw[XT[0]:XT[1]], None
         if self.fused and isinstance(X, np.ndarray) and X.flags.c_contiguous:
             kernels = _jit.kernels_for(X)
             if kernels is not None:
@@ -177,6 +193,21 @@ class LinearSoftmaxLoss:
             grad[:, self.n_features] += gb
         return float(loss)
 
+    def _fused_csr_block(self, kernels, X, y, sw, coef, intercept, grad, lo, hi):
+        """:meth:`_block` for rows ``lo:hi`` of CSR ``X`` in one compiled pass
+        (``_kernels.linear_ce_csr``)."""
+        GWT = np.zeros((self.n_features, self.k), dtype=self.dtype)
+        gb = np.zeros(self.k)
+        b = np.zeros(self.k, dtype=self.dtype) if intercept is None else intercept
+        w = np.ones(len(y)) if sw is None else np.asarray(sw, dtype=np.float64)
+        loss = _jit.launch(kernels.linear_ce_csr, hi - lo, 0, X.indptr, X.indices,
+                           np.asarray(X.data, dtype=self.dtype), np.ascontiguousarray(coef.T),
+                           b, np.asarray(y, dtype=np.intp), w, lo, hi, GWT, gb)
+        grad[:, :self.n_features] += GWT.T
+        if intercept is not None:
+            grad[:, self.n_features] += gb
+        return float(loss)
+
     def data_sums(self, params, X, y, sample_weight=None):
         """Unscaled, unpenalised ``sum_i s_i loss_i`` and its gradient of shape (k, cols).
 
@@ -188,15 +219,37 @@ class LinearSoftmaxLoss:
         with _jit.fit_mode(X.shape[0] * self.k):  # the path by this chunk's size alone
             return self._block(X, y, sample_weight, coef, intercept, grad), grad
 
+    def _kernels_for_fit(self, arr, n):
+        """Whether a fit on ``n`` rows runs ``arr`` through the kernels (as its blocks will)."""
+        with _jit.fit_mode(n * self.k):
+            return _jit.kernels_for(arr) is not None
+
     def split(self, X, y, sample_weight=None):
         """Row blocks of the data, made once per fit: a list (one per thread) of lists of
         ``(X_b, y_b, sw_b, X_b^T in CSR or None)``. Dense blocks are views, of
-        ``BLOCK_ROWS`` rows; sparse input is one block, in CSR with its CSR
-        transpose made here (one more sparse matrix, never a dense one)."""
+        ``BLOCK_ROWS`` rows. Sparse input, where the kernels run (:attr:`fused_sparse`):
+        CSR ``X`` whole with a row range a thread, ``(X, y, sw, (lo, hi))``; otherwise one
+        block, in CSR with its CSR transpose made here (one more sparse matrix, never a
+        dense one)."""
         n = X.shape[0]
         size = X.nnz if sp.issparse(X) else X.size
         if not self.binary:  # the blocks' cross-entropy in the compiled kernel, if any
             _jit.load_for(n * self.k)
+        if sp.issparse(X) and self.fused_sparse and self._kernels_for_fit(X.data, n):
+            # the fused sparse evaluation: the rows in two parts, a part a thread, each
+            # with its own (n_features, k) gradient (scipy checks the indices once here:
+            # the kernel trusts them)
+            X = X.tocsr()
+            try:
+                X.check_format(full_check=True)
+            except ValueError as exc:
+                raise ValueError(f"`X` must be a valid sparse matrix; scipy's check of its "
+                                 f"index arrays found: {exc}") from None
+            y = np.asarray(y, dtype=np.intp)
+            sample_weight = np.ones(n) if sample_weight is None else sample_weight
+            bounds = np.linspace(0, n, _n_threads(X.nnz) + 1).astype(int)
+            return [[(X, y, sample_weight, (lo, hi))] for lo, hi in zip(bounds[:-1], bounds[1:])
+                    if hi > lo]
         if sp.issparse(X):
             # one block, one thread: scipy's sparse products keep the GIL, and a second
             # block costs a second dense (n_features, k) product (measured, 10000 x 50000,
@@ -239,7 +292,9 @@ class LinearSoftmaxLoss:
     def blocked_loss_gradient(self, params, parts, sw_sum):
         """:meth:`loss_gradient` over :meth:`split`'s blocks, the parts on two threads."""
         coef, intercept = self.weights(params)
-        choice = _jit.fit_choice(self.k * sum(len(block[1]) for part in parts for block in part))
+        choice = _jit.fit_choice(self.k * sum(
+            len(block[1]) if not isinstance(block[3], tuple) else block[3][1] - block[3][0]
+            for part in parts for block in part))
         if len(parts) == 1:
             loss, grad = self._part_sums(coef, intercept, parts[0], choice)
         else:  # the caller holds BLAS to one thread (blas_threads_for): the parts are the threads
