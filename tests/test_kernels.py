@@ -597,6 +597,32 @@ def test_sparse_ce_streamed_rows_match_reference_and_cached_path(dtype, n_classe
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n_classes", [300, 1000, 1009])
+def test_sparse_ce_in_place_gives_the_same_bits_on_every_path(dtype, n_classes, rng):
+    # training's lean path writes the gradient over the logits: the streamed driver (two
+    # threads, a result of 4 MiB or more), the parallel one below that and the serial one
+    # must give the same bits, or a fit's last bits would depend on whether another
+    # thread held the parallel lock. float64 long rows in place summed their exponentials
+    # in LLVM's scalar order on the serial path (its overlap check), the vectorised
+    # order streamed: up to 5.7e-16 apart in the loss.
+    n = max(1100, (4 << 20) // (n_classes * np.dtype(dtype).itemsize) + 1)
+    x = rng.normal(0, 4, size=(n, n_classes)).astype(dtype)
+    y = rng.integers(0, n_classes, size=n)
+    w = np.ones(n)
+    w[[3, 600]] = 0.0
+    results = []
+    for parallel, threaded in ((1, True), (1, False), (0, False)):
+        z = x.copy()
+        out = [np.empty(n), np.zeros(n, bool)]
+        K.sparse_ce_rows[parallel](z, y, w, 1 / n, z, *out, False, threaded)
+        results.append((z, *out))
+    assert not results[0][2].any()
+    for other in results[1:]:
+        for got, ref in zip(other, results[0]):
+            assert np.array_equal(got, ref)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 @pytest.mark.parametrize("n_classes", [50, 23, 10, 3])  # rows shorter than 24 go by blocks
 def test_sparse_ce_kernel_matches_reference(dtype, reduction, n_classes, rng):

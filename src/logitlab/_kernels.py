@@ -1161,6 +1161,28 @@ def _log_softmax_fill_at(x, n, m, lse, out):
         out[j] = (np.float64(x[j]) - m64) - lse  # in this order: exact for the winner
 
 
+def _scratch_in_place(x):
+    """Whether the row path computes a row's exponentials in a scratch row when the gradient
+    goes over ``x``: float64's. Into ``x`` itself LLVM's overlap check runs
+    ``_exp_sum_at``'s loop as its scalar version, which adds in another order than the
+    vectorised one the streamed driver's scratch row gets: the same rows gave other last
+    bits on one thread than on two. (float32's long rows sum in ``_exp_sum_head``'s own
+    lanes, the same on every path.)"""
+
+
+@overload(_scratch_in_place)
+def _scratch_in_place_impl(x):
+    scratch = x.dtype == types.float64
+    return lambda x: scratch
+
+
+@njit(cache=True, fastmath=_EXACT)
+def _scaled_copy(src, dst, f):
+    """``dst_j = src_j f``: the streamed driver's values (``_stream_grad``), cached stores."""
+    for j in range(src.shape[0]):
+        dst[j] = src[j] * f
+
+
 @njit(cache=True, inline="always")
 def _scale_fill(out, f):
     _scale_fill_at(_data(out), out.shape[0], f)
@@ -1518,6 +1540,7 @@ def _sparse_ce_rows(x, labels, weight, scale, grad, loss, bad, refine, threaded)
         _sparse_ce_streamed(x, labels, weight, scale, grad, loss, bad, refine)
         return
     d_ys = np.empty(n)
+    scratch = in_place and _scratch_in_place(x)
     for i in prange(n):  # each row's r into loss[i]: the losses after, as the blocks' are
         row = x[i]
         g = grad[i]
@@ -1525,13 +1548,18 @@ def _sparse_ce_rows(x, labels, weight, scale, grad, loss, bad, refine, threaded)
         m = _row_max(row)
         y = labels[i]
         d_ys[i] = np.float64(row[y]) - np.float64(m) if w != 0.0 else 0.0
-        r = _row_r(row, m, g, True, refine, _next_row(x, i), _next_row(grad, i))
+        e = np.empty(row.shape[0], dtype=row.dtype) if scratch else g
+        r = _row_r(row, m, e, True, refine, _next_row(x, i), _next_row(grad, i))
         loss[i] = r
         if not _finite(r):
             bad[i] = True
             continue
         a = scale * w
-        _scale_fill(g, _like(g, a / (1.0 + r)))
+        f = _like(g, a / (1.0 + r))
+        if scratch:
+            _scaled_copy(e, g, f)
+        else:
+            _scale_fill(g, f)
         if w != 0.0:
             g[y] -= _like(g, a)
     _block_losses(loss, d_ys, weight)
