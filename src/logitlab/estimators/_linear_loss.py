@@ -240,8 +240,9 @@ class LinearSoftmaxLoss:
             # with its own (n_features, k) gradient (scipy checks the indices once here:
             # the kernel trusts them)
             X = X.tocsr()
-            try:
-                X.check_format(full_check=True)
+            try:  # on a second matrix over the same arrays: the check may reassign them
+                sp.csr_matrix((X.data, X.indices, X.indptr), shape=X.shape,
+                              copy=False).check_format(full_check=True)
             except ValueError as exc:
                 raise ValueError(f"`X` must be a valid sparse matrix; scipy's check of its "
                                  f"index arrays found: {exc}") from None
