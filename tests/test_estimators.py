@@ -158,6 +158,28 @@ def test_fused_sparse_evaluation_checks_the_indices_it_trusts(rng):
         LinearSoftmaxLoss(4, 50).split(X, y)
 
 
+def test_fused_evaluation_passes_the_data_read_only_whatever_it_came_as(rng):
+    # Numba compiles a kernel once for each array type, and a read-only array (a Dask chunk,
+    # a memory map) is another type: 3 s a dtype at a fit's first call. The objective passes
+    # the data's arrays read-only always, the type _jit.warm compiles.
+    from logitlab import _jit
+
+    X = rng.normal(size=(300, 6))
+    y = rng.integers(0, 4, 300)
+    frozen = X.copy()
+    frozen.flags.writeable = False
+    obj = LinearSoftmaxLoss(4, 6)
+    with _jit.kernel_mode("always"):
+        kernels = _jit._module()
+        for data in (X, frozen, scipy.sparse.csr_matrix(X), scipy.sparse.csr_matrix(frozen)):
+            obj.blocked_loss_gradient(np.zeros(obj.n_params), obj.split(data, y), 300.0)
+    for kernel, data_args in ((kernels.linear_ce[0], (0, 3, 4)),
+                              (kernels.linear_ce_csr[0], (0, 1, 2, 5, 6))):
+        assert kernel.signatures
+        for signature in kernel.signatures:
+            assert all(not signature[i].mutable for i in data_args), signature
+
+
 def test_fused_evaluation_only_where_it_wins():
     # few classes, or up to 20 with few features: the kernel; otherwise BLAS's products
     assert LinearSoftmaxLoss(12, 5000).fused and LinearSoftmaxLoss(20, 64).fused

@@ -989,7 +989,14 @@ def _linear_case(rng, dtype, n, d, k):
     w = rng.uniform(0.2, 2.0, n)
     w[::7] = 0.0  # ignored rows: no loss, no gradient, label not read
     y[::7] = 10**6
-    return X, W, b, y, w
+    return _frozen(X), W, b, _frozen(y), _frozen(w)
+
+
+def _frozen(*arrays):
+    """The data's arrays read-only, as the linear objective passes them (one compiled type)."""
+    for a in arrays:
+        a.flags.writeable = False
+    return arrays[0] if len(arrays) == 1 else arrays
 
 
 def _linear_reference(X, W, b, y, w):
@@ -1034,13 +1041,11 @@ def test_linear_ce_signals_a_bad_row_with_nan_and_a_lost_label_with_inf(dtype, r
     X, W, b, y, w = _linear_case(rng, dtype, 70, 6, 4)
     Xn = X.copy()
     Xn[65, 2] = np.nan  # in the second block
-    assert np.isnan(K.linear_ce[0](Xn, W, b, y, w, np.zeros((4, 6), dtype), np.zeros(4)))
+    assert np.isnan(K.linear_ce[0](_frozen(Xn), W, b, y, w, np.zeros((4, 6), dtype), np.zeros(4)))
     bi = b.copy()
-    bi[y[1]] = -np.inf  # row 1's label can't be predicted: its loss is +inf, not a bad row
-    w[:] = 1.0
-    y[y >= 4] = 0
-    y[:] = y[1]
-    assert K.linear_ce[0](X, W, bi, y, w, np.zeros((4, 6), dtype), np.zeros(4)) == np.inf
+    bi[y[1]] = -np.inf  # every row's label is row 1's, which can't be predicted: +inf, not NaN
+    same = _frozen(np.full(70, y[1]), np.ones(70))
+    assert K.linear_ce[0](X, W, bi, *same, np.zeros((4, 6), dtype), np.zeros(4)) == np.inf
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -1080,6 +1085,7 @@ def test_linear_ce_csr_matches_long_double_products_and_softmax(dtype, lo, hi, r
     indptr = X.indptr.copy()
     indptr[2:] += 1
     _, W, bias, y, w = _linear_case(rng, dtype, n, d, k)
+    indptr, indices, data = _frozen(indptr, indices, data)
     GWT, gb = np.full((d, k), 0.5, dtype), np.full(k, 0.25)
     loss = K.linear_ce_csr[0](indptr, indices, data, np.ascontiguousarray(W.T), bias, y, w, lo, hi,
                               GWT, gb)

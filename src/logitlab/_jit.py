@@ -360,6 +360,11 @@ def warm(dtypes=("float32", "float64"), *, processes=1, kernels=None):
     return _warm_jobs([(d, name) for d in dtypes for name in names])
 
 
+def _frozen(a):
+    a.flags.writeable = False
+    return a
+
+
 def _warm_jobs(jobs):
     """Compile (or load) each (dtype, kernel name) pair's serial and parallel kernels."""
     kernels = _module()
@@ -376,11 +381,13 @@ def _warm_jobs(jobs):
         "adam_update": lambda x, t, y: (x.ravel(), t.ravel(), np.zeros(x.size, x.dtype),
                                         np.zeros(x.size, x.dtype), np.empty(0, x.dtype),
                                         *(x.dtype.type(c) for c in (0.1, 1e-3, 1e-3, 1e-7))),
-        "linear_ce": lambda x, t, y: (x, t, np.zeros(2, x.dtype), y, np.ones(2),
-                                      np.zeros_like(t), np.zeros(2)),
-        "linear_ce_csr": lambda x, t, y: (np.array([0, 1, 2], np.int32), np.array([0, 2], np.int32),
-                                          x[0, :2].copy(), t.T.copy(), np.zeros(2, x.dtype), y,
-                                          np.ones(2), 0, 2, np.zeros((3, 2), x.dtype), np.zeros(2)),
+        # (the data's arrays read-only, as the linear objective passes them: _readonly there)
+        "linear_ce": lambda x, t, y: (_frozen(x), t, np.zeros(2, x.dtype), _frozen(y),
+                                      _frozen(np.ones(2)), np.zeros_like(t), np.zeros(2)),
+        "linear_ce_csr": lambda x, t, y: (
+            _frozen(np.array([0, 1, 2], np.int32)), _frozen(np.array([0, 2], np.int32)),
+            _frozen(x[0, :2].copy()), t.T.copy(), np.zeros(2, x.dtype), _frozen(y),
+            _frozen(np.ones(2)), 0, 2, np.zeros((3, 2), x.dtype), np.zeros(2)),
     }
     count = 0
     for dtype, name in jobs:

@@ -68,6 +68,19 @@ def _ones(n):
 _ONES = np.ones(0)
 
 
+def _readonly(*arrays):
+    """Read-only views of the caller's arrays for the kernels: Numba compiles a function once
+    for each array type, and a read-only array (a Dask chunk, a memory map, pandas' copy-on-write
+    values) is another type; passing every input read-only, one compiled kernel (made by
+    ``_jit.warm``) serves them all."""
+    views = []
+    for a in arrays:
+        v = a.view()
+        v.flags.writeable = False
+        views.append(v)
+    return views
+
+
 def _gT_X(g, X, XT=None):
     """``G^T X`` of shape (k, n_features); ``X`` dense or scipy.sparse, never densified.
 
@@ -186,8 +199,8 @@ class LinearSoftmaxLoss:
         gb = np.zeros(self.k)
         b = np.zeros(self.k, dtype=self.dtype) if intercept is None else intercept
         w = np.ones(n) if sw is None else np.asarray(sw, dtype=np.float64)
-        loss = _jit.launch(kernels.linear_ce, n, 0, X, coef, b, np.asarray(y, dtype=np.intp),
-                           w, GW, gb)
+        loss = _jit.launch(kernels.linear_ce, n, 0, *_readonly(X), coef, b,
+                           *_readonly(np.asarray(y, dtype=np.intp), w), GW, gb)
         grad[:, :self.n_features] += GW
         if intercept is not None:
             grad[:, self.n_features] += gb
@@ -200,9 +213,10 @@ class LinearSoftmaxLoss:
         gb = np.zeros(self.k)
         b = np.zeros(self.k, dtype=self.dtype) if intercept is None else intercept
         w = np.ones(len(y)) if sw is None else np.asarray(sw, dtype=np.float64)
-        loss = _jit.launch(kernels.linear_ce_csr, hi - lo, 0, X.indptr, X.indices,
-                           np.asarray(X.data, dtype=self.dtype), np.ascontiguousarray(coef.T),
-                           b, np.asarray(y, dtype=np.intp), w, lo, hi, GWT, gb)
+        indptr, indices, data = _readonly(X.indptr, X.indices, np.asarray(X.data, dtype=self.dtype))
+        loss = _jit.launch(kernels.linear_ce_csr, hi - lo, 0, indptr, indices, data,
+                           np.ascontiguousarray(coef.T), b,
+                           *_readonly(np.asarray(y, dtype=np.intp), w), lo, hi, GWT, gb)
         grad[:, :self.n_features] += GWT.T
         if intercept is not None:
             grad[:, self.n_features] += gb
