@@ -146,16 +146,55 @@ def test_fused_sparse_evaluation_equals_the_products(rng, monkeypatch, dtype, fm
                                atol=tol * 10 * np.abs(products[1]).max())
 
 
-def test_fused_sparse_evaluation_checks_the_indices_it_trusts(rng):
-    # the kernel indexes W^T by the column indices: a matrix whose indices lie is refused
-    # by scipy's full check before any evaluation
+@pytest.mark.parametrize("mode", ["auto", "never"])
+@pytest.mark.parametrize("fmt", ["csr", "csc"])
+@pytest.mark.parametrize("n", [300, 20000])  # below and above the kernels' sizes
+def test_sparse_index_arrays_that_lie_are_a_value_error_not_a_crash(rng, fmt, n, mode):
+    # found by a stranger's review: scipy's products and format conversions and the fused
+    # kernel index by them unchecked, and a fit on such a matrix died with SIGSEGV (CSR or
+    # CSC, kernels or not); so did predict on one
     from logitlab import _jit
 
-    X, y = _text_like(rng, n=200, p=50, n_classes=4, density=0.1)
-    X.indices[3] = 50  # one past the last column
-    with _jit.kernel_mode("always"), pytest.raises(ValueError, match="`X` must be a valid "
-                                                   "sparse matrix.*indices must be < 50"):
-        LinearSoftmaxLoss(4, 50).split(X, y)
+    X, y = _text_like(rng, n=n, p=50, n_classes=4, density=0.1)
+    good = SoftmaxRegression().fit(X[:200], y[:200])
+    X = X.asformat(fmt)
+    for lie in ("index past the end", "negative index", "indptr decreasing"):
+        bad = X.copy()
+        if lie == "index past the end":
+            bad.indices[3] = 10**6
+        elif lie == "negative index":
+            bad.indices[3] = -2
+        else:
+            bad.indptr[5] = bad.indptr[7]
+        with _jit.kernel_mode(mode):
+            with pytest.raises(ValueError, match="`X` must be a valid sparse matrix"):
+                SoftmaxRegression().fit(bad, y)
+            with pytest.raises(ValueError, match="`X` must be a valid sparse matrix"):
+                good.predict_proba(bad)
+
+
+def test_overflowing_features_warn_instead_of_returning_a_silent_nan_fit(rng):
+    # a stranger's review: a row of 1e200 made the first step's logits overflow; the fit
+    # stopped after 0 iterations with objective_ = nan and zero coefficients, no warning
+    X = rng.normal(size=(500, 4))
+    X[7] = 1e200
+    y = rng.integers(0, 3, 500)
+    with pytest.warns(ConvergenceWarning, match="non-finite objective.*StandardScaler"):
+        est = SoftmaxRegression().fit(X, y)
+    assert not np.isfinite(est.objective_)
+
+
+def test_fortran_ordered_and_dataframe_inputs_take_the_fused_evaluation(rng):
+    # a stranger's review: np.asarray of a DataFrame is Fortran-ordered, and the rows' kernel
+    # needs C order, so such fits ran the slower products: X is made C-ordered once, as
+    # scikit-learn's LogisticRegression does; the coefficients then equal the C-ordered fit's
+    import pandas as pd
+
+    X = rng.normal(size=(8000, 12))
+    y = rng.integers(0, 9, 8000)
+    want = SoftmaxRegression(max_iter=20).fit(X, y).coef_
+    for data in (np.asfortranarray(X), pd.DataFrame(X)):
+        assert np.array_equal(SoftmaxRegression(max_iter=20).fit(data, y).coef_, want)
 
 
 def test_fused_evaluation_passes_the_data_read_only_whatever_it_came_as(rng):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.utils.validation import check_array, validate_data
 
 
@@ -36,7 +37,31 @@ def named_errors(fn, X, y=None):
 
 
 def validate(est, X, y="no_validation", **kwargs):
-    """``validate_data`` whose errors name ``X`` or ``y``."""
+    """``validate_data`` whose errors name ``X`` or ``y``; a sparse ``X``'s index arrays checked
+    in full (:func:`check_sparse_indices`)."""
     if isinstance(y, str) and y == "no_validation":
-        return named_errors(lambda: validate_data(est, X, **kwargs), X)
-    return named_errors(lambda: validate_data(est, X, y, **kwargs), X, y)
+        out = named_errors(lambda: validate_data(est, X, **kwargs), X)
+    else:
+        out = named_errors(lambda: validate_data(est, X, y, **kwargs), X, y)
+    check_sparse_indices(out[0] if isinstance(out, tuple) else out)
+    return out
+
+
+def check_sparse_indices(X, name="X"):
+    """Raise a ValueError naming ``name`` if sparse ``X``'s index arrays lie (a column index
+    out of range or negative, ``indptr`` decreasing or not ending at the stored count).
+
+    scikit-learn's validation does not look (it would cost a pass), and scipy's products,
+    its format conversions and logitlab's kernels index by them unchecked: a matrix built
+    from bad arrays crashed the process (a stranger's review: ``fit``, ``predict``, CSC as
+    well as CSR, with the kernels or without). scipy's own full check does the work, on a
+    second matrix over the same arrays, since it may reassign a matrix's index arrays.
+    """
+    if not sp.issparse(X) or X.format not in ("csr", "csc"):
+        return
+    try:
+        type(X)((X.data, X.indices, X.indptr), shape=X.shape, copy=False).check_format(
+            full_check=True)
+    except ValueError as exc:
+        raise ValueError(f"`{name}` must be a valid sparse matrix; scipy's check of its index "
+                         f"arrays found: {exc}") from None

@@ -150,7 +150,8 @@ class LinearSoftmaxLoss:
         In float64 ``coef`` is a view of ``params`` (its rows strided by the
         intercept column, which BLAS takes as they are): no copy of the
         coefficients per evaluation (7.6 MiB at 50000 features x 20 classes);
-        a C-ordered copy for the fused evaluation (:attr:`fused`: a few hundred numbers).
+        a C-ordered copy where the fused evaluation may run (:attr:`fused`: ``k x
+        n_features`` numbers, the size of the gradient each evaluation makes anyway).
         """
         W = np.asarray(params).reshape(self.k, self.cols)
         coef = W[:, :self.n_features].astype(self.dtype, copy=False)
@@ -251,15 +252,9 @@ class LinearSoftmaxLoss:
             _jit.load_for(n * self.k)
         if sp.issparse(X) and self.fused_sparse and self._kernels_for_fit(X.data, n):
             # the fused sparse evaluation: the rows in two parts, a part a thread, each
-            # with its own (n_features, k) gradient (scipy checks the indices once here:
-            # the kernel trusts them)
+            # with its own (n_features, k) gradient (the estimators' validation has checked
+            # the index arrays the kernel trusts: _checks.check_sparse_indices)
             X = X.tocsr()
-            try:  # on a second matrix over the same arrays: the check may reassign them
-                sp.csr_matrix((X.data, X.indices, X.indptr), shape=X.shape,
-                              copy=False).check_format(full_check=True)
-            except ValueError as exc:
-                raise ValueError(f"`X` must be a valid sparse matrix; scipy's check of its "
-                                 f"index arrays found: {exc}") from None
             y = np.asarray(y, dtype=np.intp)
             sample_weight = np.ones(n) if sample_weight is None else sample_weight
             bounds = np.linspace(0, n, _n_threads(X.nnz) + 1).astype(int)

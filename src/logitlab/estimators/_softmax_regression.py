@@ -149,8 +149,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     def _prepare_fit(self, X, y, sample_weight):
         """Validate; returns (X, y_encoded, sample_weight, n_classes)."""
         self._validate_params()
+        # C order, as scikit-learn's LogisticRegression asks: the objective's compiled
+        # evaluation reads rows (a DataFrame's values and Fortran arrays are copied once)
         X, y = validate(self, X, y, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32],
-                        y_numeric=False)
+                        y_numeric=False, order="C")
         named_errors(lambda: check_classification_targets(y), X, y)
         enc = LabelEncoder()
         y_enc = enc.fit_transform(y)
@@ -228,7 +230,14 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         self.coef_, self.intercept_ = objective.solution(result.x)
         self.n_iter_ = np.array([min(result.nit, self.max_iter)], dtype=np.int32)
         self.objective_ = float(result.fun)
-        if result.status == 1 or result.nit >= self.max_iter:
+        if not np.isfinite(self.objective_):  # a stranger's review: silent before
+            warnings.warn(
+                f"SoftmaxRegression (L-BFGS-B) stopped after {result.nit} iterations with a "
+                f"non-finite objective ({self.objective_}): the logits overflowed, the features "
+                "are too large (largest |X| entry against the coefficients' scale); "
+                "standardise them (StandardScaler) or regularise more (a smaller C).",
+                ConvergenceWarning, stacklevel=user_stacklevel())
+        elif result.status == 1 or result.nit >= self.max_iter:
             warnings.warn(
                 f"SoftmaxRegression (L-BFGS-B) failed to converge after {self.max_iter} "
                 "iterations; increase max_iter, standardise the features (StandardScaler), "
