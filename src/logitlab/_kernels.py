@@ -1692,6 +1692,30 @@ def _linear_ce(X, W, b, labels, weight, GW, gb):
 linear_ce = (_linear_ce, _linear_ce)  # serial both: the objective's threads share the rows
 
 
+_GATHER_AHEAD = 8  # entries ahead whose row of W^T (or of the gradient) is prefetched
+
+
+# IR, not @njit: Numba has no prefetch. Measured on the Zen 2, 100000 x 50000, 0.2 %, 20
+# classes, float64, one thread (/tmp-style loops as _linear_ce_csr's): the gather 102-115 ->
+# 80-81 ms and the scatter 103-116 -> 87-88 ms with the rows 8 entries ahead prefetched
+# (4 ahead: 86 and 91; 32: no gain).
+@intrinsic
+def _prefetch_row(typingctx, arr, i):
+    """Prefetch row ``i`` of a 2-d array (its first 192 bytes: 24 float64 or 48 float32)."""
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        i = args[1]
+        if i.type.width < 64:
+            i = builder.sext(i, ir.IntType(64))
+        base = builder.bitcast(_emit_row_pointer(builder, ary, i), ir.IntType(8).as_pointer())
+        for k in range(0, 192, 64):
+            _emit_prefetch(builder, builder.gep(base, [ir.Constant(ir.IntType(64), k)]))
+        return context.get_dummy_value()
+
+    return types.none(arr, i), codegen
+
+
 @njit(cache=True, fastmath=_SUMS, nogil=True, error_model="numpy")
 def _linear_ce_csr(indptr, indices, data, WT, b, labels, weight, lo, hi, GWT, gb):
     """``_linear_ce`` for rows ``lo:hi`` of a CSR matrix (``indptr``, ``indices``, ``data``),
@@ -1708,11 +1732,13 @@ def _linear_ce_csr(indptr, indices, data, WT, b, labels, weight, lo, hi, GWT, gb
     """
     k = WT.shape[1]
     z = np.empty((hi - lo, k), dtype=WT.dtype)
+    last = indptr[hi] - 1  # the range's last entry: prefetches stay inside it
     for r in range(hi - lo):
         zr = z[r]
         for j in range(k):
             zr[j] = b[j]
         for q in range(indptr[lo + r], indptr[lo + r + 1]):
+            _prefetch_row(WT, indices[min(q + _GATHER_AHEAD, last)])
             v = data[q]
             w = WT[indices[q]]
             for j in range(k):
@@ -1729,6 +1755,7 @@ def _linear_ce_csr(indptr, indices, data, WT, b, labels, weight, lo, hi, GWT, gb
         for j in range(k):
             gb[j] += g[j]
         for q in range(indptr[lo + r], indptr[lo + r + 1]):
+            _prefetch_row(GWT, indices[min(q + _GATHER_AHEAD, last)])
             v = data[q]
             acc = GWT[indices[q]]
             for j in range(k):
