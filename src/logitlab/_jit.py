@@ -49,7 +49,8 @@ import numpy as np
 from ._validation import user_stacklevel
 
 __all__ = ["LOAD_SIZE", "MIN_SIZE", "PARALLEL_SIZE", "KernelUnavailableWarning", "fit_choice",
-           "fit_mode", "forced", "kernel_mode", "kernels_for", "launch", "load_for", "warm"]
+           "fit_mode", "forced", "kernel_mode", "kernels_for", "launch", "load_for", "readonly",
+           "warm"]
 
 MIN_SIZE = 4096  # the smallest array the kernels serve, once loaded (outside a fit: fit_mode)
 LOAD_SIZE = 1 << 16  # the smallest array that loads them
@@ -360,9 +361,17 @@ def warm(dtypes=("float32", "float64"), *, processes=1, kernels=None):
     return _warm_jobs([(d, name) for d in dtypes for name in names])
 
 
-def _frozen(a):
-    a.flags.writeable = False
-    return a
+def readonly(*arrays):
+    """Read-only views (no copies) of data arrays a kernel is given. Numba compiles a kernel
+    once for each array type, and a read-only array (a Dask chunk, a memory map, pandas'
+    copy-on-write values) is another type: passed read-only always, the data meet the one
+    compiled kernel that :func:`warm` makes (the linear objective's kernels)."""
+    views = []
+    for a in arrays:
+        v = a.view()
+        v.flags.writeable = False
+        views.append(v)
+    return views
 
 
 def _warm_jobs(jobs):
@@ -381,13 +390,13 @@ def _warm_jobs(jobs):
         "adam_update": lambda x, t, y: (x.ravel(), t.ravel(), np.zeros(x.size, x.dtype),
                                         np.zeros(x.size, x.dtype), np.empty(0, x.dtype),
                                         *(x.dtype.type(c) for c in (0.1, 1e-3, 1e-3, 1e-7))),
-        # (the data's arrays read-only, as the linear objective passes them: _readonly there)
-        "linear_ce": lambda x, t, y: (_frozen(x), t, np.zeros(2, x.dtype), _frozen(y),
-                                      _frozen(np.ones(2)), np.zeros_like(t), np.zeros(2)),
+        # (the data's arrays read-only, as the linear objective passes them)
+        "linear_ce": lambda x, t, y: (*readonly(x), t, np.zeros(2, x.dtype),
+                                      *readonly(y, np.ones(2)), np.zeros_like(t), np.zeros(2)),
         "linear_ce_csr": lambda x, t, y: (
-            _frozen(np.array([0, 1, 2], np.int32)), _frozen(np.array([0, 2], np.int32)),
-            _frozen(x[0, :2].copy()), t.T.copy(), np.zeros(2, x.dtype), _frozen(y),
-            _frozen(np.ones(2)), 0, 2, np.zeros((3, 2), x.dtype), np.zeros(2)),
+            *readonly(np.array([0, 1, 2], np.int32), np.array([0, 2], np.int32), x[0, :2].copy()),
+            t.T.copy(), np.zeros(2, x.dtype), *readonly(y, np.ones(2)), 0, 2,
+            np.zeros((3, 2), x.dtype), np.zeros(2)),
     }
     count = 0
     for dtype, name in jobs:

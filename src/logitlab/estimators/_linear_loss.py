@@ -68,19 +68,6 @@ def _ones(n):
 _ONES = np.ones(0)
 
 
-def _readonly(*arrays):
-    """Read-only views of the caller's arrays for the kernels: Numba compiles a function once
-    for each array type, and a read-only array (a Dask chunk, a memory map, pandas' copy-on-write
-    values) is another type; passing every input read-only, one compiled kernel (made by
-    ``_jit.warm``) serves them all."""
-    views = []
-    for a in arrays:
-        v = a.view()
-        v.flags.writeable = False
-        views.append(v)
-    return views
-
-
 def _gT_X(g, X, XT=None):
     """``G^T X`` of shape (k, n_features); ``X`` dense or scipy.sparse, never densified.
 
@@ -169,7 +156,7 @@ class LinearSoftmaxLoss:
         if isinstance(XT, tuple):
             kernels = _jit.kernels_for(X.data)
             if kernels is not None:
-                return self._fused_csr_block(kernels, X, y, sw, coef, intercept, grad, *XT)
+                return self._fused_block(kernels, X, y, sw, coef, intercept, grad, XT)
             X, y, sw, XT = X[XT[0]:XT[1]], y[XT[0]:XT[1]], None if sw is None else \
                 sw[XT[0]:XT[1]], None
         if self.fused and isinstance(X, np.ndarray) and X.flags.c_contiguous:
@@ -193,32 +180,26 @@ class LinearSoftmaxLoss:
             grad[:, self.n_features] += _ones(len(g)) @ g
         return float(loss)
 
-    def _fused_block(self, kernels, X, y, sw, coef, intercept, grad):
-        """:meth:`_block` as one compiled pass over ``X`` (``_kernels.linear_ce``)."""
-        n = len(X)
-        GW = np.zeros((self.k, self.n_features), dtype=self.dtype)
-        gb = np.zeros(self.k)
+    def _fused_block(self, kernels, X, y, sw, coef, intercept, grad, rows=None):
+        """:meth:`_block` in compiled code: dense ``X`` in one pass (``_kernels.linear_ce``),
+        or rows ``rows = (lo, hi)`` of CSR ``X`` (``_kernels.linear_ce_csr``, the
+        coefficients and the gradient transposed: ``coef.T`` is C-ordered, see
+        :meth:`blocked_loss_gradient`)."""
         b = np.zeros(self.k, dtype=self.dtype) if intercept is None else intercept
-        w = np.ones(n) if sw is None else np.asarray(sw, dtype=np.float64)
-        loss = _jit.launch(kernels.linear_ce, n, 0, *_readonly(X), coef, b,
-                           *_readonly(np.asarray(y, dtype=np.intp), w), GW, gb)
-        grad[:, :self.n_features] += GW
-        if intercept is not None:
-            grad[:, self.n_features] += gb
-        return float(loss)
-
-    def _fused_csr_block(self, kernels, X, y, sw, coef, intercept, grad, lo, hi):
-        """:meth:`_block` for rows ``lo:hi`` of CSR ``X`` in one compiled pass
-        (``_kernels.linear_ce_csr``)."""
-        GWT = np.zeros((self.n_features, self.k), dtype=self.dtype)
+        labels, w = _jit.readonly(np.asarray(y, dtype=np.intp), np.ones(len(y)) if sw is None
+                                  else np.asarray(sw, dtype=np.float64))
         gb = np.zeros(self.k)
-        b = np.zeros(self.k, dtype=self.dtype) if intercept is None else intercept
-        w = np.ones(len(y)) if sw is None else np.asarray(sw, dtype=np.float64)
-        indptr, indices, data = _readonly(X.indptr, X.indices, np.asarray(X.data, dtype=self.dtype))
-        loss = _jit.launch(kernels.linear_ce_csr, hi - lo, 0, indptr, indices, data,
-                           np.ascontiguousarray(coef.T), b,
-                           *_readonly(np.asarray(y, dtype=np.intp), w), lo, hi, GWT, gb)
-        grad[:, :self.n_features] += GWT.T
+        if rows is None:
+            G = np.zeros((self.k, self.n_features), dtype=self.dtype)
+            loss = _jit.launch(kernels.linear_ce, len(X), 0, *_jit.readonly(X), coef, b, labels,
+                               w, G, gb)
+        else:
+            GT = np.zeros((self.n_features, self.k), dtype=self.dtype)
+            csr = _jit.readonly(X.indptr, X.indices, np.asarray(X.data, dtype=self.dtype))
+            loss = _jit.launch(kernels.linear_ce_csr, rows[1] - rows[0], 0, *csr,
+                               np.ascontiguousarray(coef.T), b, labels, w, *rows, GT, gb)
+            G = GT.T
+        grad[:, :self.n_features] += G
         if intercept is not None:
             grad[:, self.n_features] += gb
         return float(loss)
@@ -302,8 +283,11 @@ class LinearSoftmaxLoss:
     def blocked_loss_gradient(self, params, parts, sw_sum):
         """:meth:`loss_gradient` over :meth:`split`'s blocks, the parts on two threads."""
         coef, intercept = self.weights(params)
+        ranges = isinstance(parts[0][0][3], tuple)  # CSR row ranges (split): y is every row's
+        if ranges:  # W^T C-ordered once an evaluation, for every part's kernel (a view's .T)
+            coef = np.ascontiguousarray(coef.T).T
         choice = _jit.fit_choice(self.k * sum(
-            len(block[1]) if not isinstance(block[3], tuple) else block[3][1] - block[3][0]
+            block[3][1] - block[3][0] if ranges else len(block[1])
             for part in parts for block in part))
         if len(parts) == 1:
             loss, grad = self._part_sums(coef, intercept, parts[0], choice)
