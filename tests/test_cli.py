@@ -139,6 +139,22 @@ def test_user_errors_are_one_line_with_status_2(trained, iris_csv, tmp_path):
     assert not out.exists()  # nothing half-written
 
 
+def test_a_wide_files_mismatch_is_named_in_a_short_line(trained, tmp_path):
+    # A file of thousands of columns (text features) whose names differ from the model's:
+    # the error names the first few of each kind and how many in all, not every one (it
+    # printed all 2000 names on one line, tens of kilobytes).
+    model, _ = trained
+    names = [f"w{j}" for j in range(2000)]
+    wide = write_csv(tmp_path / "wide.csv", names, [list(range(2000))])
+    res = run("predict", model, wide, "-o", tmp_path / "out.csv")
+    one_line_error(res, "differ", "missing sepal_length, sepal_width, petal_length, petal_width",
+                   "unexpected w0, w1", "(2000 in all)")
+    assert len(res.stderr) < 400, len(res.stderr)
+    res = run("train", wide, "--target", "label", "-o", tmp_path / "m.logitlab")
+    one_line_error(res, "no column 'label'", "w0, w1", "(2000 in all)")
+    assert len(res.stderr) < 400, len(res.stderr)
+
+
 def test_help_shows_examples_and_version():
     for cmd in ("demo", "train", "predict", "evaluate", "explore"):
         res = run(cmd, "--help")

@@ -143,8 +143,7 @@ def read_csv(path, target=None, multilabel=None, features=None):
     label_cols = list(multilabel) if multilabel else ([target] if target else [])
     for col in label_cols:
         if col not in header:
-            raise MissingLabels(f"no column {col!r} in {path}; the columns are: "
-                                f"{', '.join(header)}")
+            raise MissingLabels(f"no column {col!r} in {path}; the columns are: {_few(header)}")
     if features is None:
         features = [h for h in header if h not in label_cols]
     else:
@@ -153,9 +152,9 @@ def read_csv(path, target=None, multilabel=None, features=None):
         if missing or extra:
             parts = []
             if missing:
-                parts.append(f"missing {', '.join(missing)}")
+                parts.append(f"missing {_few(missing)}")
             if extra:
-                parts.append(f"unexpected {', '.join(extra)}")
+                parts.append(f"unexpected {_few(extra)}")
             raise DataError(f"the features of {path} differ from the model's: {'; '.join(parts)}")
     if not features:
         raise DataError(f"{path} has no feature columns besides the target")
@@ -328,7 +327,7 @@ def read_npz(path, target=None, multilabel=None, features=None):
         X = _sparse_from_npz(arrays, path)
     elif "X" not in arrays:
         raise DataError(f"{path} has no array 'X' (nor a sparse matrix as scipy.sparse.save_npz "
-                        f"writes one); it holds: {', '.join(sorted(arrays))}")
+                        f"writes one); it holds: {_few(sorted(arrays))}")
     else:
         X = arrays["X"]
         if X.ndim != 2 or X.dtype.kind not in "biuf":
@@ -349,16 +348,17 @@ def read_npz(path, target=None, multilabel=None, features=None):
     key = target or "y"
     y = arrays.get(key)
     if target and y is None:
-        raise MissingLabels(f"no array {target!r} in {path}; it holds: "
-                            f"{', '.join(sorted(arrays))}")
+        raise MissingLabels(f"no array {target!r} in {path}; it holds: {_few(sorted(arrays))}")
     if y is not None and not multilabel:
         y = _npz_labels(y, key, path, X.shape[0])
     return Table(names, X, y, key if y is not None else None)
 
 
 def _few(names, n=8):
-    """A list of names for a message: the first ``n`` and how many in all."""
-    return names if len(names) <= n else names[:n] + [f"... ({len(names)} in all)"]
+    """Names for a message, comma-separated: the first ``n`` and how many in all (a sparse
+    file's thousands of columns would make one error line of tens of kilobytes)."""
+    names = [str(name) for name in names]
+    return ", ".join(names if len(names) <= n else names[:n] + [f"... ({len(names)} in all)"])
 
 
 def read_labels(path, n_rows):

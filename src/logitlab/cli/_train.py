@@ -302,7 +302,7 @@ def run_train(data, target, model, hidden, epochs, batch_size, learning_rate, va
     if previous is None:
         console.print(f"training {type(est).__name__} on {X_tr.shape[0]} rows"
                       f"{' (sparse)' if sparse else ''}, {len(table.features)} features: "
-                      f"{escape(', '.join(_few(table.features, 12)))}",
+                      f"{escape(_few(table.features, 12))}",
                       soft_wrap=True)
         est.fit(_scale(X_tr, mean, scale), y_tr)
     label_names = list(multilabel) if multilabel else None
@@ -529,7 +529,7 @@ def run_train_dask(data, target, validation_split, seed, output, C, scheduler, b
         header = _csv_header(data)
         if target not in header:
             raise DataError(f"no column {target!r} in {data}; the columns are: "
-                            f"{', '.join(h for h in header if h)}")
+                            f"{_few([h for h in header if h])}")
         # the labels as text, exactly as written (a missing one is NaN), decided below
         ddf = dd.read_csv(data, blocksize=blocksize, dtype={target: str})
         if header[0] == "" and len(header) > 1:
