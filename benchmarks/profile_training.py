@@ -17,7 +17,9 @@ to compare on a shared machine, so two variants run in turn, epoch by
 epoch, in the same run: Adam's compiled one-pass step (what ``fit`` uses
 where the kernels are loaded) and its NumPy update (twelve passes, what it
 used before, and still uses for small models or ``LOGITLAB_KERNELS=never``).
-Last, Adam alone: 469 steps over the network's 203,530 float32 parameters.
+Then Adam alone: 469 steps over the network's 203,530 float32 parameters.
+Last, the first layer's products alone, and the same with Adam's step between
+them (``products_alone``): what the step's parts cost one another.
 """
 
 import cProfile
@@ -201,6 +203,39 @@ def adam_alone(n=203530, steps=469, rounds=7):
     return {k: float(np.median(v)) for k, v in times.items()}
 
 
+def products_alone(X, steps=469, rounds=5):
+    """Median seconds for an epoch's first-layer products (``x_b W``, then ``x_b^T d`` into
+    the gradient), alone and with Adam's step over ``W`` (and the rest of the parameters)
+    between them, as in ``fit``: ``{"products alone": s, "products, with Adam between":
+    (products s, Adam s)}``. On the 2-core Zen 2 machine the second costs far more than the
+    sum of the parts: Adam's thread writes ``W``, which both BLAS threads read next."""
+    rng = np.random.default_rng(0)
+    n_w = X.shape[1] * 256
+    params, grads = (rng.standard_normal(n_w + 256 + 2570, dtype=np.float32) * 0.05
+                     for _ in range(2))
+    W, G = params[:n_w].reshape(X.shape[1], 256), grads[:n_w].reshape(X.shape[1], 256)
+    opt = Adam(0.001)
+    opt.build([params])
+    opt.apply([params], [grads])
+    times = {"products alone": [], "products, with Adam between": []}
+    for _ in range(rounds):
+        for name, with_adam in (("products alone", False), ("products, with Adam between", True)):
+            products = adam = 0.0
+            for s in range(steps):
+                xb = X[(s * MNIST_BATCH) % (len(X) - MNIST_BATCH):][:MNIST_BATCH]
+                t = clock()
+                h = xb @ W
+                np.maximum(h, 0, out=h)
+                np.matmul(xb.T, h, out=G)
+                t1 = clock()
+                if with_adam:
+                    opt.apply([params], [grads])
+                products += t1 - t
+                adam += (clock() - t1) if with_adam else 0.0
+            times[name].append((products, adam))
+    return {k: tuple(float(np.median(col)) for col in zip(*v)) for k, v in times.items()}
+
+
 def main(argv):
     threads = None
     if "--threads" in argv:
@@ -211,6 +246,7 @@ def main(argv):
     with threadpool_limits(threads):
         result = shares(X, y)
         alone = adam_alone()
+        products = products_alone(X)
         prof = None
         if "--cprofile" in argv:
             prof = cProfile.Profile()
@@ -226,6 +262,10 @@ def main(argv):
                                    for n in names))
     for k, v in alone.items():
         print(f"{k:32s} alone: {v * 1e3:7.1f} ms for 469 steps of 203,530 float32")
+    for k, (gemm, adam) in products.items():
+        print(f"{k:32s}: {gemm * 1e3:7.1f} ms of products" + (f", {adam * 1e3:.1f} ms of Adam"
+                                                                 if adam else "")
+              + f" for 469 steps of the first layer ({MNIST_BATCH} x {X.shape[1]} x 256)")
     if prof is not None:
         pstats.Stats(prof).sort_stats("tottime").print_stats(15)
 
