@@ -90,3 +90,56 @@ def test_cli_metrics_match_sklearn(rng):
         np.testing.assert_allclose(ours, theirs, rtol=1e-15)
     with pytest.raises(ValueError, match="`y_true` holds the label 'eel'"):
         _metrics.log_loss(np.array(["eel"]), proba[:1], labels)
+
+
+def test_predict_only_checks_x_as_the_estimator_does(tmp_path):
+    # A stranger's review: the light object took reordered DataFrame columns (accuracy 0.33
+    # against 0.97), NaN rows (class 0) and strings (converted) in silence.
+    pd = pytest.importorskip("pandas")
+    X, y = load_iris(return_X_y=True)
+    df = pd.DataFrame(X, columns=["sl", "sw", "pl", "pw"])
+    est = SoftmaxRegression().fit(df, y)
+    save_estimator(est, tmp_path / "m.logitlab")
+    light = load_estimator(tmp_path / "m.logitlab", predict_only=True)[0]
+    np.testing.assert_array_equal(light.predict(df), est.predict(df))
+    for load in (lambda: est, lambda: light):  # the same errors as the estimator's own
+        with pytest.raises(ValueError, match="feature names"):
+            load().predict(df[["pw", "pl", "sw", "sl"]])
+        with pytest.raises(ValueError, match="NaN|nan"):
+            load().predict(np.full((1, 4), np.nan))
+    with pytest.raises(TypeError, match="`X` must hold numbers"):
+        light.predict([["1", "2", "3", "4"]])
+    with pytest.warns(UserWarning, match="does not have valid feature names"):
+        light.predict(X[:2])
+
+
+def test_predict_only_cv_estimator_is_linear(tmp_path):
+    # It was taken for an MLPClassifier: sparse X refused, no decision_function.
+    sp = pytest.importorskip("scipy.sparse")
+    from logitlab import SoftmaxRegressionCV
+
+    X, y = load_iris(return_X_y=True)
+    est = SoftmaxRegressionCV(Cs=[0.1, 1.0], cv=3).fit(X, y)
+    save_estimator(est, tmp_path / "m.logitlab")
+    light = load_estimator(tmp_path / "m.logitlab", predict_only=True)[0]
+    np.testing.assert_array_equal(light.predict(sp.csr_matrix(X)), est.predict(X))
+    np.testing.assert_allclose(light.decision_function(X), est.decision_function(X), rtol=1e-12)
+
+
+@pytest.mark.parametrize("labels", [
+    np.array([0, 2**64 - 2, 2**64 - 1], dtype=np.uint64),  # merged as float64 before
+    np.array([-(2**62), 1, 2**62 + 1], dtype=np.int64),
+    np.array([0, 1, 2], dtype=np.int32), np.array([0, 1, 2], dtype=np.uint8),
+    np.array(["a", "b", "c"], dtype=object), np.array(["a", "bb", "ccc"]),
+    np.array([0.0, 1.0, 2.0]), np.array([False, True, True]),
+])
+@pytest.mark.parametrize("predict_only", [False, True])
+def test_saved_classes_keep_their_values_and_dtype(labels, predict_only, tmp_path):
+    X, y = load_iris(return_X_y=True)
+    est = SoftmaxRegression().fit(X, labels[y])
+    save_estimator(est, tmp_path / "m.logitlab")
+    back = load_estimator(tmp_path / "m.logitlab", predict_only=predict_only)[0]
+    assert back.classes_.dtype == est.classes_.dtype
+    assert back.classes_.tolist() == est.classes_.tolist()
+    np.testing.assert_array_equal(back.predict(X), est.predict(X))
+    assert back.predict(X).dtype == est.predict(X).dtype

@@ -67,3 +67,11 @@ def test_distribution_errors_are_named():
         ll.entropy([-0.1, 1.1])
     with pytest.raises(ValueError, match=r"`p` and `q` must have the same shape; got \(2,\) and \(3,\)"):
         ll.kl_divergence([0.5, 0.5], [0.2, 0.3, 0.5])
+
+
+@pytest.mark.parametrize("fn", [lambda p: ll.entropy(p), lambda p: ll.cross_entropy([[0, 0, 1]], p),
+                                lambda p: ll.kl_divergence(p, [[0.2, 0.3, 0.5]])])
+def test_values_above_one_are_not_probabilities(fn):
+    # Logits of positive values passed (only negatives were refused): cross_entropy gave -1.1.
+    with pytest.raises(ValueError, match=r"probabilities in \[0, 1\]; got the value 2.0"):
+        fn([[1.0, 2.0, 3.0]])

@@ -564,3 +564,11 @@ def test_class_weight_balanced_counts_classes_by_sample_weight():
     sk = LogisticRegression(class_weight="balanced", tol=1e-10, max_iter=10000)
     sk.fit(X, y, sample_weight=sw)
     np.testing.assert_allclose(balanced.coef_, sk.coef_, rtol=1e-4, atol=1e-6)
+
+
+def test_a_bad_label_type_names_y_alone():
+    # X was fine, but the message blamed "`X` and `y`".
+    X = np.random.default_rng(0).normal(size=(150, 3))
+    for est in (SoftmaxRegression(), MLPClassifier(epochs=1)):
+        with pytest.raises(TypeError, match=r"^`y`: '<' not supported"):
+            est.fit(X, np.array(["1", 1, 2] * 50, dtype=object))

@@ -357,3 +357,25 @@ def test_saving_an_unfitted_estimator_says_not_fitted(tmp_path, make):
     with pytest.raises(NotFittedError, match="not fitted yet"):
         save_estimator(make(), tmp_path / "m.logitlab")
     assert not (tmp_path / "m.logitlab").exists()
+
+
+def test_partial_fit_classes_must_stay_the_same():
+    # A stranger's review: a later call's other classes were ignored, one class and NaN taken.
+    X, y = make_blobs(n_samples=90, centers=3, random_state=0)
+    clf = MLPClassifier(epochs=1, random_state=0).partial_fit(X, y, classes=[0, 1, 2])
+    clf.partial_fit(X, y, classes=[2, 1, 0])  # the same set, in another order: fine
+    with pytest.raises(ValueError, match=r"`classes` \(0, 1, 2, 3\) is not the same"):
+        clf.partial_fit(X, y, classes=[0, 1, 2, 3])
+    with pytest.raises(ValueError, match="`classes` must hold at least 2 classes"):
+        MLPClassifier().partial_fit(X[y == 0], y[y == 0], classes=[0])
+    with pytest.raises(ValueError, match="`classes` must not hold NaN"):
+        MLPClassifier().partial_fit(X, y.astype(float), classes=[0.0, 1.0, 2.0, np.nan])
+
+
+def test_a_scalar_sample_weight_weighs_every_sample_alike():
+    X, y = make_blobs(n_samples=90, centers=3, random_state=0)
+    a = MLPClassifier(epochs=2, random_state=0).fit(X, y, sample_weight=2.0)
+    b = MLPClassifier(epochs=2, random_state=0).fit(X, y, sample_weight=np.full(len(y), 2.0))
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+    with pytest.raises(ValueError, match="sample_weight"):
+        MLPClassifier(epochs=1).fit(X, y, sample_weight=-1.0)

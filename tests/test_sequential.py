@@ -337,3 +337,21 @@ def test_evaluate_and_validation_data_take_sample_weights(rng):
         model.fit(X[:60], y[:60], verbose=0, validation_data=(Xv, yv, -w))
     with pytest.raises(ValueError, match=r"`validation_data` must be \(x_val, y_val\) or"):
         model.fit(X[:60], y[:60], verbose=0, validation_data=(Xv,))
+
+
+def test_one_output_takes_one_target_a_sample_as_keras_does():
+    # Dense(1) with BinaryCrossentropy and 1-D y (Keras's binary setup) failed at the first
+    # batch with a shape error naming y_true; a width that cannot fit is refused up front.
+    X, y = make_blobs(n_samples=64, centers=2, random_state=0)
+    fits = []
+    for target in (y.astype(float), y.astype(float)[:, None]):
+        m = Sequential([Dense(4, activation="relu"), Dense(1)], seed=0)
+        m.compile(loss=BinaryCrossentropy(from_logits=True), optimizer="adam")
+        fits.append(m.fit(X, target, epochs=2, verbose=0).history["loss"])
+        fits.append(m.evaluate(X, target, verbose=0))
+    assert fits[:2] == fits[2:]
+    m = Sequential([Dense(3)], seed=0)
+    m.compile(loss=CategoricalCrossentropy(from_logits=True), optimizer="adam")
+    for bad, shape in ((y, r"\(64,\)"), (np.eye(4)[y], r"\(64, 4\)")):
+        with pytest.raises(ValueError, match=r"`y` must have shape \(n_samples, 3\).*" + shape):
+            m.fit(X, bad, epochs=1, verbose=0)

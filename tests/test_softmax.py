@@ -198,6 +198,9 @@ def test_bad_axis_and_mask_are_named():
         ll.softmax(np.zeros((2, 2)), axis=2)
     with pytest.raises(TypeError, match="`axis`"):
         ll.softmax(np.zeros((2, 2)), axis=1.5)
+    for flag in (True, np.bool_(False)):  # operator.index took True for 1; NumPy refuses it
+        with pytest.raises(TypeError, match="`axis` must be an integer; got bool"):
+            ll.softmax(np.zeros((2, 2)), axis=flag)
     with pytest.raises(ValueError, match="`where`"):
         ll.softmax(np.zeros((2, 2)), where=np.ones(3, bool))
     with pytest.raises(TypeError, match="boolean"):

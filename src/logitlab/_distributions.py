@@ -56,13 +56,16 @@ def one_hot(labels, num_classes, dtype=float):
 
 
 def _distribution(p, name):
+    """``p`` as a float array of probabilities: every entry in [0, 1] (logits above 1 used
+    to pass, and gave a negative cross-entropy); a NaN passes through, as in SciPy."""
     arr, out_dtype = as_float_array(p, name)
     with np.errstate(invalid="ignore"):
-        negative = arr < 0
-    if negative.any():
+        bad = (arr < 0) | (arr > 1)
+    if bad.any():
         raise ValueError(
-            f"`{name}` must hold probabilities (non-negative); got the value "
-            f"{arr[negative].ravel()[0].item()!r}"
+            f"`{name}` must hold probabilities in [0, 1]; got the value "
+            f"{arr[bad].ravel()[0].item()!r} (for logits, take softmax first, or use "
+            "log_softmax and the losses' from_logits=True)"
         )
     return arr, out_dtype
 
@@ -77,7 +80,7 @@ def entropy(p, axis=-1):
     Parameters
     ----------
     p : array-like of shape (..., n_classes)
-        Probabilities (non-negative; not renormalised).
+        Probabilities, in [0, 1] (not renormalised).
     axis : int, default=-1
         The class axis.
 

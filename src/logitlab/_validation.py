@@ -152,8 +152,11 @@ def compute_dtype(out_dtype) -> np.dtype:
 
 
 def check_axis(axis, ndim: int, name: str = "axis", array_name: str = "x") -> int:
-    """Normalise ``axis`` for the array ``array_name`` of ``ndim`` dimensions."""
+    """Normalise ``axis`` for the array ``array_name`` of ``ndim`` dimensions. A bool is no
+    axis (``operator.index(True)`` is 1; NumPy refuses it too)."""
     try:
+        if isinstance(axis, (bool, np.bool_)):
+            raise TypeError
         axis = operator.index(axis)
     except TypeError:
         raise TypeError(f"`{name}` must be an integer; got {describe(axis)}") from None

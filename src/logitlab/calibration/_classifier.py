@@ -128,8 +128,8 @@ class CalibratedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         # the estimator's columns follow its own classes_, which must be ours
         if not np.array_equal(np.asarray(est.classes_), self.classes_):
             raise ValueError(
-                f"`estimator` was fitted on the classes {list(est.classes_)}, but `y` holds "
-                f"{list(self.classes_)}: the calibration set must hold every class it predicts"
+                f"`estimator` was fitted on the classes {np.asarray(est.classes_).tolist()}, but `y` holds "
+                f"{self.classes_.tolist()}: the calibration set must hold every class it predicts"
             )
         # the logits (an MLP's log-probabilities) and the scaling's fit on the kernels or the
         # reference by their size alone, not by what the process did before
@@ -170,7 +170,7 @@ class CalibratedClassifier(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             if unknown.any():
                 raise ValueError(
                     f"`y` holds the label {np.asarray(y)[unknown][0]!r}, which the prefit "
-                    f"`estimator` does not know (its classes_ are {list(self.classes_)})"
+                    f"`estimator` does not know (its classes_ are {self.classes_.tolist()})"
                 )
             y_enc = np.searchsorted(self.classes_, np.asarray(y))
             self.calibrated_classifiers_ = [(base, self._fit_scaler(base, X, y_enc,

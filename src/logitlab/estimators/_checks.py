@@ -25,15 +25,16 @@ def _culprit(X, y):
     return "`X` and `y`"
 
 
-def named_errors(fn, X, y=None):
-    """Call ``fn()``; re-raise a ValueError/TypeError with the argument at fault named."""
+def named_errors(fn, X, y=None, *, name=None):
+    """Call ``fn()``; re-raise a ValueError/TypeError with the argument at fault named:
+    ``name`` where the caller knows it (a check of ``y`` alone), else found out."""
     try:
         return fn()
     except (ValueError, TypeError) as exc:
         msg = str(exc)
         if msg.startswith("`"):
             raise
-        raise type(exc)(f"{_culprit(X, y)}: {msg}") from None
+        raise type(exc)(f"{name or _culprit(X, y)}: {msg}") from None
 
 
 def validate(est, X, y="no_validation", **kwargs):

@@ -226,11 +226,13 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         X, y = validate(self, X, y, multi_output=True, dtype=[np.float64, np.float32])
         sw = _checked_weights(sample_weight, len(X))
         t, self.classes_, multilabel = named_errors(
-            lambda: self._encode(y, None if classes is None else np.asarray(classes)), X, y)
-        if not multilabel:
-            if len(self.classes_) < 2 and classes is None:
+            lambda: self._encode(y, None if classes is None else np.asarray(classes)), X, y,
+            name="`y`")
+        if not multilabel and len(self.classes_) < 2:
+            if classes is None:
                 raise ValueError("`y` must hold samples of at least 2 classes, but the data "
                                  f"contains only one class: {self.classes_[0]!r}")
+            raise ValueError(f"`classes` must hold at least 2 classes; got {_few(classes)}")
         self._multilabel = multilabel
         self.n_outputs_ = len(self.classes_)
         self.model_ = self._build(X.shape[1], max(self.n_outputs_, 2) if not multilabel
@@ -355,9 +357,14 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if not hasattr(self, "model_"):
             if classes is None and not (np.ndim(y) == 2 and np.shape(y)[1] > 1):
                 raise ValueError("`classes` must be given on the first call to partial_fit")
-            X, t, sw = self._start(X, y, None if classes is None else np.unique(classes),
+            X, t, sw = self._start(X, y, None if classes is None else _classes(classes),
                                    sample_weight)
         else:
+            if classes is not None and not self._multilabel and not (
+                    len(_classes(classes)) == len(self.classes_)
+                    and np.all(_classes(classes) == self.classes_)):
+                raise ValueError(f"`classes` ({_few(_classes(classes))}) is not the same as on "
+                                 f"the first call to partial_fit ({_few(self.classes_)})")
             X, y = validate(self, X, y, reset=False, multi_output=True,
                             dtype=[np.float64, np.float32])
             sw = _checked_weights(sample_weight, len(X))
@@ -449,10 +456,28 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         return log_sigmoid(z) if self._multilabel else log_softmax(z, axis=1)
 
 
+def _classes(classes):
+    """partial_fit's ``classes``: its distinct labels, sorted; a ValueError for a NaN."""
+    arr = np.unique(np.asarray(classes))
+    if arr.dtype.kind == "f" and np.isnan(arr).any():
+        raise ValueError(f"`classes` must not hold NaN; got {_few(np.asarray(classes))}")
+    return arr
+
+
+def _few(labels, n=8):
+    """Labels for a message, as Python values: the first ``n``, and how many in all."""
+    shown = ", ".join(repr(v.item() if hasattr(v, "item") else v) for v in labels[:n])
+    return shown if len(labels) <= n else f"{shown}, ... ({len(labels)} in all)"
+
+
 def _checked_weights(sample_weight, n_samples):
-    """``sample_weight`` checked (finite, non-negative, one per sample, not all zero), or None."""
+    """``sample_weight`` checked (finite, non-negative, one per sample, not all zero), or None.
+    A scalar weighs every sample alike, as in scikit-learn's ``_check_sample_weight``."""
     if sample_weight is None:
         return None
+    if isinstance(sample_weight, (int, float, np.number)) \
+            and not isinstance(sample_weight, (bool, np.bool_)):
+        sample_weight = np.full(n_samples, sample_weight, dtype=np.float64)
     sw = check_weights(sample_weight, "sample_weight", shape=(n_samples,))
     check_some_weight(sw, "`sample_weight`")
     return sw

@@ -48,23 +48,36 @@ class _Predictor:
         self.kind = kind
 
     def _logits(self, X):
-        if type(X).__module__.startswith("scipy.sparse"):  # told without importing scipy
-            if self.kind != "SoftmaxRegression":
-                raise TypeError(f"`X` is a scipy.sparse matrix; an {self.kind} takes dense X "
-                                "only (X.toarray(), if it fits in memory)")
-        else:
-            X = np.asarray(X, dtype=np.float64)
-        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
-            raise ValueError(f"`X` must have shape (n_samples, {self.n_features_in_}); "
-                             f"got {X.shape}")
+        X = self._check_X(X)
         if self.kind in _LINEAR:  # sparse X: a dense product, X never densified
             return np.asarray(X @ self.coef_.T) + self.intercept_
         return self.model_.predict(X)
 
+    def _check_X(self, X):
+        """What the estimators' own ``predict`` checks, without scikit-learn: a DataFrame's
+        column names against the fit's, numbers, the shape, finite values."""
+        _check_feature_names(X, getattr(self, "feature_names_in_", None))
+        if type(X).__module__.startswith("scipy.sparse"):  # told without importing scipy
+            if self.kind not in _LINEAR:
+                raise TypeError(f"`X` is a scipy.sparse matrix; an {self.kind} takes dense X "
+                                "only (X.toarray(), if it fits in memory)")
+            values = X.data
+        else:
+            arr = np.asarray(X)
+            if arr.dtype.kind not in "biuf":
+                raise TypeError(f"`X` must hold numbers; got an array of dtype {arr.dtype}")
+            X = values = np.asarray(arr, dtype=np.float64)
+        if X.ndim != 2 or X.shape[1] != self.n_features_in_:
+            raise ValueError(f"`X` must have shape (n_samples, {self.n_features_in_}); "
+                             f"got {X.shape}")
+        if not np.isfinite(values).all():
+            raise ValueError("`X` must be finite; it holds NaN or infinity")
+        return X
+
     def decision_function(self, X):
-        """SoftmaxRegression's logits: shape (n_samples, n_classes), (n_samples,) for two."""
-        if self.kind != "SoftmaxRegression":
-            raise AttributeError("an MLPClassifier has no decision_function; its logits are "
+        """The linear estimators' logits: shape (n_samples, n_classes), (n_samples,) for two."""
+        if self.kind not in _LINEAR:
+            raise AttributeError(f"an {self.kind} has no decision_function; its logits are "
                                  "model_.predict(X)")
         z = self._logits(X)
         return z[:, 0] if z.shape[1] == 1 else z
@@ -89,6 +102,35 @@ class _Predictor:
 
 
 _VALIDATION_CURVES = ("validation_scores", "validation_loss_curve")
+
+
+def _check_feature_names(X, fitted):
+    """scikit-learn's rule for a DataFrame's columns at predict (``validate_data``): the names
+    the fit saw, in its order, else a ValueError; a warning where only one side has names."""
+    columns = getattr(X, "columns", None)
+    names = None
+    if columns is not None and len(columns) and all(isinstance(c, str) for c in columns):
+        names = [str(c) for c in columns]
+    if names is None and fitted is None:
+        return
+    if names is None or fitted is None:
+        import warnings
+
+        warnings.warn("X does not have valid feature names, but the model was fitted with "
+                      "feature names" if names is None else "X has feature names, but the "
+                      "model was fitted without feature names", UserWarning, stacklevel=5)
+        return
+    fitted = [str(n) for n in fitted]
+    if names != fitted:
+        unexpected = [n for n in names if n not in fitted]
+        missing = [n for n in fitted if n not in names]
+        detail = ("in another order" if not unexpected and not missing else
+                  "; ".join(part for part in (
+                      f"unseen at fit: {', '.join(unexpected[:8])}" if unexpected else "",
+                      f"seen at fit, missing: {', '.join(missing[:8])}" if missing else "")
+                      if part))
+        raise ValueError(f"The feature names of `X` should match those that were passed "
+                         f"during fit: {detail}")
 
 
 def _floats(value, name):
@@ -172,6 +214,7 @@ def save_estimator(estimator, path, extra=None, extra_arrays=None):
 
     check_is_fitted(estimator, "classes_")  # scikit-learn's NotFittedError, naming fit
     config = {"params": _params(estimator), "classes": _jsonable(estimator.classes_),
+              "classes_dtype": _classes_dtype(estimator.classes_),
               "n_features_in": int(estimator.n_features_in_), "extra": extra or {}}
     if hasattr(estimator, "feature_names_in_"):
         config["feature_names_in"] = _jsonable(estimator.feature_names_in_)
@@ -196,6 +239,49 @@ def save_estimator(estimator, path, extra=None, extra_arrays=None):
     write_model_file(path, kind, config, arrays)
 
 
+#: The dtypes a model file's classes may come back as, by NumPy's kind letter.
+_CLASS_KINDS = {"b": "booleans", "i": "integers", "u": "unsigned integers", "f": "floats",
+                "U": "strings", "O": "objects"}
+
+
+def _classes_dtype(classes):
+    """``classes_``'s dtype as a model file keeps it (``"<u8"``, ``"<U6"``, ``"|O"``...)."""
+    dtype = np.asarray(classes).dtype
+    if dtype.kind not in _CLASS_KINDS:
+        raise TypeError(f"cannot save classes of dtype {dtype}; a model file keeps "
+                        f"{', '.join(_CLASS_KINDS.values())}")
+    return dtype.str
+
+
+def _classes_array(classes, dtype, where):
+    """The classes as the estimator had them: the file's labels (JSON keeps integers of any
+    size exactly) in the saved dtype. Files without a dtype (written before it was kept) get
+    NumPy's, unless that merges labels (integers past 2**63 or float64's 2**53): objects."""
+    try:
+        if dtype is None:
+            try:
+                arr = np.asarray(classes)
+            except OverflowError:  # integers beyond both int64 and uint64
+                arr = None
+            if arr is None or arr.tolist() != classes:
+                arr = np.empty(len(classes), dtype=object)
+                arr[:] = classes
+        else:
+            if not isinstance(dtype, str) or np.dtype(dtype).kind not in _CLASS_KINDS:
+                raise ValueError(f"'classes_dtype' must name one of "
+                                 f"{', '.join(_CLASS_KINDS.values())}; got {dtype!r:.40}")
+            if np.dtype(dtype).kind == "O":
+                arr = np.empty(len(classes), dtype=object)
+                arr[:] = classes
+            else:
+                arr = np.array(classes, dtype=dtype)
+                if arr.tolist() != classes:
+                    raise ValueError(f"the classes do not fit dtype {dtype}")
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ModelFileError(f"{where}: {exc}") from None
+    return arr
+
+
 def _check_classes(config, where):
     classes = config.get("classes")
     if (not isinstance(classes, list) or not classes
@@ -206,6 +292,7 @@ def _check_classes(config, where):
         if c in seen:
             raise ModelFileError(f"{where}: the classes must be distinct; {c!r} appears twice")
         seen.add(c)
+    _classes_array(classes, config.get("classes_dtype"), where)
     n_features = config.get("n_features_in")
     if type(n_features) is not int or n_features < 1:
         raise ModelFileError(f"{where}: 'n_features_in' must be a positive integer; "
@@ -296,7 +383,7 @@ def load_estimator(path, *, predict_only=False):
         raise ModelFileError(f"{where}: invalid parameters: {type(exc).__name__}: {exc}") \
             from None
     try:
-        est.classes_ = np.asarray(config["classes"])
+        est.classes_ = _classes_array(config["classes"], config.get("classes_dtype"), where)
         est.n_features_in_ = int(config["n_features_in"])
         if "feature_names_in" in config:
             est.feature_names_in_ = np.asarray(config["feature_names_in"], dtype=object)

@@ -153,7 +153,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         # evaluation reads rows (a DataFrame's values and Fortran arrays are copied once)
         X, y = validate(self, X, y, accept_sparse=["csr", "csc"], dtype=[np.float64, np.float32],
                         y_numeric=False, order="C")
-        named_errors(lambda: check_classification_targets(y), X, y)
+        named_errors(lambda: check_classification_targets(y), X, y, name="`y`")
         enc = LabelEncoder()
         y_enc = enc.fit_transform(y)
         self.classes_ = enc.classes_

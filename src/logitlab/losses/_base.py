@@ -216,8 +216,16 @@ def check_targets(kind, y, n_outputs, name="y", loss_name="the loss"):
             )
         if n_outputs is not None:
             arr = check_integer_labels(arr, name, n_outputs)
-    elif not np.isfinite(arr).all():
-        raise ValueError(f"`{name}` contains NaN or inf")
+    else:
+        if not np.isfinite(arr).all():
+            raise ValueError(f"`{name}` contains NaN or inf")
+        if n_outputs == 1 and arr.ndim == 1:
+            arr = arr[:, None]  # one target a sample for one output: Keras expands it too
+        elif n_outputs is not None and arr.ndim <= 2 and arr.shape[1:] != (n_outputs,):
+            hint = (" (integer class labels need a loss with target='sparse', such as "
+                    "sparse_categorical_crossentropy)" if arr.ndim == 1 else "")
+            raise ValueError(f"`{name}` must have shape (n_samples, {n_outputs}) for {loss_name}, "
+                             f"one target per output of the model; got shape {arr.shape}{hint}")
     return arr
 
 
