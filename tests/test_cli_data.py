@@ -512,3 +512,42 @@ def test_options_of_the_other_model_are_refused_not_ignored(tmp_path, iris_csv):
     res = invoke("train", iris_csv, "--target", "species", "--resume", out, "--epochs", 3,
                  "-o", out)  # with --resume the file says which model: --epochs is its
     assert res.exit_code == 0, res.output
+
+
+def test_an_output_that_is_no_plain_file_is_written_as_a_shell_would(tmp_path, iris_csv,
+                                                                        iris_model):
+    # A stranger's review: the atomic write renamed its temporary over whatever -o named. A
+    # symlink became a file (its target kept the old contents), a FIFO's reader got nothing,
+    # and as root `-o /dev/null` replaced the system's /dev/null with a regular file.
+    real = tmp_path / "real.csv"
+    real.write_text("old\n")
+    link = tmp_path / "link.csv"
+    link.symlink_to(real)
+    assert invoke("predict", iris_model, iris_csv, "-o", link).exit_code == 0
+    assert link.is_symlink() and real.read_text().startswith("prediction")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE, text=True)
+    res = run("predict", iris_model, iris_csv, "-o", fifo)
+    assert res.returncode == 0, res.stderr
+    assert reader.communicate(timeout=60)[0].count("\n") == 151  # the header and 150 rows
+    assert fifo.is_fifo()
+    res = run("predict", iris_model, iris_csv, "-o", os.devnull)
+    assert res.returncode == 0, res.stderr
+    assert not os.path.isfile(os.devnull)  # still the device
+    one_line_error(invoke("train", iris_csv, "--target", "species", "-o", ""), "an empty path")
+
+
+def test_a_write_protected_output_is_refused(tmp_path, iris_csv, iris_model, monkeypatch):
+    # The temporary's rename needs only the folder's permission: a file its owner had made
+    # read-only was replaced. (Root may write any file, as the shell's > lets it: the
+    # permission check is os.access's, faked here so that the test means the same as root.)
+    from logitlab import _io
+
+    out = tmp_path / "kept.csv"
+    out.write_text("keep\n")
+    real_access = os.access
+    monkeypatch.setattr(_io.os, "access", lambda p, mode: (
+        real_access(p, mode) and not (os.fspath(p) == os.fspath(out) and mode & os.W_OK)))
+    one_line_error(invoke("predict", iris_model, iris_csv, "-o", out), "write-protected")
+    assert out.read_text() == "keep\n"

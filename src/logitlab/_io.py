@@ -1,7 +1,12 @@
 """Atomic file writes: a temporary file in the same folder, fsync, then os.replace.
 
 A reader (or a crash) sees either the old complete file or the new one,
-never a half-written file. A failed write raises :class:`WriteError`, which
+never a half-written file. What the path names decides what is replaced
+(:func:`_destination`), as a shell's ``>`` would: a symbolic link is written
+through (its target is replaced, the link kept); a FIFO, a device or a
+socket (``/dev/null``, ``/dev/stdout``, a process substitution's
+``/dev/fd/63``) is written to in place, since there is no file to replace;
+a file the user may not write is refused. A failed write raises :class:`WriteError`, which
 names the user's path (never the hidden temporary) and leaves no temporary
 behind; a temporary left by a killed process (SIGKILL, power loss) is removed
 by the next write to the same path.
@@ -118,15 +123,42 @@ def _write_error(exc, path):
     return WriteError(exc.errno, exc.strerror or str(exc), os.fspath(path))
 
 
+def _destination(path):
+    """``(file, special)``: the regular file a write to ``path`` replaces (``path`` itself, or
+    the file its symbolic links lead to, existing or not), or ``path`` with ``special`` True
+    where it names something that is not a regular file and is written in place. Raises
+    :class:`WriteError` for a folder and for a file the user may not write (root may)."""
+    try:
+        st = os.stat(path)  # follows links: /dev/stdout, /dev/fd/63 and a link to a FIFO too
+    except FileNotFoundError:
+        return os.path.realpath(path), False  # new, or a dangling link's target: created
+    except OSError as exc:
+        raise _write_error(exc, path) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise WriteError(21, "is a folder; give a file name", path)
+    if not stat.S_ISREG(st.st_mode):
+        if not os.access(path, os.W_OK):
+            raise WriteError(13, "permission denied", path)
+        return path, True
+    if not os.access(path, os.W_OK):
+        raise WriteError(13, "the file is write-protected", path)
+    return os.path.realpath(path), False
+
+
 def check_writable(path):
     """Raise :class:`WriteError` unless a file can be written at ``path`` now.
 
     Checks that the folder exists and takes a new file (by creating and
     removing a temporary there), so that a long computation does not end
-    with nowhere to put its result.
+    with nowhere to put its result; a FIFO or a device only that it may be written.
     """
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
+    if not path:
+        raise WriteError(2, "an empty path; give a file name", path)
+    target, special = _destination(path)
+    if special:
+        return
+    folder = os.path.dirname(os.path.abspath(target))
     if not os.path.isdir(folder):
         raise WriteError(2, f"the folder {folder} does not exist", path)
     try:
@@ -146,12 +178,25 @@ def atomic_write(path, mode="wb", encoding=None, newline=None):
     full) is raised as :class:`WriteError` naming ``path``.
     """
     path = os.fspath(path)
+    if not path:
+        raise WriteError(2, "an empty path; give a file name", path)
+    target, special = _destination(path)
+    if special:
+        try:
+            with open(path, mode, encoding=encoding, newline=newline) as fh:
+                yield fh
+        except OSError as exc:
+            if isinstance(exc, WriteError) or exc.filename not in (None, path):
+                raise
+            raise _write_error(exc, path) from exc
+        return
+    user_path, path = path, target
     folder = os.path.dirname(os.path.abspath(path))
     remove_stale_temporaries(path)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     except OSError as exc:
-        raise _write_error(exc, path) from None
+        raise _write_error(exc, user_path) from None
     _lock(fd)
     # mkstemp makes the file private (0600); give it what a plain open() would: the
     # replaced file's mode, or 0666 less the umask
@@ -170,8 +215,8 @@ def atomic_write(path, mode="wb", encoding=None, newline=None):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         if isinstance(exc, OSError) and not isinstance(exc, WriteError) \
-                and exc.filename in (None, tmp, path):
-            raise _write_error(exc, path) from exc
+                and exc.filename in (None, tmp, path, user_path):
+            raise _write_error(exc, user_path) from exc
         raise
     _fsync_dir(folder)
 
