@@ -551,3 +551,61 @@ def test_a_write_protected_output_is_refused(tmp_path, iris_csv, iris_model, mon
         real_access(p, mode) and not (os.fspath(p) == os.fspath(out) and mode & os.W_OK)))
     one_line_error(invoke("predict", iris_model, iris_csv, "-o", out), "write-protected")
     assert out.read_text() == "keep\n"
+
+
+def test_contradictions_are_refused_before_training(tmp_path, iris_csv):
+    # A stranger's review: each of these trained first and then failed with a traceback
+    # (a 2-row file, one --multilabel column), or ignored or contradicted what was typed
+    # (--resume with --model, --epochs below the saved count, labels the model never saw).
+    out = tmp_path / "m.ll"
+    two = write_csv(tmp_path / "two.csv", ["a", "b", "label"], [[1, 2, "x"], [4, 5, "y"]])
+    one_line_error(invoke("train", two, "--target", "label", "-o", out),
+                   "leaves the training rows a single class ('x')")
+    multi = write_csv(tmp_path / "ml.csv", ["a", "car", "bus"],
+                      [[i, i % 2, (i // 2) % 2] for i in range(12)])
+    one_line_error(invoke("train", multi, "--multilabel", "car", "--model", "mlp", "-o", out),
+                   "two or more 0/1 label columns", "use --target car")
+    one_line_error(invoke("train", multi, "--multilabel", "car,car", "--model", "mlp", "-o", out),
+                   "'car' twice")
+    for flag in (["--validation-split", "nan"], ["--C", "nan"],
+                 ["--model", "mlp", "--learning-rate", "inf"]):
+        res = invoke("train", iris_csv, "--target", "species", *flag, "-o", out)
+        assert res.exit_code == 2 and "is not a finite number" in res.output, res.output
+    assert not out.exists()
+    assert invoke("train", iris_csv, "--target", "species", "--model", "mlp", "--epochs", 2,
+                  "-o", out).exit_code == 0
+    one_line_error(invoke("train", iris_csv, "--resume", out, "--model", "mlp", "--hidden", "4",
+                          "-o", tmp_path / "r.ll"), "--hidden, --model: --resume")
+    one_line_error(invoke("train", iris_csv, "--resume", out, "--epochs", 1,
+                          "-o", tmp_path / "r.ll"), "has trained 2 epochs already")
+    numbers = write_csv(tmp_path / "n.csv", ["a", "b", "c", "d", "species"],
+                        [[1, 2, 3, 4, i % 3] for i in range(30)])
+    one_line_error(invoke("train", numbers, "--resume", out, "--epochs", 3,
+                          "-o", tmp_path / "r.ll"), "labels the model in --resume does not know")
+    assert not (tmp_path / "r.ll").exists()
+
+
+def test_predict_reads_a_file_whose_label_column_is_left_empty(tmp_path, iris_csv, iris_model):
+    # A column to be filled in (a spreadsheet's): predict needs no labels but refused the
+    # file; evaluate, which needs them, still refuses it with the line.
+    with open(iris_csv, newline="") as fh:
+        rows = list(csv.reader(fh))
+    blank = write_csv(tmp_path / "blank.csv", rows[0], [r[:-1] + [""] for r in rows[1:]])
+    res = invoke("predict", iris_model, blank, "-o", tmp_path / "p.csv")
+    assert res.exit_code == 0, res.output
+    res_full = invoke("predict", iris_model, iris_csv, "-o", tmp_path / "q.csv")
+    assert res_full.exit_code == 0
+    assert (tmp_path / "p.csv").read_text() == (tmp_path / "q.csv").read_text()
+    one_line_error(invoke("evaluate", iris_model, blank), "is empty on line 2")
+
+
+def test_running_out_of_memory_is_one_line(tmp_path, iris_csv, monkeypatch):
+    # `--hidden 100000000` (24 GiB of weights) ended in NumPy's _ArrayMemoryError traceback.
+    from logitlab.cli import _train
+
+    def too_big(*args, **kwargs):
+        np.empty((10**6, 10**6, 10**6))
+
+    monkeypatch.setattr(_train, "run_train", too_big)
+    one_line_error(invoke("train", iris_csv, "--target", "species", "-o", tmp_path / "m.ll"),
+                   "out of memory: Unable to allocate")

@@ -355,3 +355,33 @@ def test_unseen_label_in_a_labels_file_names_that_file(tmp_path, text_like):
         csv.writer(fh).writerows([["a", "b", "t"], [1.0, 2.0, "w"]])
     one_line_error(invoke("evaluate", tmp_path / "c.ll", tmp_path / "e.csv"),
                    "the column 't' of", "e.csv", "'w'")
+
+
+def test_a_model_of_many_features_is_saved_and_predicts(tmp_path):
+    # A stranger's review: 120000 columns made 1.2 MB of generated feature names in the
+    # model file's JSON header (capped at 1 MiB): the model trained, then was not saved.
+    # Long lists of strings now travel as two arrays (_saving._pack_strings).
+    X = sp.random(300, 120_000, density=0.002, random_state=0, format="csr")
+    y = np.arange(300) % 3
+    sp.save_npz(tmp_path / "X.npz", X)
+    np.save(tmp_path / "y.npy", y)
+    out = tmp_path / "m.ll"
+    _ok(invoke("train", tmp_path / "X.npz", "--labels", tmp_path / "y.npy", "-o", out))
+    est, extra, _ = load_estimator(out)
+    assert extra["features"] == [f"x{i}" for i in range(120_000)]
+    _ok(invoke("predict", out, tmp_path / "X.npz", "-o", tmp_path / "p.csv"))
+
+
+@pytest.mark.parametrize("fmt", ["csr", "csc"])
+def test_a_declared_shape_far_beyond_the_stored_values_is_refused(tmp_path, fmt):
+    # A few-kB file declaring 10**12 columns: the fit took 24 GB and was killed.
+    S = sp.random(100, 20, density=0.2, random_state=0, format="csr")
+    S = S if fmt == "csr" else S.T.tocsc()  # CSC: 20 x 100 declared as 10**12 rows
+    shape = (100, 10**12) if fmt == "csr" else (10**12, 100)
+    np.savez(tmp_path / "X.npz", data=S.data, indices=S.indices, indptr=S.indptr,
+             shape=np.array(shape), format=np.array(fmt.encode()))
+    np.save(tmp_path / "y.npy", np.arange(100) % 3)
+    what = "columns" if fmt == "csr" else "rows"
+    one_line_error(invoke("train", tmp_path / "X.npz", "--labels", tmp_path / "y.npy",
+                          "-o", tmp_path / "m.ll"),
+                   f"declares 1000000000000 {what} for 400 stored values", "at most 16777216")

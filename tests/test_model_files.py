@@ -383,3 +383,40 @@ def test_issue19_mlp_file_arrays_are_checked(mlp_file, blobs_csv, tmp_path, dama
     with pytest.raises(ModelFileError, match=match):
         load_estimator(bad)
     cli_rejected(bad, blobs_csv, match)
+
+
+def test_long_string_lists_travel_as_arrays_and_are_checked(tmp_path):
+    # A config's list of many strings goes into two arrays (its UTF-8 bytes and where each
+    # string ends), so that a model of 120000 named features fits the 1 MiB header; what
+    # comes back is the config as written. Damaged arrays are a ModelFileError.
+    from logitlab._saving import PACKED_STRINGS, read_model_file, write_model_file
+
+    names = ["é" * (i % 3) + f"w{i}" for i in range(120_000)]
+    config = {"features": names, "short": ["a", "b"], "nested": [{"n": names[:PACKED_STRINGS]}]}
+    write_model_file(tmp_path / "m", "Test", config, {"w": np.zeros(3)})
+    kind, back, arrays = read_model_file(tmp_path / "m")
+    assert back == config and list(arrays) == ["w"]
+
+    def damaged(change):
+        utf8 = np.frombuffer("".join(names[:300]).encode(), dtype=np.uint8)
+        ends = np.cumsum([len(n.encode()) for n in names[:300]], dtype=np.int64)
+        arrays = {"strings/0/utf8": utf8, "strings/0/ends": ends}
+        cfg = {"features": {"__strings__": 0}}
+        change(cfg, arrays)
+        path = tmp_path / "bad"
+        header = {"format": "logitlab-model", "version": 1, "kind": "Test", "config": cfg,
+                  "arrays": [{"name": n, "dtype": a.dtype.str, "shape": list(a.shape)}
+                             for n, a in arrays.items()]}
+        path.write_bytes(hf.write_entries(
+            [("logitlab.json", json.dumps(header).encode())]
+            + [(f"arrays/{i}.npy", hf.npy_bytes(a)) for i, a in enumerate(arrays.values())]))
+        with pytest.raises(ModelFileError):
+            read_model_file(path)
+
+    damaged(lambda c, a: a.update({"strings/0/ends": a["strings/0/ends"][::-1].copy()}))
+    damaged(lambda c, a: a.update({"strings/0/ends": a["strings/0/ends"] + 1}))
+    damaged(lambda c, a: a.update({"strings/0/utf8": np.full(len(a["strings/0/utf8"]), 255,
+                                                              dtype=np.uint8)}))
+    damaged(lambda c, a: c.update({"features": {"__strings__": 1}}))
+    damaged(lambda c, a: c.update({"other": {"__strings__": 0}}))  # one list, named twice
+    damaged(lambda c, a: c.update({"features": None}))  # arrays no config names

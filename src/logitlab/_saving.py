@@ -6,6 +6,12 @@ Format (version 1): an uncompressed zip holding
   "config": {...}, "arrays": [{"name", "dtype", "shape"}, ...]}``, at most 1 MiB;
 * ``arrays/<i>.npy`` -- one NumPy array per entry of ``"arrays"``.
 
+A list of many strings in the config (a sparse file's 100,000 feature names:
+over 1 MiB of JSON) travels as two arrays instead, its UTF-8 bytes and where
+each string ends (``strings/<k>/utf8``, ``strings/<k>/ends``), the config
+holding ``{"__strings__": k}`` in its place (:func:`_pack_strings`); the
+reader puts the list back, so callers see the config they wrote.
+
 Loading never unpickles, imports or evaluates anything from the file: the
 JSON is data, object types are looked up by name in fixed tables, and the
 ``.npy`` headers are parsed here and checked against the bytes that are
@@ -43,8 +49,56 @@ class ModelFileError(LogitlabError):
     """A model file that is missing, truncated, corrupt, foreign or of another version."""
 
 
+_STRINGS = "__strings__"
+PACKED_STRINGS = 256  # a config list of this many strings or more goes into two arrays
+
+
+def _pack_strings(value, arrays):
+    """``value`` (a config) with each list of ``PACKED_STRINGS`` strings or more replaced by
+    ``{"__strings__": k}``, its strings put in ``arrays`` as UTF-8 bytes and end offsets."""
+    if isinstance(value, dict):
+        return {k: _pack_strings(v, arrays) for k, v in value.items()}
+    if isinstance(value, list):
+        if len(value) >= PACKED_STRINGS and all(isinstance(v, str) for v in value):
+            k = sum(name.endswith("/utf8") for name in arrays if name.startswith("strings/"))
+            encoded = [v.encode("utf-8") for v in value]
+            arrays[f"strings/{k}/utf8"] = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+            arrays[f"strings/{k}/ends"] = np.cumsum([len(b) for b in encoded], dtype=np.int64)
+            return {_STRINGS: k}
+        return [_pack_strings(v, arrays) for v in value]
+    return value
+
+
+def _unpack_strings(value, arrays, used, path):
+    """:func:`_pack_strings`'s inverse; the arrays it takes are added to ``used``."""
+    if isinstance(value, dict):
+        if _STRINGS in value:
+            k = value[_STRINGS]
+            utf8, ends = arrays.get(f"strings/{k}/utf8"), arrays.get(f"strings/{k}/ends")
+            if (len(value) != 1 or type(k) is not int or utf8 is None or ends is None
+                    or utf8.dtype != np.uint8 or ends.dtype != np.int64 or utf8.ndim != 1
+                    or ends.ndim != 1 or f"strings/{k}/utf8" in used):
+                raise ModelFileError(f"{path!r}: malformed list of strings {value!r:.80}")
+            starts = np.concatenate([[0], ends[:-1]])
+            if len(ends) and (np.any(ends < starts) or ends[-1] != len(utf8)):
+                raise ModelFileError(f"{path!r}: the ends of the strings in 'strings/{k}' do not "
+                                     "rise to the length of their bytes")
+            used.update((f"strings/{k}/utf8", f"strings/{k}/ends"))
+            data = utf8.tobytes()
+            try:
+                return [data[a:b].decode("utf-8") for a, b in zip(starts.tolist(), ends.tolist())]
+            except UnicodeDecodeError:
+                raise ModelFileError(f"{path!r}: 'strings/{k}' is not UTF-8") from None
+        return {key: _unpack_strings(v, arrays, used, path) for key, v in value.items()}
+    if isinstance(value, list):
+        return [_unpack_strings(v, arrays, used, path) for v in value]
+    return value
+
+
 def write_model_file(path, kind: str, config: dict, arrays: dict[str, np.ndarray]):
     """Write a model file atomically (temporary sibling, fsync, ``os.replace``)."""
+    arrays = dict(arrays)
+    config = _pack_strings(config, arrays)
     names = list(arrays)
     entries = []
     for name in names:
@@ -195,6 +249,13 @@ def read_model_file(path, kinds=None):
                                          "in the header")
                 arrays[entry["name"]] = _parse_npy(zf.read(infos[name]), f"{path!r} {name}",
                                                    entry["dtype"], entry["shape"])
+        used = set()
+        config = _unpack_strings(config, arrays, used, path)
+        packed = {name for name in arrays if name.startswith("strings/")}
+        if packed - used:
+            raise ModelFileError(f"{path!r}: array {sorted(packed - used)[0]!r} is no list of "
+                                 "strings the config names")
+        arrays = {name: a for name, a in arrays.items() if name not in packed}
     except ModelFileError:
         raise
     except MemoryError:  # pragma: no cover - guarded above by the size checks

@@ -15,6 +15,11 @@ class DataError(Exception):
     """A problem with the user's data file; the CLI prints it and exits with status 2."""
 
 
+class BadLabels(DataError):
+    """A label the file holds cannot be read (empty, NaN, not 0/1 for multilabel): ``predict``,
+    which needs no labels, reads the file without them then."""
+
+
 class MissingLabels(DataError):
     """The label column (CSV) or array (.npz) named is not in the file: ``predict`` reads
     the file without labels then."""
@@ -61,14 +66,14 @@ def labels_as_written(values, lines, column, path):
     ints = []
     for text, line in zip(values, lines):
         if not text:
-            raise DataError(f"the label column {column!r} of {path} is empty{at(line)}")
+            raise BadLabels(f"the label column {column!r} of {path} is empty{at(line)}")
         try:
             number = float(text)
         except ValueError:
             ints = None
             continue
         if not np.isfinite(number):
-            raise DataError(f"the label column {column!r} of {path} holds {text!r}{at(line)}:"
+            raise BadLabels(f"the label column {column!r} of {path} holds {text!r}{at(line)}:"
                             " a missing or non-finite label")
         if ints is not None:
             try:
@@ -111,8 +116,9 @@ def _csv_rows(path):
     return header, rows, lines
 
 
-def read_csv(path, target=None, multilabel=None, features=None):
-    """Read ``path``; ``target``/``multilabel`` name the label column(s).
+def read_csv(path, target=None, multilabel=None, features=None, parse_labels=True):
+    """Read ``path``; ``target``/``multilabel`` name the label column(s) (with
+    ``parse_labels`` False, columns left out of the features, not read).
 
     ``features`` (from a trained model) fixes which columns are features and
     their order; a mismatch names the missing or unexpected columns.
@@ -173,13 +179,15 @@ def read_csv(path, target=None, multilabel=None, features=None):
         i, j = np.argwhere(~np.isfinite(X))[0]
         raise DataError(f"column {features[j]!r} of {path} holds {X[i, j]} on line {lines[i]}")
     y = None
-    if multilabel:
+    if not parse_labels:
+        pass
+    elif multilabel:
         try:
             y = np.array([[float(r[index[c]]) for c in multilabel] for r in rows])
         except ValueError:
-            raise DataError(f"the --multilabel columns of {path} must hold 0 or 1") from None
+            raise BadLabels(f"the --multilabel columns of {path} must hold 0 or 1") from None
         if not np.isin(y, (0.0, 1.0)).all():
-            raise DataError(f"the --multilabel columns of {path} must hold 0 or 1")
+            raise BadLabels(f"the --multilabel columns of {path} must hold 0 or 1")
         y = y.astype(np.int64)
     elif target:
         y = labels_as_written([r[index[target]].strip() for r in rows], lines, target, path)
@@ -253,6 +261,11 @@ def read_npz_arrays(path):
         raise DataError(f"{path} is not a readable .npz file: {exc}") from None
 
 
+#: The most columns (CSR; rows of CSC) a sparse file may declare beyond its stored values: a
+#: hashing vectoriser's 2**20 fits, 10**12 (a model of terabytes) does not.
+MAX_DECLARED = 1 << 24
+
+
 def _sparse_from_npz(arrays, path):
     """The CSR matrix of ``scipy.sparse.save_npz``'s arrays, every array checked first.
 
@@ -281,6 +294,12 @@ def _sparse_from_npz(arrays, path):
     n_rows, n_cols = (int(v) for v in shape)
     major, minor = (n_rows, n_cols) if fmt == "csr" else (n_cols, n_rows)
     what = ("rows", "columns") if fmt == "csr" else ("columns", "rows")
+    if minor > max(MAX_DECLARED, len(arrays["data"])):
+        # indptr's length vouches for the major axis; nothing in the file for the other, yet
+        # a model allocates per column (a few-kB file declaring 10**12 columns took 24 GB)
+        raise DataError(f"'shape' in {path} declares {minor} {what[1]} for "
+                        f"{len(arrays['data'])} stored values; logitlab reads at most "
+                        f"{MAX_DECLARED} {what[1]}, or as many as the stored values")
     data, indices, indptr = arrays["data"], arrays["indices"], arrays["indptr"]
     if data.ndim != 1 or data.dtype.kind not in "biuf":
         raise DataError(f"'data' in {path} must be a 1-D numeric array; got {data.dtype} "
@@ -318,7 +337,7 @@ def _sparse_from_npz(arrays, path):
     return X
 
 
-def read_npz(path, target=None, multilabel=None, features=None):
+def read_npz(path, target=None, multilabel=None, features=None, parse_labels=True):
     """``.npz`` with an ``X`` array (n_samples, n_features), or a CSR/CSC matrix as
     ``scipy.sparse.save_npz`` writes it (kept sparse); labels under ``target``
     (default ``y``) in the same file, or from ``--labels``."""
@@ -346,8 +365,8 @@ def read_npz(path, target=None, multilabel=None, features=None):
         raise DataError(f"the features of {path} differ from the model's: "
                         f"{_few(names)} vs {_few(list(features))}")
     key = target or "y"
-    y = arrays.get(key)
-    if target and y is None:
+    y = arrays.get(key) if parse_labels else None
+    if target and parse_labels and y is None:
         raise MissingLabels(f"no array {target!r} in {path}; it holds: {_few(sorted(arrays))}")
     if y is not None and not multilabel:
         y = _npz_labels(y, key, path, X.shape[0])
@@ -396,6 +415,7 @@ def _npz_labels(y, key, path, n_rows):
     return y
 
 
-def read_table(path, target=None, multilabel=None, features=None):
+def read_table(path, target=None, multilabel=None, features=None, parse_labels=True):
     reader = read_npz if str(path).endswith(".npz") else read_csv
-    return reader(path, target=target, multilabel=multilabel, features=features)
+    return reader(path, target=target, multilabel=multilabel, features=features,
+                  parse_labels=parse_labels)

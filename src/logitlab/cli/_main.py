@@ -50,6 +50,10 @@ def _user_errors(fn):
         except OSError as exc:  # the machine's answer about a file: unreadable, a folder...
             where = f"{exc.filename}: " if exc.filename else ""
             raise UsageFailure(f"{where}{exc.strerror or exc}") from None
+        except MemoryError as exc:  # NumPy's names the allocation
+            raise UsageFailure(f"out of memory: {exc or 'an allocation failed'} (the data, the "
+                               "number of features and classes, or --hidden ask for more than "
+                               "this machine has)") from None
     return wrapper
 
 
@@ -96,6 +100,23 @@ def _check_output_folder(folder, first_file):
         check_writable(os.path.join(probe, first_file))
     except WriteError as exc:
         raise UsageFailure(f"cannot write into {folder}: {exc.strerror}") from None
+
+
+class _Number(click.FloatRange):
+    """A float in a range, never NaN (every comparison with it is false, so FloatRange takes
+    it), and infinite only where ``infinite`` allows it (``--C inf``: no penalty)."""
+
+    def __init__(self, *args, infinite=False, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.infinite = infinite
+
+    def convert(self, value, param, ctx):
+        import math
+
+        number = super().convert(value, param, ctx)
+        if math.isnan(number) or (math.isinf(number) and not self.infinite):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
 
 
 def _split_list(ctx, param, value):
@@ -161,14 +182,32 @@ _MLP_ONLY = {"hidden": "--hidden", "epochs": "--epochs", "batch_size": "--batch-
              "learning_rate": "--learning-rate"}
 
 
+#: What a model file fixes for --resume: typed too, these would be ignored
+_FIXED_BY_RESUME = {"model": "--model", "hidden": "--hidden", "batch_size": "--batch-size",
+                    "learning_rate": "--learning-rate", "C": "--C",
+                    "validation_split": "--validation-split", "seed": "--seed"}
+
+
+def _typed(*names):
+    """The options among ``names`` that the command line set (not their defaults)."""
+    ctx = click.get_current_context()
+    return {name for name in names
+            if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
+
+
 def _model_options_match(model, resume):
     """Refuse options typed for the other model (they would be ignored): the mlp's with
-    --model softmax, --C with --model mlp. With --resume the model file says which."""
+    --model softmax, --C with --model mlp. With --resume the model file says which, and
+    what it fixes (the model, its sizes, the split) may not be typed."""
     if resume:
+        fixed = sorted(_FIXED_BY_RESUME[n] for n in _typed(*_FIXED_BY_RESUME))
+        if fixed:
+            raise UsageFailure(f"{', '.join(fixed)}: --resume {resume} continues the model as "
+                               "it was saved, which would ignore "
+                               f"{'it' if len(fixed) == 1 else 'them'}; drop "
+                               f"{'it' if len(fixed) == 1 else 'them'}, or train a new model")
         return
-    ctx = click.get_current_context()
-    typed = {name for name in (*_MLP_ONLY, "C")
-             if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
+    typed = _typed(*_MLP_ONLY, "C")
     wrong = sorted(_MLP_ONLY[n] for n in typed if n in _MLP_ONLY) if model == "softmax" else \
         (["--C"] if "C" in typed else [])
     if wrong:
@@ -190,11 +229,11 @@ def _model_options_match(model, resume):
               help="Hidden layer sizes of the mlp.")
 @click.option("--epochs", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--learning-rate", type=click.FloatRange(min=0, min_open=True), default=0.001,
+@click.option("--learning-rate", type=_Number(min=0, min_open=True), default=0.001,
               show_default=True)
-@click.option("--C", "C", type=click.FloatRange(min=0, min_open=True), default=1.0,
-              show_default=True, help="Inverse L2 strength of softmax regression.")
-@click.option("--validation-split", type=click.FloatRange(0, 1, max_open=True), default=0.2,
+@click.option("--C", "C", type=_Number(min=0, min_open=True, infinite=True), default=1.0,
+              show_default=True, help="Inverse L2 strength of softmax regression (inf: none).")
+@click.option("--validation-split", type=_Number(0, 1, max_open=True), default=0.2,
               show_default=True, help="Fraction held out for the metrics.")
 @click.option("--multilabel", callback=_split_list,
               help="Several 0/1 label columns, e.g. car,bus,pedestrian (needs --model mlp).")
@@ -248,7 +287,8 @@ def train(data, target, labels, model, hidden, epochs, batch_size, learning_rate
     from ._train import run_train
 
     run_train(data, target, model, hidden, epochs, batch_size, learning_rate, validation_split,
-              multilabel, seed, output, C, resume, calibrate, labels)
+              multilabel, seed, output, C, resume, calibrate, labels,
+              epochs_typed=bool(_typed("epochs")))
 
 
 @cli.command()

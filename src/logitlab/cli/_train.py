@@ -16,6 +16,7 @@ from .._io import atomic_write
 from ..callbacks import Callback
 from .._saving import ModelFileError, check_array
 from ._data import (
+    BadLabels,
     DataError,
     MissingLabels,
     _few,
@@ -208,15 +209,37 @@ CALIBRATION_SPLIT = 0.2
 
 
 def run_train(data, target, model, hidden, epochs, batch_size, learning_rate, validation_split,
-              multilabel, seed, output, C, resume=None, calibrate=False, labels=None):
+              multilabel, seed, output, C, resume=None, calibrate=False, labels=None,
+              epochs_typed=False):
     console = _console()
     previous = None
+    if multilabel and len(set(multilabel)) < len(multilabel):
+        twice = next(c for c in multilabel if multilabel.count(c) > 1)
+        raise DataError(f"--multilabel names the column {twice!r} twice")
+    if multilabel and len(multilabel) < 2:
+        raise DataError(f"--multilabel takes two or more 0/1 label columns; for the one column "
+                        f"{multilabel[0]!r} use --target {multilabel[0]}")
+    if multilabel and target:
+        raise DataError(f"give the labels either with --target {target} or with --multilabel "
+                        f"{','.join(multilabel)}, not both")
     if resume:
         from .._io import remove_stale_temporaries
 
         remove_stale_temporaries(resume)  # the half-written save of the run that was killed
         previous, extra, arrays = _load(resume)
-        target, multilabel = _label_columns(extra)
+        saved_target, saved_multilabel = _label_columns(extra)
+        if (target and target != saved_target) or (multilabel and multilabel != saved_multilabel):
+            raise DataError(f"--resume {resume} was trained on the labels "
+                            f"{saved_target or ','.join(saved_multilabel or [])!r}; got "
+                            f"{target or ','.join(multilabel)!r}")
+        target, multilabel = saved_target, saved_multilabel
+        if type(previous).__name__ == "MLPClassifier":
+            if epochs <= previous.model_.epoch:
+                raise DataError(f"--epochs {epochs}: --resume {resume} has trained "
+                                f"{previous.model_.epoch} epochs already; give more to go on")
+        elif epochs_typed:
+            raise DataError(f"--epochs applies to --model mlp; --resume {resume} holds a "
+                            "softmax regression, which goes on to convergence")
         seed, validation_split = extra.get("seed", seed), extra.get("validation_split", validation_split)
         model = "mlp" if type(previous).__name__ == "MLPClassifier" else "softmax"
     if labels is not None:
@@ -232,6 +255,12 @@ def run_train(data, target, model, hidden, epochs, batch_size, learning_rate, va
     if labels is not None:
         table.y, table.target = read_labels(labels, table.X.shape[0]), None
     X, y = table.X, table.y
+    if previous is not None and not multilabel:
+        unknown = np.setdiff1d(np.unique(y), previous.classes_)
+        if unknown.size:
+            raise DataError(f"{data} holds labels the model in --resume does not know: "
+                            f"{_few(unknown.tolist(), 5)} (it knows "
+                            f"{_few(previous.classes_.tolist(), 5)}); train a new model")
     sparse = _is_sparse(X)
     if sparse and model == "mlp":
         raise _dense_only("MLPClassifier", data)
@@ -256,6 +285,10 @@ def run_train(data, target, model, hidden, epochs, batch_size, learning_rate, va
                             "use more rows or --validation-split 0") from None
     else:
         X_tr, X_va, y_tr, y_va = X, X, y, y
+    if not multilabel and len(np.unique(y_tr)) < 2:
+        raise DataError(f"--validation-split {validation_split:g} of {len(y)} rows leaves the "
+                        f"training rows a single class ({np.unique(y_tr).tolist()[0]!r}); use "
+                        "more rows or --validation-split 0")
     if calibrate:  # a part of the training rows the model never sees, for the temperature
         if resume:
             raise DataError("--calibrate calibrates a new model; it cannot be used with --resume")
@@ -367,13 +400,19 @@ def _label_columns(extra):
 
 def _read_for_model(data, extra, require_target):
     target, multilabel = _label_columns(extra)
-    # The label column(s) may be present (they are ignored) or absent.
+    # The label column(s) may be present (they are ignored) or absent, or, where no labels
+    # are needed, present but not readable (a column left empty to be filled in).
     try:
         return read_table(data, target=target, multilabel=multilabel, features=extra["features"])
     except MissingLabels:  # a CSV without the label column, an .npz without the labels
         if require_target:
             raise
         return read_table(data, features=extra["features"])
+    except BadLabels:
+        if require_target:
+            raise
+        return read_table(data, target=target, multilabel=multilabel, features=extra["features"],
+                          parse_labels=False)
 
 
 # A cell starting with one of these is a formula to Excel, LibreOffice and Google Sheets
