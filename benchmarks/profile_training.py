@@ -111,10 +111,10 @@ def _install():
                 yield item
         return saved["steps"](self, gathered(), batch_size)
 
-    def apply(self, params, grads):
+    def apply(self, params, grads, parts=None):
         t = clock()
         try:
-            return saved["apply"](self, params, grads)
+            return saved["apply"](self, params, grads, parts)
         finally:
             T.add("optimizer update", clock() - t)
 

@@ -222,3 +222,79 @@ def test_relu_in_place_gives_the_scalar_maximums_bits(dtype):
         got = z.copy()
         assert _relu_f_inplace(got) is got
         assert np.array_equal(got.view(bits), np.asarray(ref, dtype=dtype).view(bits))
+
+
+@pytest.mark.parametrize("parts", [2, 3])
+@pytest.mark.parametrize("optimizer", ["adam", "amsgrad", "adamw", "sgd"])
+def test_steps_split_by_kernel_rows_give_the_one_thread_weights(parts, optimizer, rng,
+                                                                monkeypatch):
+    """A large Dense layer's steps on ``parts`` threads, each owning rows of the kernel
+    (models/_shards.py: its products, its rows of the gradient, Adam's update of them),
+    train to the weights of the same steps on one thread, to float64's rounding (the
+    forward pass sums the threads' partial products: not the same bits)."""
+    from logitlab import _jit
+    from logitlab.models import _shards, _trainer
+    from logitlab.optimizers import Adam, AdamW
+    from logitlab.optimizers import _optimizers
+
+    x, y = rng.normal(size=(96, 200)), rng.integers(0, 3, 96)
+    make = {"adam": lambda: Adam(0.01), "amsgrad": lambda: Adam(0.01, amsgrad=True),
+            "adamw": lambda: AdamW(0.01), "sgd": lambda: SGD(0.05, momentum=0.9)}[optimizer]
+    calls = {"run": 0, "adam": 0}
+    run, slices = _shards.Shards.run, _optimizers._adam_slices
+
+    def counted_run(self, jobs):
+        calls["run"] += 1
+        return run(self, jobs)
+
+    def counted_slices(*args):
+        calls["adam"] += 1
+        return slices(*args)
+
+    monkeypatch.setattr(_shards.Shards, "run", counted_run)
+    monkeypatch.setattr(_optimizers, "_adam_slices", counted_slices)
+
+    def fit(threads):
+        monkeypatch.setattr(_trainer, "SHARD_PRODUCT", 1)  # every layer that has the rows
+        monkeypatch.setattr(_trainer, "_blas_threads", lambda: threads)
+        model = Sequential([Dense(16, "relu", kernel_regularizer="l2"), Dense(3)], seed=0,
+                           dtype="float64")
+        model.compile(loss=SparseCategoricalCrossentropy(from_logits=True), optimizer=make())
+        with _jit.kernel_mode("always"):  # Adam's compiled step, the one that splits
+            model.fit(x, y, batch_size=32, epochs=2, verbose=0)
+        return model.get_weights()
+
+    one = fit(1)
+    assert calls == {"run": 0, "adam": 0}
+    split = fit(parts)
+    steps = 2 * 3
+    # per step: the first layer's forward and backward (200 rows: split; the second layer,
+    # 16 rows, is not), and Adam's update where the optimizer is Adam
+    assert calls["run"] == steps * (2 + (optimizer != "sgd"))
+    assert calls["adam"] == (steps * parts if optimizer != "sgd" else 0)
+    for a, b in zip(one, split):
+        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12)
+
+
+def test_a_split_steps_error_is_raised_once_every_thread_has_ended():
+    import threading
+
+    from logitlab.models._shards import Shards, row_blocks
+
+    assert row_blocks(10, 3) == [(0, 3), (3, 6), (6, 10)]
+    shards = Shards(3)
+    done = []
+
+    def slow():
+        threading.Event().wait(0.2)
+        done.append("slow")
+
+    def fails():
+        raise ValueError("in a worker")
+
+    with pytest.raises(ValueError, match="in a worker"):
+        shards.run([lambda: done.append("first"), fails, slow])
+    assert sorted(done) == ["first", "slow"]  # the slow worker had finished
+    assert shards.run([lambda: 1, lambda: 2, lambda: 3]) == [1, 2, 3]
+    shards.close()
+    assert not any(t.name.startswith("logitlab-shard") for t in threading.enumerate())

@@ -6,6 +6,8 @@ Kernels are stored ``(inputs, units)``, Keras's order, so ``get_weights`` /
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .._validation import check_number, describe
@@ -118,6 +120,10 @@ class Layer:
 
     # the training loop's scratch arrays (a dict) while it runs, else None: see Dense
     _scratch = None
+    # while the loop runs its steps on several threads (models/_shards.py): a Dense kernel's
+    # row ranges, one a thread, and the threads; else None
+    _rows = None
+    _shards = None
 
     def __init__(self, name=None):
         self.name = name
@@ -229,7 +235,16 @@ class Dense(Layer):
         scratch = training and self._scratch is not None
         if scratch:  # the training loop's step: into this layer's buffer, reused step after step
             z = self._buffer("z", len(x), self.units)
-            np.matmul(x, self.kernel, out=z)
+            if self._rows is None:
+                np.matmul(x, self.kernel, out=z)
+            else:  # each thread its rows of the kernel (models/_shards.py), the parts summed
+                parts = [z] + [self._buffer(f"z{t}", len(x), self.units)
+                               for t in range(1, len(self._rows))]
+                self._shards.run([functools.partial(np.matmul, x[:, lo:hi], self.kernel[lo:hi],
+                                                    out=part)
+                                  for (lo, hi), part in zip(self._rows, parts)])
+                for part in parts[1:]:
+                    z += part
         else:
             z = x @ self.kernel
         # bias and activation in the product's output pass, over z (a fresh or scratch array)
@@ -254,9 +269,13 @@ class Dense(Layer):
             gz = self.activation.backward_inplace(z, y, grad)
         else:
             gz = self.activation.backward(z, y, grad)
-        np.matmul(x.T, gz, out=self.grads[0])
-        if self.kernel_regularizer is not None:
-            self.grads[0] += self.kernel_regularizer.grad(self.kernel)
+        if self._rows is None:
+            self._kernel_grad(x, gz, slice(None))
+        else:  # each thread its rows of the gradient, as of the kernel in forward, and
+            # whether they are finite (the loop's divergence check, read where they lie)
+            self._grad_finite = all(self._shards.run(
+                [functools.partial(self._kernel_grad, x, gz, slice(lo, hi), check=True)
+                 for lo, hi in self._rows]))
         if self.use_bias:
             gz.sum(axis=0, out=self.grads[1])
         if not need_input_grad:
@@ -264,6 +283,14 @@ class Dense(Layer):
         if self._scratch is None:
             return gz @ self.kernel.T
         return np.matmul(gz, self.kernel.T, out=self._buffer("dx", len(gz), self.input_dim))
+
+    def _kernel_grad(self, x, gz, rows, check=False):
+        """The kernel's gradient, ``x^T gz`` plus the regulariser's, for the kernel's ``rows``;
+        with ``check``, whether those rows are finite."""
+        np.matmul(x[:, rows].T, gz, out=self.grads[0][rows])
+        if self.kernel_regularizer is not None:
+            self.grads[0][rows] += self.kernel_regularizer.grad(self.kernel[rows])
+        return check and bool(np.isfinite(self.grads[0][rows]).all())
 
     def _buffer(self, key, n_rows, n_cols):
         """The first ``n_rows`` rows of a scratch array kept for the training loop's steps (the

@@ -27,12 +27,31 @@ from .._validation import (
 )
 from ..callbacks._callbacks import Callback, History, ProgressLogger
 from ..layers._layers import Dense
+from ._shards import MIN_ROWS, SHARD_PRODUCT, Shards, row_blocks
 
 __all__ = ["Trainer", "TrainingDivergedError"]
 
 # below this many multiply-adds in every product of a step, the loop holds BLAS to one thread
 # (OpenBLAS's own cut-off, 4 x 65536, sends products just above it to both cores)
 SMALL_PRODUCT = 1 << 20
+
+
+def _gaps(ranges, size):
+    """The slices of ``range(size)`` that the sorted, disjoint ``ranges`` leave out."""
+    at, gaps = 0, []
+    for a, b in ranges:
+        if a > at:
+            gaps.append((at, a))
+        at = b
+    if at < size:
+        gaps.append((at, size))
+    return gaps
+
+
+def _blas_threads():
+    """The BLAS's thread count now (a caller's threadpoolctl limit included)."""
+    return max([info["num_threads"] for info in _blas_controller().info()
+                if info["user_api"] == "blas"] or [1])
 
 
 @functools.lru_cache(maxsize=1)
@@ -58,6 +77,9 @@ def _is_chunk_source(x):
 
 class Trainer:
     """``fit`` and ``evaluate`` for a model with layers, a loss and an optimizer."""
+
+    _shard_parts = None  # while the steps run on several threads: Optimizer.apply's parts
+    _sharded = ()  # and the Dense layers split by rows
 
     def _check_targets(self, y, n, name="y"):
         """Targets checked as the loss's target kind asks (``loss.check_targets``)."""
@@ -93,28 +115,69 @@ class Trainer:
         or when the loop leaves early: an exception or a ``break`` closes this
         generator). Threads: where every product of a step is small (fewer than
         ``SMALL_PRODUCT`` multiply-adds), one BLAS thread: waking a second costs
-        more than it saves there. Larger products keep the BLAS's own choice (all
-        cores, or what the caller set with threadpoolctl). The choice depends on
-        the sizes only, never on a timing: the BLAS's result bits depend on its
-        thread count, and a fit must give the same weights every time.
+        more than it saves there. A Dense layer large enough for the BLAS's T
+        threads (``models/_shards.py``) is split by kernel rows instead, T threads
+        of one BLAS thread each, each owning its rows' products, gradient and
+        Adam update. Other large products keep the BLAS's own choice (all cores,
+        or what the caller set with threadpoolctl). The choice depends on the
+        sizes and T only, never on a timing: the result bits depend on the thread
+        count, and a fit must give the same weights every time.
         """
         dense = [layer for layer in self.layers if isinstance(layer, Dense)]
-        largest, dim = 0, self.input_dim or 0
+        largest, dim, sharded = 0, self.input_dim or 0, []
+        threads = _blas_threads()
         for layer in self.layers:
             out_dim = layer.output_dim(dim)
             if isinstance(layer, Dense):
                 largest = max(largest, batch_size * dim * out_dim)
+                if (threads > 1 and batch_size * dim * out_dim >= threads * SHARD_PRODUCT
+                        and dim >= threads * MIN_ROWS):
+                    sharded.append(layer)
             dim = out_dim
-        limit = (_blas_controller().limit(limits=1, user_api="blas")
-                 if 0 < largest < SMALL_PRODUCT else contextlib.nullcontext())
+        # the large layers by rows, one BLAS thread each (models/_shards.py); else BLAS's
+        # own threads, or one where every product is small
+        one_thread = sharded or 0 < largest < SMALL_PRODUCT
+        limit = (_blas_controller().limit(limits=1, user_api="blas") if one_thread
+                 else contextlib.nullcontext())
         for layer in dense:
             layer._scratch = {}
+        shards = Shards(threads) if sharded else None
+        self._shard_parts = self._optimizer_parts(sharded, shards) if sharded else None
+        self._sharded = sharded
         try:
             with limit:
                 yield from batches
         finally:
             for layer in dense:
-                layer._scratch = None
+                layer._scratch = layer._rows = layer._shards = None
+            self._shard_parts, self._sharded = None, []
+            if shards is not None:
+                shards.close()
+
+    def _optimizer_parts(self, sharded, shards):
+        """Set each sharded layer's row ranges; ``(shards, ranges)`` for ``Optimizer.apply``:
+        thread t >= 1 updates its rows of each sharded kernel (slices of the flat parameter
+        buffer), thread 0 its own rows and everything else."""
+        flat = self._flat_params[0]
+        owned = [[] for _ in range(shards.parts)]
+        for layer in sharded:
+            layer._rows, layer._shards = row_blocks(layer.input_dim, shards.parts), shards
+            start = (layer.kernel.__array_interface__["data"][0]
+                     - flat.__array_interface__["data"][0]) // flat.itemsize
+            for t, (lo, hi) in enumerate(layer._rows):
+                owned[t].append((start + lo * layer.units, start + hi * layer.units))
+        self._unsharded = _gaps(sorted(r for part in owned for r in part), flat.size)
+        return shards, [_gaps(sorted(r for part in owned[1:] for r in part), flat.size)
+                        ] + owned[1:]  # thread 0: its rows and everything else
+
+    def _gradient_finite(self):
+        """Whether the step's gradient is finite: the sharded kernels' rows as their threads
+        found them (``Dense._grad_finite``: read where they lie), the rest here."""
+        g = self._flat_grads[0]
+        if not self._sharded:
+            return np.isfinite(g).all()
+        return (all(layer._grad_finite for layer in self._sharded)
+                and all(np.isfinite(g[a:b]).all() for a, b in self._unsharded))
 
     def _batch_loss(self, yb, out, swb):
         value, grad = self.loss.value_and_grad(yb, out, sample_weight=swb)
@@ -273,8 +336,8 @@ class Trainer:
                     value, g = fused(yb, out) if lean else self._batch_loss(yb, out, swb)
                     watch.loss(value, epoch, step)
                     self._backward(g, overwrite_grad=lean)  # the lean loss's g is the outputs
-                watch.gradient(np.isfinite(self._flat_grads[0]).all(), epoch, step)
-                self.optimizer.apply(self._flat_params, self._flat_grads)
+                watch.gradient(self._gradient_finite(), epoch, step)
+                self.optimizer.apply(self._flat_params, self._flat_grads, self._shard_parts)
                 m = len(xb)
                 sums[0] += value * m
                 for j, v in enumerate(metric_values, 1):

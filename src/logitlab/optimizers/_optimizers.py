@@ -6,6 +6,7 @@ weights (checked against values recorded from Keras in the tests).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -39,17 +40,26 @@ class Optimizer:
     def _active_slots(self):
         return self._slots
 
-    def apply(self, params, grads):
-        """One step: update every array of ``params`` in place from ``grads``."""
+    def apply(self, params, grads, parts=None):
+        """One step: update every array of ``params`` in place from ``grads``.
+
+        ``parts`` (the training loop's, ``models._shards``): ``(shards, ranges)``, where
+        ``ranges[t]`` lists the ``(start, stop)`` slices of the (flat) arrays that thread t
+        updates; an optimizer that can split its step runs it so (Adam's compiled step),
+        the others ignore it. The same bits either way: each entry's update is its own.
+        """
         if self.weight_decay:
             # Keras applies decoupled weight decay before the update: w -= w * wd * lr
             factor = self.weight_decay * self.learning_rate
             for p in params:
                 p -= p * factor
-        self._update(params, grads)
+        if parts is None:  # a subclass's own _update(params, grads) keeps working
+            self._update(params, grads)
+        else:
+            self._update(params, grads, parts)
         self.iterations += 1
 
-    def _update(self, params, grads):  # pragma: no cover - abstract
+    def _update(self, params, grads, parts=None):  # pragma: no cover - abstract
         raise NotImplementedError
 
     def get_config(self):
@@ -91,7 +101,7 @@ class SGD(Optimizer):
     def _active_slots(self):
         return ("momentums",) if self.momentum else ()
 
-    def _update(self, params, grads):
+    def _update(self, params, grads, parts=None):
         lr = self.learning_rate
         if not self.momentum:
             for p, g in zip(params, grads):
@@ -131,7 +141,7 @@ class Adam(Optimizer):
     def _active_slots(self):
         return ("momentums", "velocities") + (("velocity_hats",) if self.amsgrad else ())
 
-    def _update(self, params, grads):
+    def _update(self, params, grads, parts=None):
         t = self.iterations + 1
         # bias correction folded into the step size: a Python float (weak, like the betas
         # and epsilon): the arithmetic stays in the parameters' dtype
@@ -148,9 +158,15 @@ class Adam(Optimizer):
             # one pass (m, v and p together) instead of twelve, the same bits; as one row:
             # never the parallel twin (there is none)
             one = p.dtype.type
-            launch(kernels.adam_update, 1, p.size, *(a.reshape(-1) for a in arrays[:4]),
-                   np.empty(0, p.dtype) if vh is None else vh.reshape(-1),
-                   one(1 - self.beta_1), one(1 - self.beta_2), one(alpha), one(self.epsilon))
+            flat = [a.reshape(-1) for a in arrays[:4]]
+            flat.append(np.empty(0, p.dtype) if vh is None else vh.reshape(-1))
+            scalars = (one(1 - self.beta_1), one(1 - self.beta_2), one(alpha), one(self.epsilon))
+            if parts is None or len(params) != 1:
+                launch(kernels.adam_update, 1, p.size, *flat, *scalars)
+                continue
+            shards, ranges = parts  # each thread its slices: the rows of the weights it owns
+            shards.run([functools.partial(_adam_slices, kernels, flat, mine, scalars)
+                        for mine in ranges])
 
     def _scratch(self, i, p):
         """Two scratch arrays for parameter array ``i`` (the NumPy update's), kept across steps:
@@ -160,6 +176,14 @@ class Adam(Optimizer):
         if pair is None or pair[0].shape != p.shape or pair[0].dtype != p.dtype:
             pair = self._work[i] = (np.empty_like(p), np.empty_like(p))
         return pair
+
+
+def _adam_slices(kernels, flat, slices, scalars):
+    """Adam's compiled step over ``flat[i][a:b]`` for each ``(a, b)`` of ``slices``."""
+    amsgrad = flat[4].size != 0
+    for a, b in slices:
+        launch(kernels.adam_update, 1, b - a, *(arr[a:b] for arr in flat[:4]),
+               flat[4][a:b] if amsgrad else flat[4], *scalars)
 
 
 def _one_flat_kind(arrays):
@@ -222,7 +246,7 @@ class RMSprop(Optimizer):
         return (("velocities",) + (("momentums",) if self.momentum else ())
                 + (("average_gradients",) if self.centered else ()))
 
-    def _update(self, params, grads):
+    def _update(self, params, grads, parts=None):
         n = len(params)
         moms = self.slots.get("momentums", [None] * n)
         avgs = self.slots.get("average_gradients", [None] * n)
