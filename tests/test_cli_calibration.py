@@ -3,7 +3,10 @@
 
 import csv
 import io
+import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -104,6 +107,14 @@ def test_evaluate_plot_writes_a_png_and_refuses_an_input(calibrated, iris_csv, t
     assert iris_csv.read_bytes() == before
     one_line_error(run("evaluate", model, iris_csv, "--plot", tmp_path / "nowhere" / "r.png"),
                    "cannot write")
+    # a data file whose name is not UTF-8 (its byte kept as a lone surrogate): matplotlib's
+    # font raised on the title; the title shows U+FFFD instead
+    odd = tmp_path / os.fsdecode(b"bad\xff.csv")
+    odd.write_bytes(iris_csv.read_bytes())
+    res = subprocess.run([sys.executable, "-m", "logitlab", "evaluate", str(model), str(odd),
+                          "--plot", str(tmp_path / "odd.png")], capture_output=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "odd.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_evaluate_without_plot_imports_no_matplotlib_or_sklearn(calibrated, iris_csv, tmp_path):

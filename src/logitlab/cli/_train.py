@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import re
 import sys
 
@@ -489,7 +490,10 @@ def run_evaluate(model_path, data, target, plot=None, labels=None):
     metrics_report(console, est, X, y, f"{data}: {X.shape[0]} rows", proba=proba,
                    label_names=label_names)
     if plot is not None:
-        _write_reliability_plot(plot, est, y, proba, f"{data}", bool(label_names))
+        # a file name's undecodable bytes (kept by Python as lone surrogates) as U+FFFD: the
+        # figure's font cannot draw a surrogate (matplotlib raised inside savefig)
+        title = os.fsencode(data).decode("utf-8", "replace")
+        _write_reliability_plot(plot, est, y, proba, title, bool(label_names))
         console.print(f"wrote the reliability diagram to {escape(str(plot))}", soft_wrap=True)
 
 
