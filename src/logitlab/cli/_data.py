@@ -407,7 +407,8 @@ def _npz_labels(y, key, path, n_rows):
                             f"{int(np.argmax(bad))}: a missing or non-finite label")
         frac = y != np.floor(y)
         if frac.any():
-            raise DataError(f"the labels {key!r} in {path} hold the number {y[frac][0]!r} at index "
+            raise DataError(f"the labels {key!r} in {path} hold the number "
+                            f"{y[frac][0].item()!r} at index "
                             f"{int(np.argmax(frac))}: they look continuous, and logitlab "
                             "classifies; choose labels of classes (text, or integers)")
     elif y.dtype.kind not in "biuUS":
