@@ -609,3 +609,20 @@ def test_running_out_of_memory_is_one_line(tmp_path, iris_csv, monkeypatch):
     monkeypatch.setattr(_train, "run_train", too_big)
     one_line_error(invoke("train", iris_csv, "--target", "species", "-o", tmp_path / "m.ll"),
                    "out of memory: Unable to allocate")
+
+
+def test_stdout_into_a_file_and_a_trailing_separator(tmp_path, iris_csv, iris_model):
+    # A review: `-o /dev/stdout` into a file the shell opened replaced that file (what was
+    # printed before and after went to the old inode), and `-o models/` (missing) made a
+    # file named models.
+    script = ("import sys; from logitlab._io import atomic_write\n"
+              "print('before', flush=True)\n"
+              "with atomic_write('/dev/stdout', 'w') as fh: fh.write('MODEL\\n')\n"
+              "print('after')\n")
+    out = tmp_path / "out.txt"
+    with open(out, "w") as fh:
+        subprocess.run([sys.executable, "-c", script], stdout=fh, check=True, timeout=60)
+    assert out.read_text() == "before\nMODEL\nafter\n"
+    one_line_error(invoke("predict", iris_model, iris_csv, "-o", f"{tmp_path}/models/"),
+                   "ends with a separator")
+    assert not (tmp_path / "models").exists()

@@ -143,3 +143,30 @@ def test_saved_classes_keep_their_values_and_dtype(labels, predict_only, tmp_pat
     assert back.classes_.tolist() == est.classes_.tolist()
     np.testing.assert_array_equal(back.predict(X), est.predict(X))
     assert back.predict(X).dtype == est.predict(X).dtype
+
+
+def test_predict_only_takes_a_dataframe_of_mixed_columns_and_refuses_wide_class_dtypes(tmp_path):
+    pd = pytest.importorskip("pandas")
+    import json
+    import zipfile
+
+    import hostile_files as hf
+
+    X, y = load_iris(return_X_y=True)
+    df = pd.DataFrame(X, columns=["sl", "sw", "pl", "pw"])
+    df["sl"] = df["sl"].astype("Float64")  # pandas' nullable floats: an object array
+    df["sw"] = df["sw"] > 3  # booleans
+    est = SoftmaxRegression().fit(df, np.array(["a", "b", "c"])[y])
+    save_estimator(est, tmp_path / "m.logitlab")
+    light = load_estimator(tmp_path / "m.logitlab", predict_only=True)[0]
+    np.testing.assert_array_equal(light.predict(df), est.predict(df))
+    # a crafted header asking 1.2 GB a label: refused, nothing allocated
+    blob = (tmp_path / "m.logitlab").read_bytes()
+    header = json.loads(zipfile.ZipFile(tmp_path / "m.logitlab").read("logitlab.json"))
+    assert header["config"]["classes_dtype"] == "<U1"
+    bad = hf.rewrite(blob, lambda h: h["config"].update(classes_dtype="<U300000000"))
+    (tmp_path / "bad.logitlab").write_bytes(bad)
+    from logitlab import ModelFileError
+
+    with pytest.raises(ModelFileError, match="wider than its labels"):
+        load_estimator(tmp_path / "bad.logitlab", predict_only=True)

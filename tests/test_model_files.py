@@ -420,3 +420,11 @@ def test_long_string_lists_travel_as_arrays_and_are_checked(tmp_path):
     damaged(lambda c, a: c.update({"features": {"__strings__": 1}}))
     damaged(lambda c, a: c.update({"other": {"__strings__": 0}}))  # one list, named twice
     damaged(lambda c, a: c.update({"features": None}))  # arrays no config names
+
+
+def test_packed_strings_keep_lone_surrogates_as_json_does(tmp_path):
+    from logitlab._saving import read_model_file, write_model_file
+
+    names = [f"f{i}" for i in range(300)] + ["bad\udcff"]
+    write_model_file(tmp_path / "m", "Test", {"features": names}, {})
+    assert read_model_file(tmp_path / "m")[1]["features"] == names

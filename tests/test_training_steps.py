@@ -298,3 +298,61 @@ def test_a_split_steps_error_is_raised_once_every_thread_has_ended():
     assert shards.run([lambda: 1, lambda: 2, lambda: 3]) == [1, 2, 3]
     shards.close()
     assert not any(t.name.startswith("logitlab-shard") for t in threading.enumerate())
+
+
+def test_split_steps_keep_users_optimizers_chunk_sources_and_warnings(rng, monkeypatch):
+    """A review's findings: a user's optimizer whose apply or _update takes (params, grads)
+    failed with a TypeError on every fit; a chunk source's unbuilt model was split before
+    its weights existed (AttributeError); the worker threads warned of overflow that the
+    loop's np.errstate silences."""
+    import warnings
+
+    from logitlab.models import _trainer
+
+    monkeypatch.setattr(_trainer, "SHARD_PRODUCT", 1)
+    monkeypatch.setattr(_trainer, "_blas_threads", lambda: 2)
+    x, y = rng.normal(size=(64, 140)), rng.integers(0, 3, 64)
+
+    class Clipped(SGD):
+        def apply(self, params, grads):
+            for g in grads:
+                np.clip(g, -1, 1, out=g)
+            super().apply(params, grads)
+
+    class Plain(SGD):
+        def _update(self, params, grads):
+            for p, g in zip(params, grads):
+                p -= 0.01 * g
+
+    for optimizer in (Clipped(0.1), Plain(0.1)):
+        model = Sequential([Dense(8, "relu"), Dense(3)], seed=0, dtype="float64")
+        model.compile(loss=SparseCategoricalCrossentropy(from_logits=True), optimizer=optimizer)
+        model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    model = Sequential([Dense(8, "relu"), Dense(3)], seed=0, dtype="float64")
+    model.compile(loss=SparseCategoricalCrossentropy(from_logits=True), optimizer="adam")
+    model.fit([(x, y)], batch_size=32, epochs=2, verbose=0)  # built at the first chunk
+    model = Sequential([Dense(8), Dense(3)], seed=0, dtype="float64")
+    model.compile(loss=SparseCategoricalCrossentropy(from_logits=True), optimizer="sgd")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        with pytest.raises(TrainingDivergedError):
+            model.fit(x * 1e306, y, batch_size=32, epochs=1, verbose=0)
+
+
+def test_a_pickled_or_copied_model_still_trains(rng):
+    """The layers' weights are views into one flat buffer that the optimizer updates; after
+    pickle or deepcopy they were arrays of their own, and training changed nothing."""
+    import copy
+    import pickle
+
+    x, y = rng.normal(size=(64, 4)), rng.integers(0, 3, 64)
+    model = relu_model()
+    model.fit(x, y, epochs=1, verbose=0)
+    for back in (pickle.loads(pickle.dumps(model)), copy.deepcopy(model)):
+        before = [w.copy() for w in back.get_weights()]
+        back.fit(x, y, epochs=2, verbose=0)
+        model_copy = copy.deepcopy(model)
+        model_copy.fit(x, y, epochs=2, verbose=0)
+        assert not np.array_equal(before[0], back.get_weights()[0])
+        for a, b in zip(back.get_weights(), model_copy.get_weights()):
+            np.testing.assert_array_equal(a, b)

@@ -18,6 +18,7 @@ import contextlib
 import os
 import re
 import stat
+import sys
 import tempfile
 import time
 
@@ -128,8 +129,19 @@ def _destination(path):
     the file its symbolic links lead to, existing or not), or ``path`` with ``special`` True
     where it names something that is not a regular file and is written in place. Raises
     :class:`WriteError` for a folder and for a file the user may not write (root may)."""
+    if path.endswith(("/", os.sep)) and not os.path.isdir(path):
+        raise WriteError(20, "names a folder (it ends with a separator); give a file name", path)
+    absolute = os.path.abspath(path)
+    if absolute.startswith(("/dev/", "/proc/")) or os.path.realpath(path).startswith("/proc/"):
+        # /dev/stdout, /dev/fd/N, /proc/self/fd/N: the caller's stream, whatever it leads to
+        # (a file the shell opened, maybe for appending): written in place, never replaced
+        if not os.path.exists(path):
+            raise WriteError(2, "no such stream or device", path)
+        if os.path.isdir(path):
+            raise WriteError(21, "is a folder; give a file name", path)
+        return path, True
     try:
-        st = os.stat(path)  # follows links: /dev/stdout, /dev/fd/63 and a link to a FIFO too
+        st = os.stat(path)  # follows links: a link to a FIFO is written in place too
     except FileNotFoundError:
         return os.path.realpath(path), False  # new, or a dangling link's target: created
     except OSError as exc:
@@ -143,6 +155,17 @@ def _destination(path):
     if not os.access(path, os.W_OK):
         raise WriteError(13, "the file is write-protected", path)
     return os.path.realpath(path), False
+
+
+def _own_descriptor(path):
+    """The number of this process's open file that ``path`` names (``/dev/stdout``,
+    ``/dev/stderr``, ``/dev/fd/N``, ``/proc/self/fd/N``), else None."""
+    absolute = os.path.abspath(path)
+    named = {"/dev/stdout": 1, "/dev/stderr": 2}.get(absolute)
+    if named is not None:
+        return named
+    match = re.fullmatch(rf"/(?:dev/fd|proc/(?:self|{os.getpid()})/fd)/(\d+)", absolute)
+    return int(match.group(1)) if match else None
 
 
 def check_writable(path):
@@ -183,8 +206,17 @@ def atomic_write(path, mode="wb", encoding=None, newline=None):
     target, special = _destination(path)
     if special:
         try:
-            with open(path, mode, encoding=encoding, newline=newline) as fh:
-                yield fh
+            fd = _own_descriptor(path)
+            if fd is not None:  # /dev/stdout...: through the descriptor itself, at its offset
+                # (reopened, a file the shell opened would be written over from its start)
+                for stream in (sys.stdout, sys.stderr):
+                    with contextlib.suppress(Exception):
+                        stream.flush()
+                with os.fdopen(os.dup(fd), mode, encoding=encoding, newline=newline) as fh:
+                    yield fh
+            else:
+                with open(path, mode, encoding=encoding, newline=newline) as fh:
+                    yield fh
         except OSError as exc:
             if isinstance(exc, WriteError) or exc.filename not in (None, path):
                 raise

@@ -61,7 +61,7 @@ def _pack_strings(value, arrays):
     if isinstance(value, list):
         if len(value) >= PACKED_STRINGS and all(isinstance(v, str) for v in value):
             k = sum(name.endswith("/utf8") for name in arrays if name.startswith("strings/"))
-            encoded = [v.encode("utf-8") for v in value]
+            encoded = [v.encode("utf-8", "surrogatepass") for v in value]  # as JSON keeps them
             arrays[f"strings/{k}/utf8"] = np.frombuffer(b"".join(encoded), dtype=np.uint8)
             arrays[f"strings/{k}/ends"] = np.cumsum([len(b) for b in encoded], dtype=np.int64)
             return {_STRINGS: k}
@@ -86,7 +86,8 @@ def _unpack_strings(value, arrays, used, path):
             used.update((f"strings/{k}/utf8", f"strings/{k}/ends"))
             data = utf8.tobytes()
             try:
-                return [data[a:b].decode("utf-8") for a, b in zip(starts.tolist(), ends.tolist())]
+                return [data[a:b].decode("utf-8", "surrogatepass")
+                        for a, b in zip(starts.tolist(), ends.tolist())]
             except UnicodeDecodeError:
                 raise ModelFileError(f"{path!r}: 'strings/{k}' is not UTF-8") from None
         return {key: _unpack_strings(v, arrays, used, path) for key, v in value.items()}

@@ -64,9 +64,12 @@ class _Predictor:
             values = X.data
         else:
             arr = np.asarray(X)
-            if arr.dtype.kind not in "biuf":
+            if arr.dtype.kind not in "biufO":  # strings: refused, as scikit-learn does
                 raise TypeError(f"`X` must hold numbers; got an array of dtype {arr.dtype}")
-            X = values = np.asarray(arr, dtype=np.float64)
+            try:  # objects (a DataFrame of mixed or nullable columns): numbers if they are
+                X = values = np.asarray(arr, dtype=np.float64)
+            except (TypeError, ValueError) as exc:
+                raise TypeError(f"`X` must hold numbers: {exc}") from None
         if X.ndim != 2 or X.shape[1] != self.n_features_in_:
             raise ValueError(f"`X` must have shape (n_samples, {self.n_features_in_}); "
                              f"got {X.shape}")
@@ -270,6 +273,12 @@ def _classes_array(classes, dtype, where):
             if not isinstance(dtype, str) or np.dtype(dtype).kind not in _CLASS_KINDS:
                 raise ValueError(f"'classes_dtype' must name one of "
                                  f"{', '.join(_CLASS_KINDS.values())}; got {dtype!r:.40}")
+            need = np.asarray(classes).dtype  # what the labels take: no more may be asked
+            if np.dtype(dtype).kind in "U" and np.dtype(dtype).itemsize > max(
+                    need.itemsize if need.kind == "U" else 0, 4):
+                raise ValueError(f"'classes_dtype' {dtype!r:.40} is wider than its labels")
+            if np.dtype(dtype).kind in "biuf" and np.dtype(dtype).itemsize > 16:
+                raise ValueError(f"'classes_dtype' {dtype!r:.40} is no dtype of labels")
             if np.dtype(dtype).kind == "O":
                 arr = np.empty(len(classes), dtype=object)
                 arr[:] = classes

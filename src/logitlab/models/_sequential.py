@@ -97,6 +97,14 @@ class Sequential(Trainer):
         if self.optimizer is not None:
             self.optimizer.build(self._flat_params)
 
+    def __setstate__(self, state):
+        """After pickle or deepcopy: the layers' weights were views into one flat buffer, and
+        come back as arrays of their own; bind them into a buffer again, or the optimizer
+        would update a buffer no layer reads (training that changed nothing, in silence)."""
+        self.__dict__.update(state)
+        if "_flat_params" in state:
+            self._flatten_weights()
+
     def _flatten_weights(self):
         """Put every weight (and gradient) in one flat buffer; layers keep views into it.
 

@@ -24,6 +24,8 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
+
 __all__ = ["Shards", "SHARD_PRODUCT", "row_blocks"]
 
 #: a Dense layer whose product (batch x inputs x units multiply-adds) gives each of the T
@@ -40,6 +42,11 @@ def row_blocks(n_rows, parts):
     return list(zip(cuts[:-1], cuts[1:]))
 
 
+def _with_errstate(err, job):
+    with np.errstate(**err):
+        return job()
+
+
 class Shards:
     """T threads for one epoch's steps: the caller's (part 0) and T - 1 workers."""
 
@@ -54,7 +61,8 @@ class Shards:
         worker is left writing into the arrays the caller goes on with)."""
         if os.getpid() != self._pid:  # a fork inside the epoch: the workers stayed behind
             return [job() for job in jobs]
-        futures = [self._pool.submit(job) for job in jobs[1:]]
+        err = np.geterr()  # the caller's floating-point error handling, in every thread
+        futures = [self._pool.submit(_with_errstate, err, job) for job in jobs[1:]]
         try:
             first = jobs[0]()
         finally:

@@ -36,6 +36,16 @@ __all__ = ["Trainer", "TrainingDivergedError"]
 SMALL_PRODUCT = 1 << 20
 
 
+def _splits_its_step(optimizer):
+    """Whether ``optimizer`` takes ``apply(..., parts=)``: the library's own ``apply`` and
+    ``_update`` (a subclass that overrides either keeps its two-argument form)."""
+    from ..optimizers._optimizers import Optimizer
+
+    cls = type(optimizer)
+    return (cls.apply is Optimizer.apply and "parts" in
+            cls._update.__code__.co_varnames[:cls._update.__code__.co_argcount])
+
+
 def _gaps(ranges, size):
     """The slices of ``range(size)`` that the sorted, disjoint ``ranges`` leave out."""
     at, gaps = 0, []
@@ -125,7 +135,8 @@ class Trainer:
         """
         dense = [layer for layer in self.layers if isinstance(layer, Dense)]
         largest, dim, sharded = 0, self.input_dim or 0, []
-        threads = _blas_threads()
+        # a chunk source builds the model at its first chunk: nothing split before then
+        threads = _blas_threads() if getattr(self, "_flat_params", None) else 1
         for layer in self.layers:
             out_dim = layer.output_dim(dim)
             if isinstance(layer, Dense):
@@ -143,6 +154,8 @@ class Trainer:
             layer._scratch = {}
         shards = Shards(threads) if sharded else None
         self._shard_parts = self._optimizer_parts(sharded, shards) if sharded else None
+        if not _splits_its_step(self.optimizer):
+            self._shard_parts = None  # the products split, the update on this thread
         self._sharded = sharded
         try:
             with limit:
@@ -337,7 +350,11 @@ class Trainer:
                     watch.loss(value, epoch, step)
                     self._backward(g, overwrite_grad=lean)  # the lean loss's g is the outputs
                 watch.gradient(self._gradient_finite(), epoch, step)
-                self.optimizer.apply(self._flat_params, self._flat_grads, self._shard_parts)
+                if self._shard_parts is None:  # a user's Optimizer.apply(params, grads) too
+                    self.optimizer.apply(self._flat_params, self._flat_grads)
+                else:
+                    self.optimizer.apply(self._flat_params, self._flat_grads,
+                                         parts=self._shard_parts)
                 m = len(xb)
                 sums[0] += value * m
                 for j, v in enumerate(metric_values, 1):
