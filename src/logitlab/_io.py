@@ -131,14 +131,13 @@ def _destination(path):
     :class:`WriteError` for a folder and for a file the user may not write (root may)."""
     if path.endswith(("/", os.sep)) and not os.path.isdir(path):
         raise WriteError(20, "names a folder (it ends with a separator); give a file name", path)
-    absolute = os.path.abspath(path)
-    if absolute.startswith(("/dev/", "/proc/")) or os.path.realpath(path).startswith("/proc/"):
+    if _own_descriptor(path) is not None:
         # /dev/stdout, /dev/fd/N, /proc/self/fd/N: the caller's stream, whatever it leads to
         # (a file the shell opened, maybe for appending): written in place, never replaced
-        if not os.path.exists(path):
-            raise WriteError(2, "no such stream or device", path)
-        if os.path.isdir(path):
-            raise WriteError(21, "is a folder; give a file name", path)
+        try:
+            os.fstat(_own_descriptor(path))
+        except OSError as exc:
+            raise _write_error(exc, path) from None
         return path, True
     try:
         st = os.stat(path)  # follows links: a link to a FIFO is written in place too
