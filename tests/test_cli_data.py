@@ -626,3 +626,11 @@ def test_stdout_into_a_file_and_a_trailing_separator(tmp_path, iris_csv, iris_mo
     one_line_error(invoke("predict", iris_model, iris_csv, "-o", f"{tmp_path}/models/"),
                    "ends with a separator")
     assert not (tmp_path / "models").exists()
+
+
+def test_flags_that_would_be_ignored_or_misnamed_are_refused(tmp_path, iris_csv, iris_model):
+    one_line_error(invoke("train", iris_csv, "--target", "species", "--blocksize", "abc",
+                          "-o", tmp_path / "m.ll"), "--blocksize", "--engine local")
+    one_line_error(invoke("predict", iris_model, iris_csv, "-o", tmp_path / "p.npz"),
+                   "predict writes a CSV")
+    assert not (tmp_path / "p.npz").exists()

@@ -267,6 +267,9 @@ def train(data, target, labels, model, hidden, epochs, batch_size, learning_rate
     """
     _check_output(output, [("data file", data), ("labels file", labels)])
     _one_label_source(target, labels)
+    if engine != "dask" and _typed("blocksize"):
+        raise UsageFailure(f"--blocksize sizes the chunks of --engine dask; got --engine "
+                           f"{engine}, which would ignore it")
     if scheduler is not None and (engine != "dask" or not scheduler.strip()):
         # neither a run on this machine nor an empty address ("$UNSET") falls back silently
         raise UsageFailure(f"--scheduler takes the address of a Dask scheduler (such as "
@@ -311,6 +314,8 @@ def predict(model, data, proba, output):
     """
     if output is not None:
         _check_output(output, [("model file", model), ("data file", data)])
+        if str(output).lower().endswith((".npz", ".npy")):  # a NumPy reader would choke
+            raise UsageFailure(f"--output {output}: predict writes a CSV; give a .csv name")
     from ._train import run_predict
 
     run_predict(model, data, proba, output)

@@ -282,8 +282,9 @@ def run_train(data, target, model, hidden, epochs, batch_size, learning_rate, va
             X_tr, X_va, y_tr, y_va = train_test_split(X, y, test_size=validation_split,
                                                       random_state=seed, stratify=stratify)
         except ValueError as exc:  # too few rows for the split (or for one row a class)
-            raise DataError(f"--validation-split {validation_split:g} of {len(y)} rows: {exc}; "
-                            "use more rows or --validation-split 0") from None
+            raise DataError(f"--validation-split {validation_split:g} of {len(y)} rows: "
+                            f"{str(exc).rstrip('.')}; use more rows or --validation-split 0"
+                            ) from None
     else:
         X_tr, X_va, y_tr, y_va = X, X, y, y
     if not multilabel and len(np.unique(y_tr)) < 2:
