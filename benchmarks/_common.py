@@ -57,7 +57,7 @@ def median_time(fn, repeats=5, warmup=1):
     return float(np.median(times))
 
 
-def median_times(fns, repeats=5, warmup=1, seed=0, block=3):
+def median_times(fns, repeats=5, warmup=1, seed=0, block=3, pause=0.0):
     """Median wall time of each of ``fns`` (a dict of name to function), the functions in turn.
 
     Rounds: in each, every function runs ``block`` calls in a row, in an
@@ -70,12 +70,14 @@ def median_times(fns, repeats=5, warmup=1, seed=0, block=3):
     peer's thread pool still spinning on both cores after its call (JAX's
     and PyTorch's do), pages its predecessor handed back to the OS and that
     must be zeroed again. Measured, a logitlab call after JAX's CE took 2-3x
-    its usual time, and PyTorch's softmax after NumPy's up to 10x.
+    its usual time, and PyTorch's softmax after NumPy's up to 10x. One
+    call is not always enough: ``pause`` seconds of sleep before each block
+    let a peer's spinning threads park (see ``bench_kernels.PAUSE``).
     """
-    return wall_and_cpu_times(fns, repeats, warmup, seed, block)[0]
+    return wall_and_cpu_times(fns, repeats, warmup, seed, block, pause)[0]
 
 
-def wall_and_cpu_times(fns, repeats=5, warmup=1, seed=0, block=3):
+def wall_and_cpu_times(fns, repeats=5, warmup=1, seed=0, block=3, pause=0.0):
     """:func:`median_times`'s rounds, each counted call timed by the wall clock and by this
     process's CPU time: ``(wall, cpu)``, two dicts of medians.
 
@@ -93,6 +95,7 @@ def wall_and_cpu_times(fns, repeats=5, warmup=1, seed=0, block=3):
     while len(wall[order[0]]) < repeats:
         for i in rng.permutation(len(order)):
             name = order[i]
+            time.sleep(pause)
             for call in range(block):
                 c, t = time.process_time(), time.perf_counter()
                 fns[name]()

@@ -4,9 +4,9 @@
 
 Peers measured in the same run when installed: plain NumPy, PyTorch (CPU),
 JAX (jit), timed in turn, three calls at a time in an order shuffled anew
-each round, the first of each three not counted (``median_times``), so that
-all see the same phases of a shared machine and none pays for its
-predecessor. Every library returns a fresh result; the row "logitlab, out=
+each round, the first of each three not counted and 50 ms of rest before
+each three (``median_times``, ``PAUSE``), so that all see the same phases of
+a shared machine and none pays for its predecessor. Every library returns a fresh result; the row "logitlab, out=
 reused" times the same public calls writing into one buffer kept across calls
 (``out=``), which saves the OS's zeroing of fresh pages. Reports elements/s,
 effective GB/s (8 bytes per element for CE: read the logits, write the
@@ -24,6 +24,12 @@ from logitlab.losses import SparseCategoricalCrossentropy
 
 ARGS = arguments(__doc__)
 QUICK = ARGS.quick
+# Seconds of rest before each block of calls, whichever library's: PyTorch's OpenMP threads
+# spin on both cores for a while after its call. Measured on the 2-core Zen 2 (2026-12-04),
+# logitlab's CE at 8192 x 1000 in the six calls straight after a PyTorch CE: 7.6, 5.2, 5.5,
+# 6.0, 4.1, 3.3 ms (medians of 20); after 10 to 50 ms of rest: 3.5-3.8 ms, then 3.2-3.3 ms
+# (3.2 ms with OMP_WAIT_POLICY=PASSIVE). The first call of a block was not enough to absorb it.
+PAUSE = 0.05
 SIZES = [(65536, 10), (8192, 1000)] if QUICK else [(65536, 10), (8192, 1000), (4096, 32768),
                                                     (1024, 131072)]
 
@@ -108,7 +114,7 @@ def main():
         for name, (soft, ce) in others.items():
             calls[name, "softmax"] = lambda soft=soft: soft(z)
             calls[name, "ce"] = lambda ce=ce: ce(z, y)
-        medians = median_times(calls, repeats)  # in turn: every library sees the same phases
+        medians = median_times(calls, repeats, pause=PAUSE)  # in turn: every library sees the same phases
         t_soft, t_ce = medians["logitlab", "softmax"], medians["logitlab", "ce"]
         names = ["logitlab, out= reused", "logitlab", *others]
         timed = {name: (medians[name, "softmax"], medians[name, "ce"]) for name in names}
