@@ -22,7 +22,7 @@ its own products' bits depend on it). The threads live for one epoch's steps
 from __future__ import annotations
 
 import os
-from concurrent.futures import ThreadPoolExecutor
+import threading
 
 import numpy as np
 
@@ -42,9 +42,49 @@ def row_blocks(n_rows, parts):
     return list(zip(cuts[:-1], cuts[1:]))
 
 
-def _with_errstate(err, job):
-    with np.errstate(**err):
-        return job()
+class _Worker:
+    """A thread running the jobs handed to it one at a time, with the caller's NumPy error
+    handling; two locks are the hand-over. (A ``ThreadPoolExecutor``'s queue and futures
+    cost 46 us a hand-over of two empty jobs, these locks 13.5 us, on the 2-core Zen 2; a
+    step makes three: 65 against 19 ms in the 1407 of an MNIST-shaped epoch.)"""
+
+    def __init__(self, name):
+        self._go, self._done = threading.Lock(), threading.Lock()
+        self._go.acquire()
+        self._done.acquire()
+        self._job = self._result = self._error = None
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def _loop(self):
+        applied = None
+        while True:
+            self._go.acquire()
+            job, err = self._job
+            if job is None:
+                return
+            try:
+                if err != applied:  # np.seterr is this thread's own
+                    np.seterr(**err)
+                    applied = err
+                self._result, self._error = job(), None
+            except BaseException as exc:  # raised in the caller's thread (Shards.run)
+                self._result, self._error = None, exc
+            self._done.release()
+
+    def start(self, job, err):
+        self._job = (job, err)
+        self._go.release()
+
+    def wait(self):
+        """``(result, exception)`` of the job started last, once it has ended."""
+        self._done.acquire()
+        return self._result, self._error
+
+    def stop(self):
+        self._job = (None, None)
+        self._go.release()
+        self._thread.join()
 
 
 class Shards:
@@ -52,7 +92,7 @@ class Shards:
 
     def __init__(self, parts):
         self.parts = parts
-        self._pool = ThreadPoolExecutor(parts - 1, thread_name_prefix="logitlab-shard")
+        self._workers = [_Worker(f"logitlab-shard_{t}") for t in range(parts - 1)]
         self._pid = os.getpid()
 
     def run(self, jobs):
@@ -62,16 +102,19 @@ class Shards:
         if os.getpid() != self._pid:  # a fork inside the epoch: the workers stayed behind
             return [job() for job in jobs]
         err = np.geterr()  # the caller's floating-point error handling, in every thread
-        futures = [self._pool.submit(_with_errstate, err, job) for job in jobs[1:]]
+        workers = self._workers[:len(jobs) - 1]
+        for worker, job in zip(workers, jobs[1:]):
+            worker.start(job, err)
         try:
             first = jobs[0]()
         finally:
-            rest = [f.exception() for f in futures]  # waits for each
-        for exc in rest:
+            rest = [worker.wait() for worker in workers]
+        for _, exc in rest:
             if exc is not None:
                 raise exc
-        return [first] + [f.result() for f in futures]
+        return [first] + [result for result, _ in rest]
 
     def close(self):
         if os.getpid() == self._pid:
-            self._pool.shutdown(wait=True)
+            for worker in self._workers:
+                worker.stop()
