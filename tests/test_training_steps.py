@@ -300,6 +300,79 @@ def test_a_split_steps_error_is_raised_once_every_thread_has_ended():
     assert not any(t.name.startswith("logitlab-shard") for t in threading.enumerate())
 
 
+def test_a_prefetch_runs_on_the_first_worker_after_its_job_and_its_error_reaches_collect():
+    import threading
+
+    from logitlab.models._shards import Shards
+
+    shards = Shards(2)
+    seen = []
+    gate = threading.Event()
+
+    def worker_job():
+        seen.append(("job", threading.current_thread().name))
+        return "w"
+
+    def fetch():
+        gate.wait(5)  # the caller's run returned before this ended
+        seen.append(("fetch", threading.current_thread().name))
+        return "next"
+
+    shards.prefetch(fetch)
+    assert shards.run([lambda: "c", worker_job]) == ["c", "w"]
+    assert ("fetch", "logitlab-shard_0") not in seen
+    gate.set()
+    assert shards.collect() == "next"
+    assert seen == [("job", "logitlab-shard_0"), ("fetch", "logitlab-shard_0")]
+
+    shards.prefetch(lambda: 1 / 0)  # its error is raised where its result is asked for
+    assert shards.run([lambda: 1, lambda: 2]) == [1, 2]
+    with pytest.raises(ZeroDivisionError):
+        shards.collect()
+    shards.prefetch(lambda: "here")  # no run took it: made on the caller's thread
+    assert shards.collect() == "here"
+    shards.prefetch(lambda: gate.wait(0.2) and "late")
+    shards.run([lambda: 0, lambda: 0])
+    assert shards.run([lambda: 3, lambda: 4]) == [3, 4]  # waits for the prefetch first
+    assert shards.collect() == "late"
+    shards.prefetch(lambda: "never asked for")
+    shards.run([lambda: 0, lambda: 0])
+    shards.close()
+    assert not any(t.name.startswith("logitlab-shard") for t in threading.enumerate())
+
+
+def test_split_steps_with_prefetched_batches_train_as_one_thread_does(rng, monkeypatch):
+    """With split steps the next batch is gathered by a worker while the step runs, into
+    the other of two buffers: the fit must see each batch as gathered (same weights as
+    one thread to float64's rounding, whatever the batch count's parity)."""
+    from logitlab.models import _shards, _trainer
+
+    collected = []
+    collect = _shards.Shards.collect
+
+    def counted(self):
+        collected.append(1)
+        return collect(self)
+
+    monkeypatch.setattr(_shards.Shards, "collect", counted)
+    x, y = rng.normal(size=(150, 130)), rng.integers(0, 3, 150)
+
+    def fit(threads):
+        monkeypatch.setattr(_trainer, "SHARD_PRODUCT", 1)
+        monkeypatch.setattr(_trainer, "_blas_threads", lambda: threads)
+        model = Sequential([Dense(8, "relu"), Dense(3)], seed=0, dtype="float64")
+        model.compile(loss=SparseCategoricalCrossentropy(from_logits=True), optimizer="adam")
+        model.fit(x, y, batch_size=16, epochs=2, verbose=0)
+        return model.get_weights()
+
+    one = fit(1)
+    assert not collected
+    split = fit(2)
+    assert len(collected) == 2 * 10  # 150 rows: ten batches an epoch, each collected
+    for a, b in zip(one, split):
+        np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12)
+
+
 def test_split_steps_keep_users_optimizers_chunk_sources_and_warnings(rng, monkeypatch):
     """A review's findings: a user's optimizer whose apply or _update takes (params, grads)
     failed with a TypeError on every fit; a chunk source's unbuilt model was split before

@@ -221,3 +221,29 @@ def test_finite_inputs_whose_sum_overflows_are_accepted_and_one_nan_or_inf_is_no
         with pytest.raises(ValueError, match="`x` contains NaN or inf"):
             check_inputs(x, dtype=dtype)
     assert all_finite(np.zeros((2, 3), dtype)) and not all_finite(np.array([[np.nan]], dtype))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_finite_check_by_row_sums_finds_every_non_finite_entry(dtype):
+    # all_finite sums a matrix's rows with one BLAS product: a NaN or inf anywhere, in
+    # either memory order or a strided view, and a row holding +inf and -inf (whose sum
+    # is NaN, not inf) must be found; 1-D and 3-D arrays are summed whole
+    from logitlab._validation import all_finite
+
+    x = np.random.default_rng(0).normal(size=(37, 11)).astype(dtype)
+    assert all_finite(x) and all_finite(x.T) and all_finite(x[::3, ::2])
+    for bad in (np.nan, np.inf, -np.inf):
+        for i in range(x.shape[0]):
+            for j in range(x.shape[1]):
+                y = x.copy()
+                y[i, j] = bad
+                assert not all_finite(y) and not all_finite(np.asfortranarray(y))
+                assert not all_finite(y.T) and not all_finite(y.ravel())
+                assert not all_finite(y.reshape(1, *y.shape))
+    y = x.copy()
+    y[5, 2], y[5, 9] = np.inf, -np.inf
+    assert not all_finite(y)
+    y = x.copy()
+    y[::3, ::2][4, 3] = np.nan
+    assert not all_finite(y[::3, ::2])
+    assert all_finite(np.empty((0, 5), dtype)) and all_finite(np.empty((4, 0), dtype))

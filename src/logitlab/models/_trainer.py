@@ -72,6 +72,16 @@ def _blas_controller():
     return ThreadpoolController()
 
 
+def _prefetched(batches, shards):
+    """``batches``' items, each next one made by a worker while the step runs (or here)."""
+    it = iter(batches)
+    item = next(it, None)
+    while item is not None:
+        shards.prefetch(lambda: next(it, None))
+        yield item
+        item = shards.collect()
+
+
 def _is_chunk_source(x):
     """An iterable of (x, y) chunks, or a function returning one (not an array-like)."""
     if callable(x):
@@ -117,7 +127,7 @@ class Trainer:
             return None
         return self.loss.inplace_value_and_grad()
 
-    def _steps(self, batches, batch_size):
+    def _steps(self, batches, batch_size, prefetch=False):
         """``batches`` (one epoch's), with what the training steps use while they run.
 
         Scratch: each Dense layer writes its outputs and its input gradient into
@@ -131,7 +141,11 @@ class Trainer:
         Adam update. Other large products keep the BLAS's own choice (all cores,
         or what the caller set with threadpoolctl). The choice depends on the
         sizes and T only, never on a timing: the result bits depend on the thread
-        count, and a fit must give the same weights every time.
+        count, and a fit must give the same weights every time. With ``prefetch``
+        (``batches`` keeps a batch valid while it makes the next) and split steps, the
+        first worker makes the next batch once its part of the step's first product is
+        done, while this thread goes on with the parts no other thread shares
+        (``Shards.prefetch``).
         """
         dense = [layer for layer in self.layers if isinstance(layer, Dense)]
         largest, dim, sharded = 0, self.input_dim or 0, []
@@ -159,7 +173,10 @@ class Trainer:
         self._sharded = sharded
         try:
             with limit:
-                yield from batches
+                if shards is None or not prefetch:
+                    yield from batches
+                else:
+                    yield from _prefetched(batches, shards)
         finally:
             for layer in dense:
                 layer._scratch = layer._rows = layer._shards = None
@@ -255,23 +272,24 @@ class Trainer:
             sw = None if sw is None else sw[:cut]
         n = len(x)
 
-        # one batch's rows gathered into the same array step after step (the loop is done
-        # with a batch before it asks for the next)
-        xbuf = np.empty((min(batch_size, n),) + x.shape[1:], dtype=x.dtype)
+        # the batches' rows gathered into two arrays in turn, step after step: a step is
+        # done with its batch before the one after next is gathered (the next may be
+        # gathered while a step runs: _steps's prefetch)
+        xbufs = [np.empty((min(batch_size, n),) + x.shape[1:], dtype=x.dtype) for _ in range(2)]
 
         def batches():
             order = self._rng.permutation(n) if shuffle else np.arange(n)
-            for start in range(0, n, batch_size):
+            for k, start in enumerate(range(0, n, batch_size)):
                 idx = order[start:start + batch_size]
                 # mode="clip": no bounds check to buffer for (idx is a permutation's slice)
-                xb = x.take(idx, axis=0, out=xbuf[:len(idx)], mode="clip")
+                xb = x.take(idx, axis=0, out=xbufs[k % 2][:len(idx)], mode="clip")
                 yield xb, y[idx], None if sw is None else sw[idx]
 
         # the kernels or the reference for every batch, by the run's sizes alone: never by
         # what else the process did (a resumed run repeats the straight one bit for bit)
         with _jit.fit_mode(max(n * self._output_dim(), self.count_params())):
             return self._train(batches, math.ceil(n / batch_size), batch_size, epochs, verbose,
-                               validation_data, callbacks, initial_epoch)
+                               validation_data, callbacks, initial_epoch, prefetch=True)
 
     def _chunk_batches(self, source, n_epochs, shuffle, batch_size):
         """A function giving, per epoch, the batches of every (x, y) chunk of ``source``."""
@@ -298,10 +316,11 @@ class Trainer:
         return batches
 
     def _train(self, batches, steps, batch_size, epochs, verbose, validation_data, callbacks,
-               initial_epoch):
+               initial_epoch, prefetch=False):
         """The training loop shared by arrays (``steps`` known) and chunk sources (None).
 
-        ``batches()`` yields one epoch's ``(x, y, sample_weight)`` batches.
+        ``batches()`` yields one epoch's ``(x, y, sample_weight)`` batches; with ``prefetch``,
+        a batch stays valid while the next is made (see ``_steps``).
         """
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
@@ -337,7 +356,7 @@ class Trainer:
             sums = np.zeros(len(names))
             seen = 0
             logs = {}
-            for step, (xb, yb, swb) in enumerate(self._steps(batches(), batch_size)):
+            for step, (xb, yb, swb) in enumerate(self._steps(batches(), batch_size, prefetch)):
                 if step == 0 and not self.optimizer.slots and self.trainable_weights:
                     self.optimizer.build(self._flat_params)
                 # overflow is checked for explicitly below, so NumPy need not warn
