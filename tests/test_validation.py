@@ -224,10 +224,9 @@ def test_finite_inputs_whose_sum_overflows_are_accepted_and_one_nan_or_inf_is_no
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_finite_check_by_row_sums_finds_every_non_finite_entry(dtype):
-    # all_finite sums a matrix's rows with one BLAS product: a NaN or inf anywhere, in
-    # either memory order or a strided view, and a row holding +inf and -inf (whose sum
-    # is NaN, not inf) must be found; 1-D and 3-D arrays are summed whole
+def test_finite_check_by_sums_finds_every_non_finite_entry(dtype):
+    # all_finite sums first: a NaN or inf anywhere, in either memory order or a strided
+    # view, and +inf with -inf (whose sum is NaN, not inf) must be found, in any shape
     from logitlab._validation import all_finite
 
     x = np.random.default_rng(0).normal(size=(37, 11)).astype(dtype)

@@ -105,20 +105,17 @@ def as_float_array(x, name: str, *, min_ndim: int = 0):
 def all_finite(arr):
     """Whether every entry of the float array ``arr`` is finite.
 
-    First its sums, in one pass and no temporary array the size of ``arr``
-    (scikit-learn's ``_assert_all_finite`` sums too): a NaN or an infinity
-    makes its sum NaN or infinite, so finite sums are a proof. A matrix's
-    row sums are one BLAS product with a vector of ones (on BLAS's threads;
-    NaN times one is NaN), other arrays are summed whole. Sums that overflowed
-    from finite entries fall back to the exact check. On 60000 x 784 float32
-    (2-core Zen 2): 5.5 ms, the whole sum 13 ms, ``np.isfinite(arr).all()`` 19.
+    First its sum, in one pass and no temporary array (scikit-learn's
+    ``_assert_all_finite`` does the same): a NaN or an infinity makes it NaN
+    or infinite, so a finite sum is a proof. A sum that overflowed from finite
+    entries falls back to the exact check. On 60000 x 784 float32: 13 ms
+    against ``np.isfinite(arr).all()``'s 19. (Row sums by one BLAS product
+    take 5.5 ms, but leave BLAS's threads spinning for a tenth of a second on
+    the cores that the fit's first steps then want: an MNIST-shaped epoch
+    took 0.56-0.58 s instead of 0.53.)
     """
     with np.errstate(over="ignore", invalid="ignore"):
-        if arr.ndim == 2 and arr.dtype.kind == "f" and arr.size:
-            sums = arr @ np.ones(arr.shape[1], dtype=arr.dtype)
-        else:
-            sums = np.add.reduce(arr, axis=None)
-        if np.isfinite(sums).all():
+        if np.isfinite(np.add.reduce(arr, axis=None)):
             return True
     return bool(np.isfinite(arr).all())
 
