@@ -642,7 +642,11 @@ def _head_function(module, intp, store, scalef):
     The maximal entries are left out of the sum by a masked add, and the
     entries summed counted from the mask's bits (``popcnt``, on the integer
     units): the loop was bound by the floating-point pipes, which this and
-    ``vscalefps`` relieve of six instructions a vector of sixteen (20 to 14).
+    ``vscalefps`` relieve of six instructions a vector of sixteen (20 to 14;
+    Zen 4). Without AVX-512 the mask is a vector, and its 16 bits cost six
+    shuffles, so each lane counts its own (``vpsubd``), summed once: sparse
+    CE kernel 1.02-1.04x at 256 and 1000 classes (Zen 2, ``compare_kernels.py``,
+    same bits).
     """
     fn, builder = _row_function(module, f"logitlab_exp_sum_head_{'store' if store else 'sum'}",
                                 intp, [ir.FloatType(), ir.DoubleType()])
@@ -657,6 +661,8 @@ def _head_function(module, intp, store, scalef):
     i16 = ir.IntType(lanes)
     ctpop = cgutils.get_or_insert_function(module, ir.FunctionType(i16, [i16]), f"llvm.ctpop.i{lanes}")
     summed = cgutils.alloca_once_value(builder, ir.Constant(intp, 0))
+    ivec = ir.VectorType(ir.IntType(32), lanes)
+    counts = cgutils.alloca_once_value(builder, _splat(ivec, 0))
 
     def one_vector(v, acc):
         at = builder.mul(v, ir.Constant(intp, lanes))
@@ -669,14 +675,26 @@ def _head_function(module, intp, store, scalef):
                                 scalef=scalef)
         if store:
             builder.store(e, builder.bitcast(builder.gep(out, [at]), fvec.as_pointer()), align=4)
-        # a maximal entry is not summed (a masked add) but counted: the entries summed are
-        # counted from the mask's bits, on the integer units; a NaN entry reaches the sum
+        # a maximal entry is not summed (a masked add) but counted; a NaN entry reaches the
+        # sum. AVX-512 counts the entries summed from the mask register's bits (popcnt, on
+        # the integer units); AVX2 has no mask registers, and making the 16 bits cost six
+        # shuffles a vector (packs, extract, movmsk), so each lane counts its own: the
+        # all-ones mask subtracted, summed once at the end. The same integer either way.
         below = builder.fcmp_unordered("!=", xv, msplat)
-        bits = builder.zext(builder.call(ctpop, [builder.bitcast(below, i16)]), intp)
-        builder.store(builder.add(builder.load(summed), bits), summed)
-        return builder.select(below, builder.fadd(acc, e), acc)
+        if scalef:
+            bits = builder.zext(builder.call(ctpop, [builder.bitcast(below, i16)]), intp)
+            builder.store(builder.add(builder.load(summed), bits), summed)
+        else:
+            builder.store(builder.sub(builder.load(counts), builder.sext(below, ivec)), counts)
+        # acc + (e or 0): the bits of select(below, acc + e, acc), as acc is never -0, but
+        # each term is ready apart from the sum's chain: on AVX2 LLVM kept every vector's
+        # x and e of a block alive until the chain reached them (a third of the loop's
+        # instructions were spills)
+        return builder.fadd(acc, builder.select(below, e, _splat(fvec, 0.0)))
 
     s = _emit_block_sums(builder, nvec, one_vector)
+    if not scalef:
+        builder.store(builder.zext(_emit_lane_total(builder, builder.load(counts)), intp), summed)
     count = builder.sub(builder.mul(nvec, ir.Constant(intp, lanes)), builder.load(summed))
     # the ties enter once, as an exact integer: with one maximal entry r is the sum alone
     builder.ret(builder.fadd(s, builder.fadd(builder.sitofp(count, ir.DoubleType()), ties_before)))
