@@ -341,6 +341,88 @@ def test_a_prefetch_runs_on_the_first_worker_after_its_job_and_its_error_reaches
     assert not any(t.name.startswith("logitlab-shard") for t in threading.enumerate())
 
 
+def test_an_interrupt_anywhere_in_a_split_step_ends_the_fit_and_its_threads(tmp_path):
+    """A review's findings: a KeyboardInterrupt landing right after the prefetch's
+    hand-over was taken (before its flag was cleared) left close() waiting for a second
+    hand-over forever; one landing before a worker took its job made stop() release an
+    unlocked lock (RuntimeError, later workers left running). In a child process, with a
+    deadline, as a hang would stop the suite."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import threading, numpy as np
+        from logitlab import Sequential
+        from logitlab.layers import Dense
+        from logitlab.losses import SparseCategoricalCrossentropy
+        from logitlab.models import _trainer, _shards
+        _trainer.SHARD_PRODUCT = 1
+        _trainer._blas_threads = lambda: 2
+        wait_after, calls = _shards._Worker.wait_after, [0]
+
+        def interrupted(self):  # the hand-over is taken, then the signal's handler runs
+            result = wait_after(self)
+            calls[0] += 1
+            if calls[0] == 5:
+                raise KeyboardInterrupt
+            return result
+
+        _shards._Worker.wait_after = interrupted
+        rng = np.random.default_rng(0)
+        x, y = rng.normal(size=(300, 130)), rng.integers(0, 3, 300)
+        model = Sequential([Dense(8, "relu"), Dense(3)], seed=0)
+        model.compile(loss=SparseCategoricalCrossentropy(from_logits=True), optimizer="adam")
+        try:
+            model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+        except KeyboardInterrupt:
+            print("interrupted")
+        print(sorted(t.name for t in threading.enumerate() if t.name.startswith("logitlab")))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["interrupted", "[]"], done.stdout + done.stderr
+
+
+def test_stopping_a_worker_whose_next_job_is_not_taken_yet_ends_it():
+    import threading
+
+    from logitlab.models._shards import Shards, _Worker
+
+    worker = _Worker("logitlab-shard-test")
+    gate, busy = threading.Event(), threading.Event()
+    err = np.geterr()
+    worker.start(lambda: busy.set() or gate.wait(5), err)
+    assert busy.wait(5)
+    worker.start(lambda: "never run", err)  # handed over, not taken (as an interrupted run)
+    stopper = threading.Thread(target=worker.stop)
+    stopper.start()
+    gate.set()
+    stopper.join(10)
+    assert not stopper.is_alive() and not worker._thread.is_alive()
+
+    made = []
+
+    class Interrupted(_Worker):
+        def __init__(self, name):
+            if made:
+                raise KeyboardInterrupt  # the second thread's start is interrupted
+            super().__init__(name)
+            made.append(self)
+
+    import logitlab.models._shards as shards_module
+
+    original = shards_module._Worker
+    shards_module._Worker = Interrupted
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            Shards(3)
+    finally:
+        shards_module._Worker = original
+    assert not made[0]._thread.is_alive()  # the first one was stopped, none left behind
+
+
 def test_split_steps_with_prefetched_batches_train_as_one_thread_does(rng, monkeypatch):
     """With split steps the next batch is gathered by a worker while the step runs, into
     the other of two buffers: the fit must see each batch as gathered (same weights as

@@ -55,7 +55,14 @@ class _Worker:
             lock.acquire()
         self._job = self._result = self._after_result = None
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
-        self._thread.start()
+        try:
+            self._thread.start()
+        except BaseException:  # an interrupt while it starts: it finds no job and ends
+            self._job = (None, None, None)
+            self._go.release()
+            if self._thread.ident is not None:  # it started
+                self._thread.join()
+            raise
 
     def _loop(self):
         applied = None
@@ -87,9 +94,21 @@ class _Worker:
         self._after_done.acquire()
         return self._after_result
 
+    def ready_after(self):
+        """Whether the last job's ``after`` job has ended (then ``wait_after`` does not wait)."""
+        if self._after_done.acquire(blocking=False):
+            self._after_done.release()
+            return True
+        return False
+
     def stop(self):
+        """End the thread once its job (and that job's ``after``) is done. Safe whatever an
+        interrupted caller left: a job handed over and not yet taken is not run."""
         self._job = (None, None, None)
-        self._go.release()
+        try:
+            self._go.release()
+        except RuntimeError:  # released and not yet taken: the thread takes it, finds no job
+            pass
         self._thread.join()
 
 
@@ -105,7 +124,13 @@ class Shards:
 
     def __init__(self, parts):
         self.parts = parts
-        self._workers = [_Worker(f"logitlab-shard_{t}") for t in range(parts - 1)]
+        self._workers = []
+        try:
+            for t in range(parts - 1):
+                self._workers.append(_Worker(f"logitlab-shard_{t}"))
+        except BaseException:  # an interrupt: no thread is left behind
+            self.close()
+            raise
         self._pid = os.getpid()
         self._later = None  # a prefetch job, not yet handed to a worker
         self._fetching = False  # the first worker has a prefetch job to finish
@@ -146,6 +171,10 @@ class Shards:
         if self._later is not None:
             job, self._later = self._later, None
             return job()
+        if self._fetching and os.getpid() != self._pid and not self._workers[0].ready_after():
+            raise RuntimeError("the process forked while a worker thread was making the next "
+                               "training batch, which the child cannot have: fork between fits "
+                               "or from a callback")
         if self._fetching:
             self._fetched = self._workers[0].wait_after()
             self._fetching = False
@@ -156,9 +185,9 @@ class Shards:
         return result
 
     def close(self):
-        if os.getpid() == self._pid:
-            if self._fetching:
-                self._workers[0].wait_after()
-                self._fetching = False
+        """Stop the workers, each once its work is done (whatever an interrupt left half
+        done: only this is called after an exception from the methods above)."""
+        if os.getpid() == getattr(self, "_pid", os.getpid()):
             for worker in self._workers:
                 worker.stop()
+            self._fetching = False

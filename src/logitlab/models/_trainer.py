@@ -164,14 +164,15 @@ class Trainer:
         one_thread = sharded or 0 < largest < SMALL_PRODUCT
         limit = (_blas_controller().limit(limits=1, user_api="blas") if one_thread
                  else contextlib.nullcontext())
-        for layer in dense:
-            layer._scratch = {}
-        shards = Shards(threads) if sharded else None
-        self._shard_parts = self._optimizer_parts(sharded, shards) if sharded else None
-        if not _splits_its_step(self.optimizer):
-            self._shard_parts = None  # the products split, the update on this thread
-        self._sharded = sharded
-        try:
+        shards = None
+        try:  # from here on, whatever stops the epoch (an interrupt too) ends the threads
+            for layer in dense:
+                layer._scratch = {}
+            shards = Shards(threads) if sharded else None
+            self._shard_parts = self._optimizer_parts(sharded, shards) if sharded else None
+            if not _splits_its_step(self.optimizer):
+                self._shard_parts = None  # the products split, the update on this thread
+            self._sharded = sharded
             with limit:
                 if shards is None or not prefetch:
                     yield from batches
