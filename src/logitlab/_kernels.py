@@ -643,10 +643,8 @@ def _head_function(module, intp, store, scalef):
     entries summed counted from the mask's bits (``popcnt``, on the integer
     units): the loop was bound by the floating-point pipes, which this and
     ``vscalefps`` relieve of six instructions a vector of sixteen (20 to 14;
-    Zen 4). Without AVX-512 the mask is a vector, and its 16 bits cost six
-    shuffles, so each lane counts its own (``vpsubd``), summed once: sparse
-    CE kernel 1.02-1.04x at 256 and 1000 classes (Zen 2, ``compare_kernels.py``,
-    same bits).
+    Zen 4). Without AVX-512 each lane counts its own (``vpsubd``), summed once:
+    the 16 mask bits cost six shuffles a vector (sparse CE 1.03-1.05x, Zen 2).
     """
     fn, builder = _row_function(module, f"logitlab_exp_sum_head_{'store' if store else 'sum'}",
                                 intp, [ir.FloatType(), ir.DoubleType()])
@@ -675,22 +673,15 @@ def _head_function(module, intp, store, scalef):
                                 scalef=scalef)
         if store:
             builder.store(e, builder.bitcast(builder.gep(out, [at]), fvec.as_pointer()), align=4)
-        # a maximal entry is not summed (a masked add) but counted; a NaN entry reaches the
-        # sum. AVX-512 counts the entries summed from the mask register's bits (popcnt, on
-        # the integer units); AVX2 has no mask registers, and making the 16 bits cost six
-        # shuffles a vector (packs, extract, movmsk), so each lane counts its own: the
-        # all-ones mask subtracted, summed once at the end. The same integer either way.
+        # a maximal entry is not summed (a masked add) but counted, from the mask's bits
+        # (AVX-512) or lane by lane (AVX2); a NaN entry reaches the sum
         below = builder.fcmp_unordered("!=", xv, msplat)
         if scalef:
             bits = builder.zext(builder.call(ctpop, [builder.bitcast(below, i16)]), intp)
             builder.store(builder.add(builder.load(summed), bits), summed)
         else:
             builder.store(builder.sub(builder.load(counts), builder.sext(below, ivec)), counts)
-        # acc + (e or 0): the bits of select(below, acc + e, acc), as acc is never -0, but
-        # each term is ready apart from the sum's chain: on AVX2 LLVM kept every vector's
-        # x and e of a block alive until the chain reached them (a third of the loop's
-        # instructions were spills)
-        return builder.fadd(acc, builder.select(below, e, _splat(fvec, 0.0)))
+        return builder.fadd(acc, builder.select(below, e, _splat(fvec, 0.0)))  # acc is never -0
 
     s = _emit_block_sums(builder, nvec, one_vector)
     if not scalef:
