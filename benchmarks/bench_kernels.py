@@ -6,12 +6,13 @@ Peers measured in the same run when installed: plain NumPy, PyTorch (CPU),
 JAX (jit), timed in turn, three calls at a time in an order shuffled anew
 each round, the first of each three not counted and 50 ms of rest before
 each three (``median_times``, ``PAUSE``), so that all see the same phases of
-a shared machine and none pays for its predecessor. Every library returns a fresh result; the row "logitlab, out=
-reused" times the same public calls writing into one buffer kept across calls
-(``out=``), which saves the OS's zeroing of fresh pages. Reports elements/s,
-effective GB/s (8 bytes per element for CE: read the logits, write the
-gradient) next to the measured copy bandwidth (into a reused array; into a
-fresh one it is printed too), and logitlab's ratio to each peer.
+a shared machine and none pays for its predecessor. Every library returns a
+fresh result; the row "logitlab, out= reused" times the same public calls
+writing into one buffer kept across calls (``out=``), which saves the OS's
+zeroing of fresh pages. Reports elements/s, effective GB/s (8 bytes per
+element for CE: read the logits, write the gradient) next to the measured
+copy bandwidth (into a reused array; into a fresh one it is printed too),
+and logitlab's ratio to each peer.
 """
 
 
@@ -114,7 +115,8 @@ def main():
         for name, (soft, ce) in others.items():
             calls[name, "softmax"] = lambda soft=soft: soft(z)
             calls[name, "ce"] = lambda ce=ce: ce(z, y)
-        medians = median_times(calls, repeats, pause=PAUSE)  # in turn: every library sees the same phases
+        # in turn: every library sees the same phases
+        medians = median_times(calls, repeats, pause=PAUSE)
         t_soft, t_ce = medians["logitlab", "softmax"], medians["logitlab", "ce"]
         names = ["logitlab, out= reused", "logitlab", *others]
         timed = {name: (medians[name, "softmax"], medians[name, "ce"]) for name in names}

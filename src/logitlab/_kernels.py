@@ -656,10 +656,11 @@ def _head_function(module, intp, store, scalef):
     msplat = _broadcast(builder, m, lanes)
     floor = _splat(fvec, -104.0)
     nvec = builder.sdiv(n, ir.Constant(intp, lanes))
-    i16 = ir.IntType(lanes)
-    ctpop = cgutils.get_or_insert_function(module, ir.FunctionType(i16, [i16]), f"llvm.ctpop.i{lanes}")
+    i16, ivec = ir.IntType(lanes), ir.VectorType(ir.IntType(32), lanes)
+    if scalef:
+        ctpop = cgutils.get_or_insert_function(module, ir.FunctionType(i16, [i16]),
+                                               f"llvm.ctpop.i{lanes}")
     summed = cgutils.alloca_once_value(builder, ir.Constant(intp, 0))
-    ivec = ir.VectorType(ir.IntType(32), lanes)
     counts = cgutils.alloca_once_value(builder, _splat(ivec, 0))
 
     def one_vector(v, acc):

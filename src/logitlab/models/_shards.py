@@ -143,13 +143,15 @@ class Shards:
             return [job() for job in jobs]
         err = np.geterr()  # the caller's floating-point error handling, in every thread
         workers = self._workers[:len(jobs) - 1]
-        if workers and self._fetching:  # the prefetch ends before the worker's next job
-            self._fetched = workers[0].wait_after()
-            self._fetching = False
-        for t, (worker, job) in enumerate(zip(workers, jobs[1:])):
-            after, self._later = (self._later, None) if t == 0 else (None, self._later)
-            self._fetching = self._fetching or after is not None
+        after = None
+        if workers:
+            if self._fetching:  # the prefetch ends before the worker's next job
+                self._fetched = workers[0].wait_after()
+            after, self._later = self._later, None  # the first worker's, after its job
+            self._fetching = after is not None
+        for worker, job in zip(workers, jobs[1:]):
             worker.start(job, err, after)
+            after = None
         try:
             first = jobs[0]()
         finally:
@@ -171,11 +173,11 @@ class Shards:
         if self._later is not None:
             job, self._later = self._later, None
             return job()
-        if self._fetching and os.getpid() != self._pid and not self._workers[0].ready_after():
-            raise RuntimeError("the process forked while a worker thread was making the next "
-                               "training batch, which the child cannot have: fork between fits "
-                               "or from a callback")
         if self._fetching:
+            if os.getpid() != self._pid and not self._workers[0].ready_after():
+                raise RuntimeError("the process forked while a worker thread was making the "
+                                   "next training batch, which the child cannot have: fork "
+                                   "between fits or from a callback")
             self._fetched = self._workers[0].wait_after()
             self._fetching = False
         result, exc = self._fetched
