@@ -97,7 +97,8 @@ def _install():
                 T.add("loss and its gradient", clock() - t)
         return timed
 
-    def steps(self, batches, batch_size):
+    def steps(self, batches, batch_size, prefetch=False):
+        # with prefetch (array fits), a worker gathers the next batch: this times the wait for it
         def gathered():
             it = iter(batches)
             while True:
@@ -109,7 +110,7 @@ def _install():
                 finally:
                     T.add("batch gathering", clock() - t)
                 yield item
-        return saved["steps"](self, gathered(), batch_size)
+        return saved["steps"](self, gathered(), batch_size, prefetch)
 
     def apply(self, params, grads, parts=None):
         t = clock()
