@@ -1,6 +1,8 @@
 """The training loop's lean steps: scratch arrays, the fused bias/activation passes, no input
 gradient for the first layer, the BLAS threads (issue 24, "Training at GEMM speed")."""
 
+import platform
+
 import numpy as np
 import pytest
 from threadpoolctl import ThreadpoolController, threadpool_limits
@@ -12,6 +14,10 @@ from logitlab.layers import Dense
 from logitlab.losses import SparseCategoricalCrossentropy
 from logitlab.optimizers import SGD
 from logitlab.models._trainer import SMALL_PRODUCT
+
+
+X86_64 = platform.machine().lower() in ("x86_64", "amd64")
+x86_64_only = pytest.mark.skipif(not X86_64, reason="logitlab._spin is for x86-64 only")
 
 
 def relu_model(dtype="float64", seed=0, widths=(7, 5), classes=3):
@@ -276,7 +282,23 @@ def test_steps_split_by_kernel_rows_give_the_one_thread_weights(parts, optimizer
         np.testing.assert_allclose(b, a, rtol=1e-10, atol=1e-12)
 
 
-def test_a_split_steps_error_is_raised_once_every_thread_has_ended():
+@pytest.fixture(params=["spin", "locks"])
+def waits(request, monkeypatch):
+    """The workers' two ways of waiting (models/_shards.py): spinning on counters in
+    compiled code before the locks (logitlab._spin), or the locks alone; the Waits in use
+    (None: the locks)."""
+    from logitlab.models import _shards
+
+    if request.param == "spin" and not X86_64:
+        pytest.skip("the spinning waits are for x86-64 only (logitlab._spin)")
+    chosen = _shards._waits() if request.param == "spin" else None
+    if request.param == "spin":
+        assert chosen is not None  # the suite runs where Numba loads
+    monkeypatch.setattr(_shards, "_waits", lambda: chosen)
+    return chosen
+
+
+def test_a_split_steps_error_is_raised_once_every_thread_has_ended(waits):
     import threading
 
     from logitlab.models._shards import Shards, row_blocks
@@ -300,7 +322,8 @@ def test_a_split_steps_error_is_raised_once_every_thread_has_ended():
     assert not any(t.name.startswith("logitlab-shard") for t in threading.enumerate())
 
 
-def test_a_prefetch_runs_on_the_first_worker_after_its_job_and_its_error_reaches_collect():
+def test_a_prefetch_runs_on_the_first_worker_after_its_job_and_its_error_reaches_collect(
+        waits):
     import threading
 
     from logitlab.models._shards import Shards
@@ -385,12 +408,12 @@ def test_an_interrupt_anywhere_in_a_split_step_ends_the_fit_and_its_threads(tmp_
     assert done.stdout.split() == ["interrupted", "[]"], done.stdout + done.stderr
 
 
-def test_stopping_a_worker_whose_next_job_is_not_taken_yet_ends_it():
+def test_stopping_a_worker_whose_next_job_is_not_taken_yet_ends_it(waits):
     import threading
 
     from logitlab.models._shards import Shards, _Worker
 
-    worker = _Worker("logitlab-shard-test")
+    worker = _Worker("logitlab-shard-test", waits)
     gate, busy = threading.Event(), threading.Event()
     err = np.geterr()
     worker.start(lambda: busy.set() or gate.wait(5), err)
@@ -405,10 +428,10 @@ def test_stopping_a_worker_whose_next_job_is_not_taken_yet_ends_it():
     made = []
 
     class Interrupted(_Worker):
-        def __init__(self, name):
+        def __init__(self, name, waits=None):
             if made:
                 raise KeyboardInterrupt  # the second thread's start is interrupted
-            super().__init__(name)
+            super().__init__(name, waits)
             made.append(self)
 
     import logitlab.models._shards as shards_module
@@ -421,6 +444,84 @@ def test_stopping_a_worker_whose_next_job_is_not_taken_yet_ends_it():
     finally:
         shards_module._Worker = original
     assert not made[0]._thread.is_alive()  # the first one was stopped, none left behind
+
+
+@x86_64_only
+def test_the_waits_see_a_raised_counter_and_give_up_after_their_budget():
+    """logitlab._spin: a wait returns True once the counter reaches the value (raised by
+    another thread, from compiled code without the GIL), False after its budget when it
+    does not; a raise with ``then`` waits for the next counter in the same call."""
+    import threading
+    import time
+
+    from logitlab._spin import Waits
+
+    short = Waits(budget_ns=20_000_000, after_ns=1_000)
+    waits = Waits(budget_ns=10_000_000_000, after_ns=1_000)  # 10 s: a loaded machine too
+    flags = np.zeros(2, np.int64)
+    start = time.perf_counter()
+    assert not short.wait(flags, 0, 1)
+    assert time.perf_counter() - start >= 0.015  # the budget, 20 ms, less the clock's error
+    assert short.wait(flags, 0, 0)  # already there: at once
+
+    def other():
+        time.sleep(0.005)
+        waits.raise_flag(flags, 0, 3)
+    thread = threading.Thread(target=other)
+    thread.start()
+    assert waits.wait(flags, 0, 3)  # within the budget: seen
+    thread.join()
+    assert flags.tolist() == [3, 0]
+
+    def answer():
+        waits.wait(flags, 1, 1)
+        flags[0] = 7
+    thread = threading.Thread(target=answer)
+    thread.start()
+    assert waits.raise_flag(flags, 1, 1, then=(0, 7))  # raised, then saw the answer
+    thread.join()
+    assert flags.tolist() == [7, 1]
+    assert not short.raise_flag(flags, 1, 2, then=(0, 8)) and flags[1] == 2  # none came
+
+
+@x86_64_only
+def test_split_steps_give_the_same_weights_spinning_or_with_the_locks_alone(rng, monkeypatch):
+    """The counters only spare the workers' sleeps: a split fit's weights are the same bits
+    whichever way the threads wait, and the spins are used where Numba loads."""
+    from logitlab._spin import Waits
+    from logitlab.models import _shards, _trainer
+
+    x, y = rng.normal(size=(150, 130)), rng.integers(0, 3, 150)
+    monkeypatch.setattr(_trainer, "SHARD_PRODUCT", 1)
+    monkeypatch.setattr(_trainer, "_blas_threads", lambda: 2)
+    spins = []
+    wait = Waits.wait
+
+    def counted(self, *args, **kwargs):
+        spins.append(1)
+        return wait(self, *args, **kwargs)
+
+    monkeypatch.setattr(Waits, "wait", counted)
+
+    def fit():
+        model = Sequential([Dense(8, "relu"), Dense(3)], seed=0, dtype="float32")
+        model.compile(loss=SparseCategoricalCrossentropy(from_logits=True), optimizer="adam")
+        model.fit(x.astype(np.float32), y, batch_size=16, epochs=2, verbose=0)
+        return model.get_weights()
+
+    spinning = fit()
+    assert spins  # the default: the counters, where Numba loads
+    waits = _shards._waits
+    monkeypatch.setattr(_shards, "_waits", lambda: None)
+    spins.clear()
+    locks = fit()
+    assert not spins
+    for a, b in zip(spinning, locks):
+        assert np.array_equal(a, b)
+    monkeypatch.setattr(_shards, "_waits", waits)
+    from logitlab import _jit
+    with _jit.kernel_mode("never"):  # no compiled code asked for: the locks alone
+        assert _shards._waits() is None
 
 
 def test_split_steps_with_prefetched_batches_train_as_one_thread_does(rng, monkeypatch):
