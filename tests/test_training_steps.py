@@ -20,6 +20,18 @@ X86_64 = platform.machine().lower() in ("x86_64", "amd64")
 x86_64_only = pytest.mark.skipif(not X86_64, reason="logitlab._spin is for x86-64 only")
 
 
+def spin_or_skip():
+    """Load the kernels, after which split steps spin on their counters (models/_shards.py);
+    skip where that is off by design: not x86-64, or LOGITLAB_KERNELS=never."""
+    from logitlab import _jit
+
+    if not X86_64:
+        pytest.skip("the spinning waits are for x86-64 only (logitlab._spin)")
+    if _jit._state["mode"] == "never":
+        pytest.skip("LOGITLAB_KERNELS=never: no compiled code, the locks alone")
+    assert _jit._module() is not None
+
+
 def relu_model(dtype="float64", seed=0, widths=(7, 5), classes=3):
     layers = [Dense(w, "relu") for w in widths] + [Dense(classes)]
     model = Sequential(layers, seed=seed, dtype=dtype)
@@ -289,11 +301,11 @@ def waits(request, monkeypatch):
     (None: the locks)."""
     from logitlab.models import _shards
 
-    if request.param == "spin" and not X86_64:
-        pytest.skip("the spinning waits are for x86-64 only (logitlab._spin)")
+    if request.param == "spin":
+        spin_or_skip()
     chosen = _shards._waits() if request.param == "spin" else None
     if request.param == "spin":
-        assert chosen is not None  # the suite runs where Numba loads
+        assert chosen is not None  # the kernels loaded: the waits load too
     monkeypatch.setattr(_shards, "_waits", lambda: chosen)
     return chosen
 
@@ -456,8 +468,9 @@ def test_the_waits_see_a_raised_counter_and_give_up_after_their_budget():
 
     from logitlab._spin import Waits
 
-    short = Waits(budget_ns=20_000_000, after_ns=1_000)
-    waits = Waits(budget_ns=10_000_000_000, after_ns=1_000)  # 10 s: a loaded machine too
+    # (no preemption cut-off here: a VM's own pauses would end a 20 ms spin early)
+    short = Waits(budget_ns=20_000_000, after_ns=1_000, gap_ns=10**12)
+    waits = Waits(budget_ns=10_000_000_000, after_ns=1_000, gap_ns=10**12)  # 10 s: loaded too
     flags = np.zeros(2, np.int64)
     start = time.perf_counter()
     assert not short.wait(flags, 0, 1)
@@ -485,9 +498,40 @@ def test_the_waits_see_a_raised_counter_and_give_up_after_their_budget():
 
 
 @x86_64_only
+def test_the_waits_stop_spinning_where_spins_mostly_run_out():
+    """Adaptive, as an adaptive mutex: once most recent spins ran out (or were preempted),
+    the next ``rest`` waits take the lock at once, then spinning is tried afresh; spins
+    that see their value keep it going."""
+    import threading
+
+    from logitlab._spin import PREEMPTED, RAN_OUT, SEEN, Waits, _wait
+
+    flags = np.zeros(2, np.int64)
+    waits = Waits(budget_ns=10_000, after_ns=0, gap_ns=10**12, rest=5)
+    outcomes = [waits.wait(flags, 0, 1) for _ in range(6)]  # nothing comes: each runs out
+    assert not any(outcomes) and waits.resting == 5  # the share fell below a half at the 6th
+    assert waits.wait(flags, 0, 0) is False and waits.resting == 4  # resting: no spin, even
+    for _ in range(4):                                              # for a value already there
+        waits.wait(flags, 0, 0)
+    assert waits.resting == 0 and waits.wait(flags, 0, 0)  # afresh: spins, sees it
+    for _ in range(20):  # spins that see their value keep spinning on
+        assert waits.wait(flags, 0, 0)
+    assert waits.resting == 0 and waits.share > 0.9
+    share = waits.share  # a bare raise (no wait for an answer) teaches nothing
+    assert not waits.raise_flag(flags, 1, 1) and waits.share == share and flags[1] == 1
+    assert not waits.raise_flag(flags, 1, 2, then=(0, 5))  # with one, a spin that ran out
+    assert waits.share < share and flags[1] == 2
+    # the compiled wait's three ends (gap 0: the next round is always "too late")
+    assert _wait(flags, 0, 1, 10**9, 0, 0) == PREEMPTED
+    assert _wait(flags, 0, 1, 1000, 0, 10**9) == RAN_OUT
+    assert _wait(flags, 0, 0, 1000, 0, 0) == SEEN
+
+
+@x86_64_only
 def test_split_steps_give_the_same_weights_spinning_or_with_the_locks_alone(rng, monkeypatch):
     """The counters only spare the workers' sleeps: a split fit's weights are the same bits
     whichever way the threads wait, and the spins are used where Numba loads."""
+    spin_or_skip()
     from logitlab._spin import Waits
     from logitlab.models import _shards, _trainer
 
@@ -510,7 +554,7 @@ def test_split_steps_give_the_same_weights_spinning_or_with_the_locks_alone(rng,
         return model.get_weights()
 
     spinning = fit()
-    assert spins  # the default: the counters, where Numba loads
+    assert spins  # the default once the kernels are loaded: the counters
     waits = _shards._waits
     monkeypatch.setattr(_shards, "_waits", lambda: None)
     spins.clear()
@@ -522,6 +566,28 @@ def test_split_steps_give_the_same_weights_spinning_or_with_the_locks_alone(rng,
     from logitlab import _jit
     with _jit.kernel_mode("never"):  # no compiled code asked for: the locks alone
         assert _shards._waits() is None
+
+
+def test_the_waits_wait_for_the_kernels_loader(monkeypatch):
+    """Numba is imported by the kernels' loader (_jit), never by a split step: until the
+    kernels are loaded the workers keep to their locks, and a run picks the waits up
+    once they are (a review: an interrupt in a first import of Numba inside Shards()
+    left it half made for the rest of the process)."""
+    spin_or_skip()
+    from logitlab import _jit
+    from logitlab.models import _shards
+
+    monkeypatch.setitem(_jit._state, "module", None)  # as before any kernel has loaded
+    shards = _shards.Shards(2)
+    try:
+        assert shards._waits is None and shards._workers[0]._waits is None
+        assert shards.run([lambda: 1, lambda: 2]) == [1, 2]
+        monkeypatch.undo()  # the kernels are loaded now
+        assert shards.run([lambda: 3, lambda: 4]) == [3, 4]
+        assert shards._waits is not None and shards._workers[0]._waits is shards._waits
+        assert shards.run([lambda: 5, lambda: 6]) == [5, 6]
+    finally:
+        shards.close()
 
 
 def test_split_steps_with_prefetched_batches_train_as_one_thread_does(rng, monkeypatch):

@@ -21,9 +21,10 @@ its own products' bits depend on it). The threads live for one epoch's steps
 A hand-over wakes a sleeping thread, and what that costs depends on the machine: on a
 2-core Xeon VM whose idle CPUs halt at once, 77 us a hand-over of two empty jobs
 through the locks alone (13.5 us on the 2-core Zen 2). So each side first spins on a
-counter, in compiled code without the GIL, for up to a millisecond (``logitlab._spin``):
-13 us there, and an MNIST-shaped epoch 0.58 -> 0.47 s. The locks still say what to do;
-the counters only spare the sleep. The arithmetic is the same either way.
+counter, in compiled code without the GIL, for up to 100 us, and not while most spins run
+out (``logitlab._spin``): 13 us there, and an MNIST-shaped epoch 0.58 -> 0.48-0.52 s.
+The locks still say what to do; the counters only spare the sleep. The arithmetic is
+the same either way.
 """
 
 from __future__ import annotations
@@ -53,12 +54,15 @@ GO, DONE = 0, 1  # a worker's two counters (``_Worker._flags``): jobs handed ove
 
 
 def _waits():
-    """The compiled flag waits (``logitlab._spin``), loaded once; None where the process
-    runs without compiled code (``LOGITLAB_KERNELS=never``, ``kernel_mode("never")``),
-    Numba cannot load, or the CPU is not x86-64 (then the locks alone)."""
+    """The compiled flag waits (``logitlab._spin``), loaded once; None (the locks alone)
+    where the process runs without compiled code (``LOGITLAB_KERNELS=never``,
+    ``kernel_mode("never")``), Numba cannot load, or the CPU is not x86-64, and until the
+    kernels are loaded: Numba is imported by their loader (``_jit``), never here, in the
+    middle of a step (a review: an interrupt in that first import left Numba half made
+    for the rest of the process). ``Shards.run`` asks again."""
     from .. import _jit
 
-    if _jit._state["mode"] == "never":
+    if _jit._state["mode"] == "never" or _jit._state["module"] is None:
         return None
     if not _WAITS:
         try:
@@ -88,7 +92,8 @@ class _Worker:
             lock.acquire()
         self._job = self._result = self._after_result = None
         # with ``waits`` (logitlab._spin), each side spins on a counter before its lock
-        self._waits, self._flags, self._started = waits, np.zeros(2, np.int64), 0
+        self._waits, self._flags, self._started = waits, np.zeros(2, np.int64), 0  # the
+        # worker reads ``_waits`` at each job: Shards.run may set it between runs
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         try:
             self._thread.start()
@@ -101,8 +106,9 @@ class _Worker:
 
     def _loop(self):
         applied = None
-        waits, flags, taken, waited = self._waits, self._flags, 0, False
+        flags, taken, waited = self._flags, 0, False
         while True:
+            waits = self._waits
             if waits is not None and not waited:
                 waits.wait(flags, GO, taken + 1)
             self._go.acquire()
@@ -176,9 +182,9 @@ class Shards:
         self.parts = parts
         self._workers = []
         try:
-            waits = _waits() if parts > 1 else None
+            self._waits = _waits() if parts > 1 else None
             for t in range(parts - 1):
-                self._workers.append(_Worker(f"logitlab-shard_{t}", waits))
+                self._workers.append(_Worker(f"logitlab-shard_{t}", self._waits))
         except BaseException:  # an interrupt: no thread is left behind
             self.close()
             raise
@@ -192,6 +198,10 @@ class Shards:
         worker is left writing into the arrays the caller goes on with)."""
         if os.getpid() != self._pid:  # a fork inside the epoch: the workers stayed behind
             return [job() for job in jobs]
+        if self._waits is None and self._workers:  # the kernels may have loaded since
+            self._waits = _waits()
+            for worker in self._workers:
+                worker._waits = self._waits
         err = np.geterr()  # the caller's floating-point error handling, in every thread
         workers = self._workers[:len(jobs) - 1]
         after = None
