@@ -221,3 +221,54 @@ def test_parallel_kernel_failure_runs_the_serial_kernel(tmp_path):
     assert np.array_equal(serial[~bad], results[np.float64]["softmax"][~bad])
     """
     _run(tmp_path, sabotage, check, cold_cache=False)
+
+
+INTERRUPTED_LOAD = r"""
+import sys, warnings
+import numpy as np
+import logitlab as ll
+from logitlab import _jit
+
+class Interrupt:  # Ctrl-C as Numba loads: the first import of one of its inner modules
+    def __init__(self, name):
+        self.name, self.fired = name, False
+    def find_spec(self, name, path=None, target=None):
+        if name == self.name and not self.fired:
+            self.fired = True
+            raise KeyboardInterrupt
+        return None
+
+x = np.random.default_rng(0).normal(size=(300, 300))  # above LOAD_SIZE: loads the kernels
+for inner in {inner!r}:
+    hook = Interrupt(inner)
+    sys.meta_path.insert(0, hook)
+    try:
+        ll.softmax(x)
+    except KeyboardInterrupt:
+        pass
+    else:
+        raise AssertionError("no interrupt at " + inner)
+    finally:
+        sys.meta_path.remove(hook)
+    assert hook.fired and _jit._state["module"] is None and not _jit._state["failed"]
+with warnings.catch_warnings():
+    warnings.simplefilter("error")  # no KernelUnavailableWarning: the kernels load whole
+    got = ll.softmax(x)
+assert _jit._state["module"] is not None
+e = np.exp(x - x.max(axis=1, keepdims=True))
+np.testing.assert_allclose(got, e / e.sum(axis=1, keepdims=True), rtol=1e-12)
+print("ok")
+"""
+
+
+def test_an_interrupt_while_numba_loads_leaves_the_next_call_a_whole_load():
+    """A stranger's Ctrl-C while Numba loaded, in a first fit: the next fit crashed with
+    "module 'numba' has no attribute 'core'" (or ran on NumPy with a warning): the half
+    imported modules stayed. _jit now forgets them, and the next call loads them whole
+    (here: interrupted twice, at two depths of Numba's import, then the kernels serve)."""
+    code = INTERRUPTED_LOAD.replace("{inner!r}", repr(["numba.core.typing.templates",
+                                                       "numba.np.ufunc.parallel"]))
+    env = {k: v for k, v in os.environ.items() if k != "LOGITLAB_KERNELS"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-4000:]

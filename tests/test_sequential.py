@@ -355,3 +355,41 @@ def test_one_output_takes_one_target_a_sample_as_keras_does():
     for bad, shape in ((y, r"\(64,\)"), (np.eye(4)[y], r"\(64, 4\)")):
         with pytest.raises(ValueError, match=r"`y` must have shape \(n_samples, 3\).*" + shape):
             m.fit(X, bad, epochs=1, verbose=0)
+
+
+def test_an_interrupted_first_build_leaves_the_model_unbuilt_and_the_next_fit_whole(
+        monkeypatch):
+    """A stranger's Ctrl-C in the first milliseconds of a first fit left a layer marked
+    built with no weights: every later fit failed with an IndexError. The build is now
+    all or nothing, its random state included: the next fit gives the weights of a fit
+    never interrupted."""
+    import logitlab.layers._layers as layers_module
+
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(64, 12)).astype(np.float32), rng.integers(0, 3, 64)
+
+    def model():
+        m = Sequential([Dense(8, activation="relu"), Dense(3)], seed=5)
+        m.compile(loss=SparseCategoricalCrossentropy(from_logits=True), optimizer="adam")
+        return m
+
+    reference = model()
+    reference.fit(x, y, epochs=2, batch_size=16, verbose=0, shuffle=False)
+
+    initialize, calls = layers_module._initialize, []
+
+    def interrupted(*args):
+        calls.append(1)
+        if len(calls) == 3:  # the second layer's kernel: the first layer is built by then
+            raise KeyboardInterrupt
+        return initialize(*args)
+
+    m = model()
+    monkeypatch.setattr(layers_module, "_initialize", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        m.fit(x, y, epochs=2, batch_size=16, verbose=0, shuffle=False)
+    monkeypatch.undo()
+    assert not m.built and not any(layer.built or layer.weights for layer in m.layers)
+    m.fit(x, y, epochs=2, batch_size=16, verbose=0, shuffle=False)
+    for a, b in zip(m.get_weights(), reference.get_weights()):
+        assert np.array_equal(a, b)

@@ -86,16 +86,32 @@ class Sequential(Trainer):
         return self.input_dim is not None
 
     def build(self, input_dim):
-        """Create the weights for inputs of ``input_dim`` features."""
+        """Create the weights for inputs of ``input_dim`` features.
+
+        All or nothing: an exception or an interrupt (Ctrl-C) part way leaves the model
+        unbuilt as before, its random state included, so the next fit builds it whole
+        with the weights an uninterrupted build gives. (A stranger's Ctrl-C in the first
+        milliseconds of a first fit left a layer marked built with no weights, and every
+        later fit failed with an IndexError.)
+        """
         dim = int(input_dim)
-        for layer in self.layers:
-            if not layer.built:
-                layer.build(dim, self._rng, self.dtype)
-            dim = layer.output_dim(dim)
-        self.input_dim = int(input_dim)
-        self._flatten_weights()
-        if self.optimizer is not None:
-            self.optimizer.build(self._flat_params)
+        fresh, rng_state = [], self._rng.bit_generator.state
+        try:
+            for layer in self.layers:
+                if not layer.built:
+                    fresh.append(layer)
+                    layer.build(dim, self._rng, self.dtype)
+                dim = layer.output_dim(dim)
+            self.input_dim = int(input_dim)
+            self._flatten_weights()
+            if self.optimizer is not None:
+                self.optimizer.build(self._flat_params)
+        except BaseException:
+            self.input_dim = None
+            for layer in fresh:
+                layer.built, layer.input_dim, layer.weights, layer.grads = False, None, [], []
+            self._rng.bit_generator.state = rng_state
+            raise
 
     def __setstate__(self, state):
         """After pickle or deepcopy: the layers' weights were views into one flat buffer, and
