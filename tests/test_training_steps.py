@@ -509,18 +509,19 @@ def test_the_waits_stop_spinning_where_spins_mostly_run_out():
     flags = np.zeros(2, np.int64)
     waits = Waits(budget_ns=10_000, after_ns=0, gap_ns=10**12, rest=5)
     outcomes = [waits.wait(flags, 0, 1) for _ in range(6)]  # nothing comes: each runs out
-    assert not any(outcomes) and waits.resting == 5  # the share fell below a half at the 6th
-    assert waits.wait(flags, 0, 0) is False and waits.resting == 4  # resting: no spin, even
-    for _ in range(4):                                              # for a value already there
+    assert not any(outcomes) and waits.resting[0] == 5  # the share fell below a half
+    assert waits.wait(flags, 1, 0) and waits.resting.get(1, 0) == 0  # counter 1: its own
+    assert waits.wait(flags, 0, 0) is False and waits.resting[0] == 4  # resting: no spin,
+    for _ in range(4):                                           # even for a value there
         waits.wait(flags, 0, 0)
-    assert waits.resting == 0 and waits.wait(flags, 0, 0)  # afresh: spins, sees it
+    assert waits.resting[0] == 0 and waits.wait(flags, 0, 0)  # afresh: spins, sees it
     for _ in range(20):  # spins that see their value keep spinning on
         assert waits.wait(flags, 0, 0)
-    assert waits.resting == 0 and waits.share > 0.9
-    share = waits.share  # a bare raise (no wait for an answer) teaches nothing
+    assert waits.resting[0] == 0 and waits.share[0] > 0.9
+    share = dict(waits.share)  # a bare raise (no wait for an answer) teaches nothing
     assert not waits.raise_flag(flags, 1, 1) and waits.share == share and flags[1] == 1
-    assert not waits.raise_flag(flags, 1, 2, then=(0, 5))  # with one, a spin that ran out
-    assert waits.share < share and flags[1] == 2
+    assert not waits.raise_flag(flags, 1, 2, then=(0, 5))  # with one, a spin on counter 0
+    assert waits.share[0] < share[0] and flags[1] == 2     # that ran out
     # the compiled wait's three ends (gap 0: the next round is always "too late")
     assert _wait(flags, 0, 1, 10**9, 0, 0) == PREEMPTED
     assert _wait(flags, 0, 1, 1000, 0, 10**9) == RAN_OUT

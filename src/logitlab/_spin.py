@@ -161,8 +161,9 @@ class Waits:
     whether it saw its value (else the caller takes its lock).
 
     Adaptive, as an adaptive mutex: a spin pays only when it mostly sees its value. The
-    share that did, over about the last eight spins, is kept; below a half, the next
-    ``rest`` waits do not spin, and then it tries afresh. Where the machine has more
+    share that did, over about the last eight spins on the same counter index, is kept;
+    below a half, the next ``rest`` waits on that index do not spin, and then it tries
+    afresh. Where the machine has more
     threads that want to run than cores, spins mostly run out, and a spinning thread
     would hold a core another needs. (100 MNIST-shaped steps on this module's Xeon, a
     spin's budget 100 us: alone, 88 % of the spins saw their value; beside a busy
@@ -175,38 +176,42 @@ class Waits:
         rate = _ticks_per_ns()
         self.budget, self.after = int(budget_ns * rate), int(after_ns * rate)
         self.gap, self.rest = int(gap_ns * rate), rest
-        # shared by the threads, updated without a lock: a hint, as the spins are
-        self.resting, self.share = 0, 1.0
+        # by counter index (a worker's waits for its next job and the caller's for a job's
+        # end fare differently); shared by the threads, updated without a lock: a hint
+        self.resting, self.share = {}, {}
         scratch = np.zeros(2, np.int64)  # compiled (or loaded) now, not in a fit's first step
         _wait(scratch, 0, 0, 0, 0, 0)
         _raise_then_wait(scratch, 1, 0, 0, 0, 0, 0, 0)
 
-    def _spins(self):
-        """Whether this wait spins (a resting one counts down instead)."""
-        if self.resting > 0:
-            self.resting -= 1
+    def _spins(self, i):
+        """Whether this wait on counter ``i`` spins (a resting one counts down instead)."""
+        resting = self.resting.get(i, 0)
+        if resting > 0:
+            self.resting[i] = resting - 1
             return False
         return True
 
-    def _ended(self, outcome):
-        self.share += ((outcome == SEEN) - self.share) / 8
-        if self.share < 0.5:
-            self.resting, self.share = self.rest, 0.75
+    def _ended(self, i, outcome):
+        share = self.share.get(i, 1.0)
+        share += ((outcome == SEEN) - share) / 8
+        if share < 0.5:
+            self.resting[i], share = self.rest, 0.75
+        self.share[i] = share
         return outcome == SEEN
 
     def wait(self, flags, i, value, linger=True):
         """``linger``: once the flag is seen, keep off the GIL ``after_ns`` more (a thread
         about to run a job handed over while the other still holds the GIL)."""
-        if not self._spins():
+        if not self._spins(i):
             return False
-        return self._ended(_wait(flags, i, value, self.budget, self.after if linger else 0,
-                                 self.gap))
+        return self._ended(i, _wait(flags, i, value, self.budget,
+                                    self.after if linger else 0, self.gap))
 
     def raise_flag(self, flags, i, value, then=None):
-        if then is not None and not self._spins():
+        if then is not None and not self._spins(then[0]):
             then = None
         if then is None:  # raised, no spin: nothing learnt
             _raise_then_wait(flags, i, value, 0, 0, self.after, 0, self.gap)
             return False
-        return self._ended(_raise_then_wait(flags, i, value, then[0], then[1], self.after,
-                                            self.budget, self.gap))
+        return self._ended(then[0], _raise_then_wait(flags, i, value, then[0], then[1],
+                                                     self.after, self.budget, self.gap))
