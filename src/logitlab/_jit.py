@@ -153,14 +153,16 @@ def _module():
             _forget_modules_since(before)
             raise
         else:
-            _state["module"] = _kernels
             if not _state["serial"]:
                 # Start Numba's threads now, not at the first parallel call. A serial driver
                 # that calls a parallel kernel (_sparse_ce_rows calls _sparse_ce_streamed) is
                 # cached without Numba's hook that starts them when it was compiled against
                 # a callee loaded from the cache; loaded and called before any parallel
                 # kernel had run, it crashed the process (tests/test_kernel_cache.py).
+                # Before the module is marked loaded: an interrupt here, and the next call
+                # starts them.
                 _threads()
+            _state["module"] = _kernels
     return _state["module"]
 
 
