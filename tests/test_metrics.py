@@ -246,3 +246,48 @@ def test_one_hot_targets_warn_that_they_are_read_as_multilabel():
     p = np.array([[0.8, 0.2], [0.3, 0.7]])
     with pytest.warns(UserWarning, match="`y_true` is one-hot"):
         brier_score(np.eye(2), p)
+
+
+PLOT_AFTER_AN_INTERRUPT = r"""
+import sys
+import numpy as np
+from logitlab.metrics import plot_reliability_diagram
+
+class Interrupt:  # Ctrl-C in matplotlib's first import: at one of its inner modules
+    fired = False
+    def find_spec(self, name, path=None, target=None):
+        if name == "matplotlib.colors" and not self.fired:
+            self.fired = True
+            raise KeyboardInterrupt
+        return None
+
+rng = np.random.default_rng(0)
+p = rng.dirichlet(np.ones(3), size=200)
+y = rng.integers(0, 3, 200)
+hook = Interrupt()
+sys.meta_path.insert(0, hook)
+try:
+    plot_reliability_diagram(y, p)
+except KeyboardInterrupt:
+    pass
+else:
+    raise AssertionError("not interrupted")
+sys.meta_path.remove(hook)
+fig = plot_reliability_diagram(y, p)
+assert hook.fired and len(fig.axes) == 2
+print("ok")
+"""
+
+
+def test_a_plot_after_an_interrupted_first_import_of_matplotlib_draws():
+    """matplotlib imported again after an interrupt in its first import is broken ("module
+    'matplotlib' has no attribute 'get_data_path'"): every later diagram failed. The
+    library's first import of it is whole or forgotten (logitlab._lazy.whole)."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, MPLBACKEND="Agg")
+    out = subprocess.run([sys.executable, "-c", PLOT_AFTER_AN_INTERRUPT], capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-3000:]

@@ -46,6 +46,7 @@ import warnings
 
 import numpy as np
 
+from ._lazy import whole
 from ._validation import user_stacklevel
 
 __all__ = ["LOAD_SIZE", "MIN_SIZE", "PARALLEL_SIZE", "KernelUnavailableWarning", "fit_choice",
@@ -129,29 +130,17 @@ def _after_fork_in_child():
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def _forget_modules_since(before):
-    """Drop from ``sys.modules`` what an interrupted first load left half made (Numba's,
-    llvmlite's, the kernels' modules imported since ``before``): the next call imports
-    them whole. (A stranger's Ctrl-C while Numba loaded, in a first fit: the next fit
-    crashed with "module 'numba' has no attribute 'core'", or ran on NumPy.)"""
-    ours = {__package__ + "._kernels", __package__ + "._spin"}
-    for name in set(sys.modules) - before:
-        if name.split(".")[0] in ("numba", "llvmlite") or name in ours:
-            sys.modules.pop(name, None)
-
-
 def _module():
     if _state["module"] is None and not _state["failed"]:
-        before = set(sys.modules)
         try:
-            _prefer_fork_safe_threads()
-            from . import _kernels
+            # an interrupt part way: the next call loads them whole (a stranger's Ctrl-C
+            # while Numba loaded, in a first fit: the next fit crashed)
+            with whole("numba", "llvmlite", __package__ + "._kernels"):
+                _prefer_fork_safe_threads()
+                from . import _kernels
         except Exception as exc:  # Numba missing or broken: the reference serves every call
             _state["failed"] = True
             _unavailable("loading Numba and the kernels", exc)
-        except BaseException:  # an interrupt part way: load again at the next call
-            _forget_modules_since(before)
-            raise
         else:
             if not _state["serial"]:
                 # Start Numba's threads now, not at the first parallel call. A serial driver

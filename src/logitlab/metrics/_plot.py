@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._lazy import whole
 from ._calibration import _calibration_error, _check_bins, _confidences, _curve
 
 __all__ = ["plot_reliability_diagram"]
@@ -43,7 +44,8 @@ def plot_reliability_diagram(y_true, proba, ax=None, *, n_bins=15, strategy="uni
     --------
     reliability_curve, expected_calibration_error
     """
-    import matplotlib.pyplot as plt
+    with whole("matplotlib", "mpl_toolkits"):  # a Ctrl-C part way: whole at the next call
+        import matplotlib.pyplot as plt
 
     _check_bins(n_bins, strategy)
     sets = dict(proba) if isinstance(proba, dict) else {"": proba}
