@@ -91,9 +91,9 @@ class _Worker:
         for lock in (self._go, self._done, self._after_done):
             lock.acquire()
         self._job = self._result = self._after_result = None
-        # with ``waits`` (logitlab._spin), each side spins on a counter before its lock
-        self._waits, self._flags, self._started = waits, np.zeros(2, np.int64), 0  # the
-        # worker reads ``_waits`` at each job: Shards.run may set it between runs
+        # with ``waits`` (logitlab._spin), each side spins on a counter before its lock; the
+        # worker reads ``_waits`` at each job (Shards.run may set it between runs)
+        self._waits, self._flags, self._started = waits, np.zeros(2, np.int64), 0
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         try:
             self._thread.start()
