@@ -266,9 +266,67 @@ def test_an_interrupt_while_numba_loads_leaves_the_next_call_a_whole_load():
     "module 'numba' has no attribute 'core'" (or ran on NumPy with a warning): the half
     imported modules stayed. _jit now forgets them, and the next call loads them whole
     (here: interrupted twice, at two depths of Numba's import, then the kernels serve)."""
-    code = INTERRUPTED_LOAD.replace("{inner!r}", repr(["numba.core.typing.templates",
-                                                       "numba.np.ufunc.parallel"]))
+    import importlib.util
+
+    inner = ["numba.core.typing.templates", "numba.np.ufunc.parallel"]
+    if importlib.util.find_spec("yaml") is not None:  # Numba imports it (its config), and
+        inner.append("yaml.constructor")  # a half-made yaml failed every later load
+    code = INTERRUPTED_LOAD.replace("{inner!r}", repr(inner))
     env = {k: v for k, v in os.environ.items() if k != "LOGITLAB_KERNELS"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          env=env, timeout=300)
+    assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-4000:]
+
+
+TWO_THREADS_LOAD = r"""
+import sys, threading, time, warnings
+import numpy as np
+import logitlab as ll
+from logitlab import _jit
+
+x = np.random.default_rng(0).normal(size=(300, 300))
+got = {}
+
+def other():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        got["result"] = ll.softmax(x)
+    got["warnings"] = [str(w.message) for w in caught]
+
+class Interrupt:  # the main thread's load: another thread's first call starts, then Ctrl-C
+    fired = False
+    def find_spec(self, name, path=None, target=None):
+        if (name == "numba.core.typing.templates" and not self.fired
+                and threading.current_thread() is threading.main_thread()):
+            self.fired = True
+            thread.start()
+            time.sleep(0.3)
+            raise KeyboardInterrupt
+        return None
+
+thread = threading.Thread(target=other)
+hook = Interrupt()
+sys.meta_path.insert(0, hook)
+try:
+    ll.softmax(x)
+except KeyboardInterrupt:
+    pass
+sys.meta_path.remove(hook)
+thread.join()
+assert hook.fired and got["warnings"] == [], got["warnings"]
+e = np.exp(x - x.max(axis=1, keepdims=True))
+np.testing.assert_allclose(got["result"], e / e.sum(axis=1, keepdims=True), rtol=1e-12)
+assert _jit._state["module"] is not None
+print("ok")
+"""
+
+
+def test_a_second_threads_first_call_waits_for_a_whole_load():
+    """A review: a second thread's first call, made while the main thread's load of Numba
+    was interrupted, got the half-made Numba (no attribute 'threading_layer') and left the
+    process on NumPy. One thread loads at a time (_jit._LOAD_LOCK): the second waits,
+    then loads whole."""
+    env = {k: v for k, v in os.environ.items() if k != "LOGITLAB_KERNELS"}
+    out = subprocess.run([sys.executable, "-c", TWO_THREADS_LOAD], capture_output=True,
+                         text=True, env=env, timeout=300)
     assert out.returncode == 0 and "ok" in out.stdout, out.stderr[-4000:]

@@ -70,6 +70,7 @@ if _state["mode"] not in _MODES:
 # Numba's own thread pool ("workqueue") must not be entered by two threads at
 # once; a second caller runs the serial kernel instead of waiting.
 _PARALLEL_LOCK = threading.Lock()
+_LOAD_LOCK = threading.Lock()  # loading the kernels (_module)
 _WARN_LOCK = threading.Lock()
 _local = threading.local()  # a fit's choice of path, for its own thread (fit_mode)
 
@@ -119,9 +120,10 @@ def _layer():
 
 
 def _after_fork_in_child():
-    global _PARALLEL_LOCK
+    global _PARALLEL_LOCK, _LOAD_LOCK
     # a lock a parent's thread held at the fork stays held in the child: a fresh one
     _PARALLEL_LOCK = threading.Lock()
+    _LOAD_LOCK = threading.Lock()
     layer = _layer()
     if layer is not None and layer not in _FORK_SAFE:
         _state["serial"] = True  # GNU OpenMP cannot be entered again after fork
@@ -130,29 +132,43 @@ def _after_fork_in_child():
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+#: what loading the kernels imports for the first time, forgotten if the load is stopped:
+#: Numba and what it imports (a review: interrupted in yaml's or scipy's first import
+#: inside Numba's, every later load, or SoftmaxRegression's import, failed)
+_LOADED_WITH_NUMBA = ("numba", "llvmlite", "yaml", "scipy", __package__ + "._kernels")
+
+
 def _module():
     if _state["module"] is None and not _state["failed"]:
-        try:
-            # an interrupt part way: the next call loads them whole (a stranger's Ctrl-C
-            # while Numba loaded, in a first fit: the next fit crashed)
-            with whole("numba", "llvmlite", __package__ + "._kernels"):
-                _prefer_fork_safe_threads()
-                from . import _kernels
-        except Exception as exc:  # Numba missing or broken: the reference serves every call
-            _state["failed"] = True
-            _unavailable("loading Numba and the kernels", exc)
-        else:
-            if not _state["serial"]:
-                # Start Numba's threads now, not at the first parallel call. A serial driver
-                # that calls a parallel kernel (_sparse_ce_rows calls _sparse_ce_streamed) is
-                # cached without Numba's hook that starts them when it was compiled against
-                # a callee loaded from the cache; loaded and called before any parallel
-                # kernel had run, it crashed the process (tests/test_kernel_cache.py).
-                # Before the module is marked loaded: an interrupt here, and the next call
-                # starts them.
-                _threads()
-            _state["module"] = _kernels
+        # one thread loads, the others wait for it (a review: a second thread's first
+        # call, while the first thread's load was interrupted, got a half-made Numba)
+        with _LOAD_LOCK:
+            if _state["module"] is None and not _state["failed"]:
+                _load()
     return _state["module"]
+
+
+def _load():
+    try:
+        # an interrupt part way: the next call loads them whole (a stranger's Ctrl-C while
+        # Numba loaded, in a first fit: the next fit crashed)
+        with whole(*_LOADED_WITH_NUMBA):
+            _prefer_fork_safe_threads()
+            from . import _kernels
+    except Exception as exc:  # Numba missing or broken: the reference serves every call
+        _state["failed"] = True
+        _unavailable("loading Numba and the kernels", exc)
+    else:
+        if not _state["serial"]:
+            # Start Numba's threads now, not at the first parallel call. A serial driver
+            # that calls a parallel kernel (_sparse_ce_rows calls _sparse_ce_streamed) is
+            # cached without Numba's hook that starts them when it was compiled against
+            # a callee loaded from the cache; loaded and called before any parallel
+            # kernel had run, it crashed the process (tests/test_kernel_cache.py).
+            # Before the module is marked loaded: an interrupt here, and the next call
+            # starts them.
+            _threads()
+        _state["module"] = _kernels
 
 
 def _mode():

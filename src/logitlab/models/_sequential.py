@@ -89,13 +89,14 @@ class Sequential(Trainer):
         """Create the weights for inputs of ``input_dim`` features.
 
         All or nothing: an exception or an interrupt (Ctrl-C) part way leaves the model
-        unbuilt as before, its random state included, so the next fit builds it whole
-        with the weights an uninterrupted build gives. (A stranger's Ctrl-C in the first
-        milliseconds of a first fit left a layer marked built with no weights, and every
-        later fit failed with an IndexError.)
+        as it was, its random state included: an unbuilt model's next fit builds it whole
+        with the weights an uninterrupted build gives; a built one's layers are bound to
+        one buffer again. (A stranger's Ctrl-C in the first milliseconds of a first fit
+        left a layer marked built with no weights, and every later fit failed with an
+        IndexError.)
         """
         dim = int(input_dim)
-        fresh, rng_state = [], self._rng.bit_generator.state
+        fresh, rng_state, was = [], self._rng.bit_generator.state, self.input_dim
         try:
             for layer in self.layers:
                 if not layer.built:
@@ -107,10 +108,12 @@ class Sequential(Trainer):
             if self.optimizer is not None:
                 self.optimizer.build(self._flat_params)
         except BaseException:
-            self.input_dim = None
             for layer in fresh:
                 layer.built, layer.input_dim, layer.weights, layer.grads = False, None, [], []
             self._rng.bit_generator.state = rng_state
+            self.input_dim = was
+            if was is not None:  # some layers may hold views of a buffer half made
+                self._flatten_weights()
             raise
 
     def __setstate__(self, state):
