@@ -163,9 +163,8 @@ class Waits:
     Adaptive, as an adaptive mutex: a spin pays only when it mostly sees its value. The
     share that did, over about the last eight spins on the same counter index, is kept;
     below a half, the next ``rest`` waits on that index do not spin, and then it tries
-    afresh. Where the machine has more
-    threads that want to run than cores, spins mostly run out, and a spinning thread
-    would hold a core another needs. (100 MNIST-shaped steps on this module's Xeon, a
+    afresh. Where the machine has more threads that want to run than cores, spins mostly
+    run out, and a spinning thread would hold a core another needs. (100 MNIST-shaped steps on this module's Xeon, a
     spin's budget 100 us: alone, 88 % of the spins saw their value; beside a busy
     process, 23 %. Spinning throughout made those steps 0.19-0.20 s there, against
     0.145-0.16 s with the locks alone.) A spin preempted (its thread off its core for

@@ -34,6 +34,8 @@ import threading
 
 import numpy as np
 
+from .. import _jit
+
 __all__ = ["Shards", "SHARD_PRODUCT", "row_blocks"]
 
 #: a Dense layer whose product (batch x inputs x units multiply-adds) gives each of the T
@@ -60,8 +62,6 @@ def _waits():
     kernels are loaded: Numba is imported by their loader (``_jit``), never here, in the
     middle of a step (a review: an interrupt in that first import left Numba half made
     for the rest of the process). ``Shards.run`` asks again."""
-    from .. import _jit
-
     if _jit._state["mode"] == "never" or _jit._state["module"] is None:
         return None
     if not _WAITS:
