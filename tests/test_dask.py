@@ -38,6 +38,26 @@ def params(est):
     return np.column_stack([est.coef_, est.intercept_])
 
 
+def test_a_wide_dask_fit_runs_the_lean_l_bfgs_to_the_same_objective(client, rng, monkeypatch):
+    # from LEAN_LBFGS_PARAMS coefficients on, the Dask fit (per-chunk sums on the client's
+    # L-BFGS) takes estimators/_lbfgs.py as the in-memory fit does; here from 0 on
+    from logitlab.estimators import _lbfgs, _linear_loss
+
+    X = rng.normal(size=(4000, 30))
+    y = rng.integers(0, 5, 4000)
+    ref = SoftmaxRegression(tol=1e-9).fit(X, y)  # L-BFGS-B
+    monkeypatch.setattr(_linear_loss, "LEAN_LBFGS_PARAMS", 0)
+    calls = []
+    lean = _lbfgs.minimize_lbfgs
+    monkeypatch.setattr(_linear_loss, "minimize_lbfgs",
+                        lambda *a, **k: calls.append(1) or lean(*a, **k))
+    Xd, yd = client.persist([da.from_array(X, chunks=(1000, 30)), da.from_array(y, chunks=1000)])
+    on_dask = SoftmaxRegression(tol=1e-9).fit(Xd, yd)
+    assert calls  # it ran
+    assert abs(on_dask.objective_ - ref.objective_) <= 1e-8 * ref.objective_
+    assert rel(params(on_dask), params(ref)) < 1e-4
+
+
 def test_dask_fit_matches_in_memory_fit(client, big_problem):
     X, y = big_problem
     in_memory = SoftmaxRegression(tol=1e-10).fit(X, y)

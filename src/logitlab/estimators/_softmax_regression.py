@@ -20,6 +20,7 @@ from ._checks import named_errors, validate
 from .._dask_adapter import is_dask_collection
 from .._softmax import log_sigmoid, log_softmax, sigmoid, softmax
 from .._validation import check_class_weight, check_some_weight, check_weights, user_stacklevel
+from ._lbfgs import _finite_norm
 from ._linear_loss import LinearSoftmaxLoss, blas_threads_for
 
 __all__ = ["SoftmaxRegression"]
@@ -57,7 +58,7 @@ class _IterationProgress:
 
 
 class SoftmaxRegression(ClassifierMixin, BaseEstimator):
-    """Multinomial logistic (softmax) regression, solved with L-BFGS-B.
+    """Multinomial logistic (softmax) regression, solved with L-BFGS.
 
     The objective is scikit-learn's ``LogisticRegression``'s: the summed,
     sample-weighted log loss plus ``||W||^2 / (2C)``, the intercept not
@@ -73,8 +74,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         None: no penalty (a ``C`` other than 1 then warns that it is ignored).
     fit_intercept : bool, default=True
     tol : float, default=1e-8
-        L-BFGS-B stops when the largest projected gradient component falls
-        below ``tol``.
+        L-BFGS stops when the largest gradient component falls below ``tol``
+        (as scikit-learn's L-BFGS-B stops on its projected gradient).
     max_iter : int, default=1000
     class_weight : dict, "balanced" or None
         Multiplies the sample weights of each class: a dict of class label
@@ -92,6 +93,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     or float32: float32 ``X`` gives float32 ``coef_`` and ``intercept_`` and is
     evaluated in float32, the L-BFGS iterates kept in float64, as in
     scikit-learn. The objective is :class:`~._linear_loss.LinearSoftmaxLoss`'s.
+
+    The optimiser is scipy's L-BFGS-B (scikit-learn's ``lbfgs``) up to
+    ``LEAN_LBFGS_PARAMS`` (131072) coefficients; from there, a wide sparse fit's
+    size, the same method in the memory it needs (``estimators/_lbfgs.py``: 2m +
+    4 coefficient-sized vectors, 208 bytes a coefficient, against L-BFGS-B's
+    290; the same stopping rules).
 
     Attributes
     ----------
@@ -230,16 +237,18 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         self.coef_, self.intercept_ = objective.solution(result.x)
         self.n_iter_ = np.array([min(result.nit, self.max_iter)], dtype=np.int32)
         self.objective_ = float(result.fun)
-        if not np.isfinite(self.objective_):  # a stranger's review: silent before
+        if not np.isfinite(self.objective_) or not _finite_norm(result.jac):
+            # a stranger's review: silent before
             warnings.warn(
-                f"SoftmaxRegression (L-BFGS-B) stopped after {result.nit} iterations with a "
-                f"non-finite objective ({self.objective_}): the logits overflowed, the features "
+                f"SoftmaxRegression (L-BFGS) stopped after {result.nit} iterations with a "
+                f"non-finite objective or gradient (objective {self.objective_}): the logits "
+                "or the gradient overflowed, the features "
                 "are too large (largest |X| entry against the coefficients' scale); "
                 "standardise them (StandardScaler) or regularise more (a smaller C).",
                 ConvergenceWarning, stacklevel=user_stacklevel())
         elif result.status == 1 or result.nit >= self.max_iter:
             warnings.warn(
-                f"SoftmaxRegression (L-BFGS-B) failed to converge after {self.max_iter} "
+                f"SoftmaxRegression (L-BFGS) failed to converge after {self.max_iter} "
                 "iterations; increase max_iter, standardise the features (StandardScaler), "
                 "or regularise more (a smaller C).", ConvergenceWarning,
                 stacklevel=user_stacklevel())
