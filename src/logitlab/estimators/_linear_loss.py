@@ -188,27 +188,38 @@ class LinearSoftmaxLoss:
 
     def _fused_block(self, kernels, X, y, sw, coef, intercept, grad, rows=None):
         """:meth:`_block` in compiled code: dense ``X`` in one pass (``_kernels.linear_ce``),
-        or rows ``rows = (lo, hi)`` of CSR ``X`` (``_kernels.linear_ce_csr``, the
-        coefficients and the gradient transposed: ``coef.T`` is C-ordered, see
-        :meth:`blocked_loss_gradient`)."""
-        b = np.zeros(self.k, dtype=self.dtype) if intercept is None else intercept
-        labels, w = _jit.readonly(np.asarray(y, dtype=np.intp), np.ones(len(y)) if sw is None
-                                  else np.asarray(sw, dtype=np.float64))
-        gb = np.zeros(self.k)
-        if rows is None:
+        or rows ``rows = (lo, hi)`` of CSR ``X`` (:meth:`_csr_range`)."""
+        if rows is not None:
+            loss, GT, gb = self._csr_range(kernels, X, y, sw, rows, coef, intercept)
+            grad[:, :self.n_features] += GT.T
+        else:
+            b, labels, w = self._kernel_args(y, sw, intercept)
             G = np.zeros((self.k, self.n_features), dtype=self.dtype)
+            gb = np.zeros(self.k)
             loss = _jit.launch(kernels.linear_ce, len(X), 0, *_jit.readonly(X), coef, b, labels,
                                w, G, gb)
-        else:
-            GT = np.zeros((self.n_features, self.k), dtype=self.dtype)
-            csr = _jit.readonly(X.indptr, X.indices, np.asarray(X.data, dtype=self.dtype))
-            loss = _jit.launch(kernels.linear_ce_csr, rows[1] - rows[0], 0, *csr,
-                               np.ascontiguousarray(coef.T), b, labels, w, *rows, GT, gb)
-            G = GT.T
-        grad[:, :self.n_features] += G
+            grad[:, :self.n_features] += G
         if intercept is not None:
             grad[:, self.n_features] += gb
         return float(loss)
+
+    def _kernel_args(self, y, sw, intercept):
+        b = np.zeros(self.k, dtype=self.dtype) if intercept is None else intercept
+        labels, w = _jit.readonly(np.asarray(y, dtype=np.intp), np.ones(len(y)) if sw is None
+                                  else np.asarray(sw, dtype=np.float64))
+        return b, labels, w
+
+    def _csr_range(self, kernels, X, y, sw, rows, coef, intercept):
+        """Rows ``rows = (lo, hi)`` of CSR ``X`` in compiled code (``_kernels.linear_ce_csr``):
+        ``(loss, GT, gb)``, the gradient transposed, ``(n_features, k)`` in the evaluation's
+        dtype (``coef.T`` is C-ordered, see :meth:`blocked_loss_gradient`)."""
+        b, labels, w = self._kernel_args(y, sw, intercept)
+        GT = np.zeros((self.n_features, self.k), dtype=self.dtype)
+        gb = np.zeros(self.k)
+        csr = _jit.readonly(X.indptr, X.indices, np.asarray(X.data, dtype=self.dtype))
+        loss = _jit.launch(kernels.linear_ce_csr, rows[1] - rows[0], 0, *csr,
+                           np.ascontiguousarray(coef.T), b, labels, w, *rows, GT, gb)
+        return float(loss), GT, gb
 
     def data_sums(self, params, X, y, sample_weight=None):
         """Unscaled, unpenalised ``sum_i s_i loss_i`` and its gradient of shape (k, cols).
@@ -275,13 +286,19 @@ class LinearSoftmaxLoss:
         return [p for p in parts if p]
 
     def _part_sums(self, coef, intercept, blocks, choice):
-        grad = np.zeros((self.k, self.cols))
+        """``(loss, grad)`` of a thread's blocks; for a row range of CSR ``X`` (:meth:`split`)
+        on the kernels, :meth:`_csr_range`'s ``(loss, GT, gb)``."""
         loss = 0.0
         # the blocks' cross-entropy on the kernels or the reference as the caller's thread
         # chose by the fit's size (``choice``), in whichever thread runs this: never by
         # whether an earlier call in the process loaded the kernels (the fit's coefficients
         # would differ in their last bits)
         with _jit.fit_mode(choice=choice):
+            if len(blocks) == 1 and isinstance(blocks[0][3], tuple):
+                kernels = _jit.kernels_for(blocks[0][0].data)
+                if kernels is not None:
+                    return self._csr_range(kernels, *blocks[0], coef, intercept)
+            grad = np.zeros((self.k, self.cols))
             for Xb, yb, swb, XbT in blocks:
                 loss += self._block(Xb, yb, swb, coef, intercept, grad, XbT)
         return loss, grad
@@ -296,13 +313,22 @@ class LinearSoftmaxLoss:
             block[3][1] - block[3][0] if ranges else len(block[1])
             for part in parts for block in part))
         if len(parts) == 1:
-            loss, grad = self._part_sums(coef, intercept, parts[0], choice)
+            results = [self._part_sums(coef, intercept, parts[0], choice)]
         else:  # the caller holds BLAS to one thread (blas_threads_for): the parts are the threads
             workers = _threads.pool("linear")
             futures = [workers.submit(self._part_sums, coef, intercept, p, choice) for p in parts]
             results = [f.result() for f in futures]
-            loss = sum(r[0] for r in results)
-            grad = sum(r[1] for r in results)
+        del coef  # (a C-ordered copy of W^T for CSR ranges): memory for the sums below
+        loss = sum(r[0] for r in results)
+        grad = results[0][1]
+        for r in results[1:]:  # in place: a wide sparse fit's gradients are its largest arrays
+            grad += r[1]
+        if len(results[0]) == 3:  # CSR ranges: the parts' (n_features, k) sums, and their G^T 1
+            GT, grad = grad, np.empty((self.k, self.cols))
+            grad[:, :self.n_features] = GT.T
+            del GT
+            if self.fit_intercept:
+                grad[:, self.n_features] = sum(r[2] for r in results)
         return self.finish(params, loss, grad, sw_sum)
 
     def finish(self, params, loss, grad, sw_sum):
@@ -310,7 +336,8 @@ class LinearSoftmaxLoss:
         if self.inv_C:
             coef = np.asarray(params).reshape(self.k, self.cols)[:, :self.n_features]
             loss = loss + 0.5 * self.inv_C * float(np.einsum("ij,ij->", coef, coef))
-            grad[:, :self.n_features] += self.inv_C * coef
+            for j in range(self.k):  # a row at a time: no coefficient-sized temporary
+                grad[j, :self.n_features] += self.inv_C * coef[j]
         grad /= sw_sum  # in place: ``grad`` is the caller's fresh sum
         return loss / sw_sum, grad.ravel()
 
