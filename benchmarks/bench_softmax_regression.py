@@ -29,9 +29,11 @@ saga runs at most ``SAGA_EPOCHS`` epochs (at tol=1e-8 it would run for
 hours): its objective gap says how far it got.
 
 After each sparse problem, a second table splits logitlab's peak into
-scipy's L-BFGS-B arrays (measured alone, on a quadratic with as many
-parameters: they do not depend on the data) and the rest (the evaluation's
-buffers), each against the sparse matrix plus the coefficients.
+its optimiser's arrays (measured alone, on a quadratic with as many
+parameters: they do not depend on the data; at this size logitlab's own
+L-BFGS, ``estimators/_lbfgs.py``, and scipy's L-BFGS-B's shown beside it)
+and the rest (the evaluation's buffers), each against the sparse matrix plus
+the coefficients.
 ``--memory`` prints only that table, from fits stopped after
 ``MEMORY_ITERATIONS`` iterations (the peak is reached in the first: every
 buffer is allocated by then), so the full sizes take seconds.
@@ -50,6 +52,7 @@ from _common import arguments, fits_in_turn, machine, table
 from _problems import dense_problem, sparse_problem
 
 from logitlab import SoftmaxRegression
+from logitlab.estimators import _linear_loss
 from logitlab.estimators._linear_loss import LinearSoftmaxLoss
 
 ARGS = arguments(
@@ -97,15 +100,22 @@ def peak_mib(fit, X, y):
     return peak / 2**20
 
 
-def lbfgs_workspace_mib(n_params):
-    """Peak MiB of scipy's L-BFGS-B itself, with logitlab's options, on ``n_params``."""
+def optimiser_mib(n_params, lean=True):
+    """Peak MiB of the optimiser itself, with logitlab's options, on ``n_params``: the one
+    ``LinearSoftmaxLoss.minimize`` runs at that size, or (``lean=False``) scipy's L-BFGS-B."""
     objective = LinearSoftmaxLoss(2, n_params - 1)  # only its minimize (the one set of options)
+    lean_from = _linear_loss.LEAN_LBFGS_PARAMS
+    if not lean:
+        _linear_loss.LEAN_LBFGS_PARAMS = n_params + 1
 
     def quadratic(x):
         return 0.5 * float(x @ x), x.copy()
 
-    return peak_mib(lambda *_: objective.minimize(quadratic, np.ones(n_params), tol=TOL,
-                                                  max_iter=MEMORY_ITERATIONS), None, None)
+    try:
+        return peak_mib(lambda *_: objective.minimize(quadratic, np.ones(n_params), tol=TOL,
+                                                      max_iter=MEMORY_ITERATIONS), None, None)
+    finally:
+        _linear_loss.LEAN_LBFGS_PARAMS = lean_from
 
 
 def memory_table(name, X, y, peak=None):
@@ -120,13 +130,19 @@ def memory_table(name, X, y, peak=None):
             fit = lambda X, y: SoftmaxRegression(C=C, tol=TOL, max_iter=MEMORY_ITERATIONS).fit(X, y)
             fit(X, y)  # the kernels' first load is not the fit's memory
             peak = peak_mib(fit, X, y)
-    lbfgs = lbfgs_workspace_mib(n_params)
+    lbfgs = optimiser_mib(n_params)
+    which = ("logitlab's L-BFGS" if n_params >= _linear_loss.LEAN_LBFGS_PARAMS
+             else "scipy L-BFGS-B")
     unit = x_mib + coef_mib
     rows = [[name, "logitlab fit, all of it", f"{peak:.0f}", f"{peak / unit:.2f}"],
-            [name, "  scipy L-BFGS-B's own arrays", f"{lbfgs:.0f}", f"{lbfgs / unit:.2f}"],
+            [name, f"  {which}'s own arrays", f"{lbfgs:.0f}", f"{lbfgs / unit:.2f}"],
             [name, "  the rest (the evaluation)", f"{peak - lbfgs:.0f}",
-             f"{(peak - lbfgs) / unit:.2f}"],
-            [name, "X (CSR) + coefficients", f"{x_mib:.0f} + {coef_mib:.0f}", "1.00"]]
+             f"{(peak - lbfgs) / unit:.2f}"]]
+    if n_params >= _linear_loss.LEAN_LBFGS_PARAMS:
+        other = optimiser_mib(n_params, lean=False)
+        rows.append([name, "(scipy L-BFGS-B's own arrays, for comparison)", f"{other:.0f}",
+                     f"{other / unit:.2f}"])
+    rows.append([name, "X (CSR) + coefficients", f"{x_mib:.0f} + {coef_mib:.0f}", "1.00"])
     table(["problem", "what", "peak MiB", "x (X + coef)"], rows)
 
 
