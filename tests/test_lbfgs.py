@@ -89,17 +89,63 @@ def test_it_reaches_l_bfgs_b_s_optimum_and_stops_by_its_rules(rng):
     assert short.nit == 3 and short.status == 1 and not short.success
 
 
-def test_the_callback_sees_each_iterate(rng):
+def test_the_callback_sees_each_iterate_and_may_stop_the_run(rng):
     obj, args = _logistic(rng)
     seen = []
     res = minimize_lbfgs(obj.loss_gradient, np.zeros(obj.n_params), args=args, gtol=1e-8,
                          ftol=0.0, max_iter=50, callback=lambda intermediate_result:
-                         seen.append((intermediate_result.x.copy(), intermediate_result.fun)))
+                         seen.append((intermediate_result.x, intermediate_result.fun)))
     assert len(seen) == res.nit
     assert seen[-1][1] == res.fun and np.array_equal(seen[-1][0], res.x)
     assert all(b[1] <= a[1] for a, b in zip(seen, seen[1:]))  # Wolfe steps decrease f
-    for x, f in seen[::7]:
+    # each x kept (no copy made here: a review found the optimiser's buffer handed out,
+    # which later held other vectors) is still the point whose objective came with it
+    for x, f in seen:
         assert obj.loss_gradient(x, *args)[0] == f
+
+    def stop(intermediate_result):
+        raise StopIteration
+
+    res = minimize_lbfgs(obj.loss_gradient, np.zeros(obj.n_params), args=args, gtol=1e-8,
+                         ftol=0.0, max_iter=50, callback=stop)
+    assert res.nit == 1 and res.status == 99 and not res.success  # as scipy's minimize
+    res = minimize_lbfgs(obj.loss_gradient, np.zeros(obj.n_params), args=args, gtol=1e-12,
+                         ftol=0.0, max_iter=1000, max_fun=7)
+    assert res.nfev <= 7 + 1 and res.status == 1 and "EVALUATIONS" in res.message
+
+
+def test_a_step_that_must_shrink_far_is_found_as_l_bfgs_b_finds_it(rng, monkeypatch):
+    # a review: one row of features at 1e5 needs steps thousands of times below the first
+    # try; the strong-Wolfe search used first gave up after ten halvings and the fit
+    # stopped at 4.2e-4 above L-BFGS-B's objective without a warning. It now runs
+    # L-BFGS-B's own search (dcsrch)
+    X = rng.normal(size=(400, 10))
+    y = rng.integers(0, 3, 400)
+    X[5] = 1e5
+    ref = SoftmaxRegression().fit(X, y)
+    monkeypatch.setattr(_linear_loss, "LEAN_LBFGS_PARAMS", 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning either
+        got = SoftmaxRegression().fit(X, y)
+    assert abs(got.objective_ - ref.objective_) <= 1e-8 * ref.objective_
+
+
+def test_a_rising_objective_is_never_taken_for_a_step():
+    # a review: a search that ran out of step doublings returned its last step unchecked,
+    # and the objective's rise then read as convergence. This one decreases towards a
+    # wall far away: both optimisers walk at most max_iter steps towards it
+    c, T = 60 / 2.0**49, 2.0**49 * (4 / 3)
+
+    def f(x):
+        with np.errstate(over="ignore"):
+            e = np.exp(c * (x[0] - T))
+        return float(-x[0] + e), np.array([-1 + c * e])
+
+    got = minimize_lbfgs(f, np.zeros(1), gtol=1e-8, ftol=1e-15, max_iter=100)
+    ref = optimize.minimize(f, np.zeros(1), jac=True, method="L-BFGS-B",
+                            options={"gtol": 1e-8, "ftol": 1e-15, "maxiter": 100, "maxls": 50})
+    assert got.fun <= f(np.zeros(1))[0] and got.status == ref.status == 1
+    assert got.fun == pytest.approx(ref.fun, rel=1e-6)
 
 
 @pytest.mark.parametrize("sparse", [False, True])
@@ -125,9 +171,16 @@ def test_its_failures_reach_the_estimators_warnings(rng, monkeypatch):
     # the first gradient's norm overflows (L-BFGS-B then reports a NaN objective): it stops
     # where it started, with the objective there, and the estimator warns of the overflow
     X[7] = 1e200
-    with pytest.warns(ConvergenceWarning, match="non-finite objective or gradient"):
+    with pytest.warns(ConvergenceWarning, match="non-finite objective or an overflowing gradient"):
         est = SoftmaxRegression().fit(X, y)
     assert est.n_iter_[0] == 0 and est.objective_ == pytest.approx(np.log(3))
+    # features large enough that no step lowers the objective, where the gradient's norm
+    # does not overflow: both optimisers stop at the start; the estimator says so
+    X[7] = 1e100
+    for lean_from in (0, 1 << 40):
+        monkeypatch.setattr(_linear_loss, "LEAN_LBFGS_PARAMS", lean_from)
+        with pytest.warns(ConvergenceWarning, match="found no step"):
+            SoftmaxRegression().fit(X, y)
 
 
 def _peak_bytes(run):

@@ -296,7 +296,7 @@ def test_unconverged_path_warns_once():
     with pytest.warns(Warning) as record:
         SoftmaxRegressionCV(Cs=3, cv=3, max_iter=2).fit(X, y)
     messages = [str(w.message) for w in record if "did not converge" in str(w.message)]
-    assert len(messages) == 1 and "10 of the L-BFGS-B fits" in messages[0]
+    assert len(messages) == 1 and "10 of the L-BFGS fits" in messages[0]
 
 
 @pytest.mark.parametrize("refit", [True, False])

@@ -5,9 +5,10 @@ and, through ``minimize``, copies of the point and the gradient, bounds and an
 integer workspace: about 290 bytes a parameter at scikit-learn's ``m = 10``.
 On a wide sparse fit (50,000 features, 20 classes: a million parameters) that
 is 2.4 times the data. This is the same method without bounds in 2m + 4
-vectors (208 bytes a parameter): the ``m`` pairs ``s_i = x_{i+1} - x_i``,
-``y_i = g_{i+1} - g_i``, the point, its gradient, the direction and the trial
-point.
+vectors of its own (192 bytes a parameter at ``m = 10``): the ``m`` pairs ``s_i
+= x_{i+1} - x_i``, ``y_i = g_{i+1} - g_i``, the point, its gradient, the
+direction and the trial point; with the gradient at the trial point, about
+200 bytes a parameter (measured: docs/performance.md, §6).
 
 * The direction is L-BFGS-B's: the compact representation of the inverse
   Hessian (Byrd, Nocedal & Schnabel 1994, as L-BFGS-B's ``formk`` uses for its
@@ -21,18 +22,18 @@ point.
   L-BFGS-B's ``setulb`` makes more passes: on the wide fit above it took
   53.6 s where this took 37.7 s, at the same objective to 2e-11
   (docs/performance.md, §6).
-* The line search is scipy's strong-Wolfe search (``scalar_search_wolfe2``,
-  the one scipy's BFGS uses; private to scipy, and the tests run it), at
-  L-BFGS-B's constants (sufficient decrease 1e-3, curvature 0.9), trying the
-  step 1 first; the first iteration tries ``1 / ||g||``, as L-BFGS-B does.
-  Each trial point is made in one buffer: the search costs no memory.
-* A pair is kept only where ``s^T y > eps y^T y`` (L-BFGS-B's test). A failed
+* The line search is L-BFGS-B's: MINPACK's ``dcsrch`` as scipy ports it
+  (private to scipy; see ``_line_search``), at L-BFGS-B's settings, trying
+  the step 1 first; the first iteration tries ``1 / ||g||``, as L-BFGS-B
+  does. Each trial point is made in one buffer.
+* A pair is kept only where ``s^T y > eps (-g^T s)`` (L-BFGS-B's test). A failed
   search drops the history and tries again along ``-g``; failing there too,
   it stops, as L-BFGS-B stops (``status`` 2); so does a gradient whose norm
   overflows (features of 1e200: the first step would be ``1 / inf``).
 * It stops where L-BFGS-B stops: ``max |g_i| <= gtol`` or a relative
   reduction of the objective ``(f_k - f_{k+1}) / max(|f_k|, |f_{k+1}|, 1) <=
-  ftol`` (``status`` 0), or after ``max_iter`` iterations (``status`` 1).
+  ftol`` (``status`` 0), or after ``max_iter`` iterations or ``max_fun``
+  evaluations (``status`` 1).
 
 The result is a :class:`scipy.optimize.OptimizeResult` with the fields the
 estimators read from L-BFGS-B's (``x``, ``fun``, ``jac``, ``nit``, ``nfev``,
@@ -51,8 +52,9 @@ from scipy.optimize import OptimizeResult
 __all__ = ["minimize_lbfgs"]
 
 _EPS = np.finfo(np.float64).eps
-#: L-BFGS-B's line search constants (its ``dcsrch`` call): sufficient decrease, curvature.
-_C1, _C2 = 1e-3, 0.9
+#: L-BFGS-B's line search settings (its ``dcsrch`` call): sufficient decrease, curvature,
+#: the interval's relative tolerance, the largest step.
+_C1, _C2, _XTOL, _STPMAX = 1e-3, 0.9, 0.1, 1e10
 
 
 class _History:
@@ -132,12 +134,17 @@ def _max_abs(v):
     return max(hi, -lo) if hi == hi and lo == lo else np.nan
 
 
-def minimize_lbfgs(fun, x0, *, args=(), m=10, gtol, ftol, max_iter, maxls=50, callback=None):
+def minimize_lbfgs(fun, x0, *, args=(), m=10, gtol, ftol, max_iter, maxls=50, max_fun=15000,
+                   callback=None):
     """Minimise ``fun(x, *args) -> (value, gradient)`` from ``x0`` (see the module).
 
-    ``callback(intermediate_result)`` is called after each iteration with an
-    :class:`~scipy.optimize.OptimizeResult` holding ``x`` and ``fun`` (as
-    ``scipy.optimize.minimize`` calls it).
+    ``fun`` must return a new gradient array on each call, and keep no reference to the
+    ``x`` it is given (the optimiser reuses that buffer; the estimators' objectives do
+    both). ``callback(intermediate_result)`` is called after each iteration with an
+    :class:`~scipy.optimize.OptimizeResult` holding a copy of ``x`` and ``fun``, as
+    ``scipy.optimize.minimize`` calls it; raising ``StopIteration`` there stops the run
+    (``status`` 99, as scipy's). ``max_fun`` caps the evaluations, as L-BFGS-B's ``maxfun``
+    (15000 by default there too; ``status`` 1).
     """
     x = np.array(x0, dtype=np.float64).ravel()  # the caller's x0 is not changed
     f, g = fun(x, *args)
@@ -156,6 +163,9 @@ def minimize_lbfgs(fun, x0, *, args=(), m=10, gtol, ftol, max_iter, maxls=50, ca
             break
         if nit >= max_iter:
             break
+        if nfev >= max_fun:
+            message = "STOP: TOTAL NO. OF F,G EVALUATIONS EXCEEDS LIMIT"
+            break
         descent = bool(history.order) and history.direction(g, d)
         if not descent:
             history.clear()
@@ -163,7 +173,8 @@ def minimize_lbfgs(fun, x0, *, args=(), m=10, gtol, ftol, max_iter, maxls=50, ca
         first = not history.order
         step0 = 1.0 / np.linalg.norm(g) if first else 1.0
         for _ in range(2):
-            found = _line_search(fun, args, x, f, g, d, trial, step0, maxls)
+            found = _line_search(fun, args, x, f, g, d, trial, step0,
+                                 max(1, min(maxls, max_fun - nfev)))
             nfev += found[-1]
             if found[0] is not None or first:
                 break
@@ -171,6 +182,9 @@ def minimize_lbfgs(fun, x0, *, args=(), m=10, gtol, ftol, max_iter, maxls=50, ca
             np.negative(g, out=d)
             first, step0 = True, 1.0 / np.linalg.norm(g)
         alpha, f_new, g_new, _ = found
+        if alpha is None and nfev >= max_fun:  # the search ran out of evaluations
+            message = "STOP: TOTAL NO. OF F,G EVALUATIONS EXCEEDS LIMIT"
+            break
         if alpha is None:
             status, message = 2, "ABNORMAL_TERMINATION_IN_LNSRCH"
             if not np.isfinite(f_new):  # no finite value along -g: reported, as L-BFGS-B
@@ -180,14 +194,18 @@ def minimize_lbfgs(fun, x0, *, args=(), m=10, gtol, ftol, max_iter, maxls=50, ca
         # the new point is trial = x + alpha d; x's buffer then holds y = g_new - g
         x, trial = trial, x
         y = np.subtract(g_new, g, out=trial)
-        sy, yy = alpha * float(d @ y), float(y @ y)
-        if sy > _EPS * yy:
-            history.add(alpha, d, y, g_new, sy, yy)
+        sy = alpha * float(d @ y)
+        if sy > _EPS * -alpha * float(g @ d):  # L-BFGS-B's test (mainlb: dr > epsmch ddum)
+            history.add(alpha, d, y, g_new, sy, float(y @ y))
         elif history.order:
             history.refresh(g_new)
         f_old, f, g = f, float(f_new), g_new
         if callback is not None:
-            callback(OptimizeResult(x=x, fun=f))
+            try:
+                callback(OptimizeResult(x=x.copy(), fun=f))
+            except StopIteration:
+                status, message = 99, "`callback` raised `StopIteration`."
+                break
         if (f_old - f) / max(abs(f_old), abs(f), 1.0) <= ftol:
             status, message = 0, "CONVERGENCE: RELATIVE REDUCTION OF F <= FACTR*EPSMCH"
             break
@@ -196,15 +214,22 @@ def minimize_lbfgs(fun, x0, *, args=(), m=10, gtol, ftol, max_iter, maxls=50, ca
 
 
 def _line_search(fun, args, x, f, g, d, trial, step0, maxls):
-    """A strong-Wolfe step along ``d`` from ``x``: ``(alpha, f, g, evaluations)``. If none
-    was found, ``alpha`` is None and ``f`` is ``x``'s, or NaN where every trial's value was
-    not finite. The trial points are made in ``trial`` (its last one is the point of the
-    step returned); each is evaluated once."""
-    # scipy's own BFGS's search; private to scipy (1.11 to 1.17 alike), so imported here: a
-    # rename would fail the wide fits (and tests/test_lbfgs.py), not ``import logitlab``
-    from scipy.optimize._linesearch import scalar_search_wolfe2
+    """L-BFGS-B's line search along ``d`` from ``x``: ``(alpha, f, g, evaluations)``, ``alpha``
+    None if none was found (``f`` then ``x``'s, or NaN where no trial's value was finite).
+
+    MINPACK's ``dcsrch`` (Moré & Thuente) as scipy ports it (``_dcsrch.DCSRCH``, private to
+    scipy since 1.13, so imported here: a rename would fail the wide fits and
+    tests/test_lbfgs.py, not ``import logitlab``), at L-BFGS-B's settings (``lnsrlb``:
+    sufficient decrease 1e-3, curvature 0.9, interval 0.1, steps up to 1e10, ``maxls``
+    evaluations), from the step ``step0``; its ``CONV`` and ``WARN`` exits are accepted as
+    ``lnsrlb`` accepts them, unless the objective rose. A trial whose value is not finite
+    (the logits overflowed) restarts the search at a tenth of that step. The trial points
+    are made in ``trial`` (its last is the point returned); each is evaluated once.
+    """
+    from scipy.optimize._dcsrch import DCSRCH
 
     seen = {}
+    count = [0]
     finite = [False]
 
     def at(alpha):
@@ -218,22 +243,31 @@ def _line_search(fun, args, x, f, g, d, trial, step0, maxls):
             count[0] += 1
         return seen[alpha]
 
-    count = [0]
+    def phi(alpha):
+        return at(alpha)[0]
+
+    def derphi(alpha):
+        return float(at(alpha)[1] @ d)
+
     derphi0 = float(g @ d)
-    # step0 scales the direction so that scipy's first trial (1) is the step wanted
-    scale = step0
-
-    def phi(t):
-        return at(t * scale)[0]
-
-    def derphi(t):
-        return float(at(t * scale)[1] @ d) * scale
-
-    with np.errstate(over="ignore", invalid="ignore"):
-        t, f_new, _, _ = scalar_search_wolfe2(phi, derphi, phi0=f, derphi0=derphi0 * scale,
-                                               c1=_C1, c2=_C2, maxiter=maxls)
-    if t is None or not np.isfinite(f_new):
+    stp, task = step0, b"START"
+    search = DCSRCH(phi, derphi, _C1, _C2, _XTOL, 0.0, _STPMAX)
+    phi1, derphi1 = f, derphi0
+    while count[0] < maxls:
+        with np.errstate(over="ignore", invalid="ignore"):  # dcsrch's own arithmetic
+            stp, phi1, derphi1, task = search._iterate(stp, phi1, derphi1, task)
+        if task[:2] != b"FG" or not np.isfinite(stp):
+            break
+        phi1, derphi1 = phi(stp), derphi(stp)
+        if not (np.isfinite(phi1) and np.isfinite(derphi1)):  # overflowed: a tenth as far
+            stp, task = stp / 10.0, b"START"
+            search = DCSRCH(phi, derphi, _C1, _C2, _XTOL, 0.0, _STPMAX)
+            phi1, derphi1 = f, derphi0
+            if stp * _max_abs(d) == 0.0:  # no step left to try
+                break
+    else:
+        task = b"MAXLS"
+    if task[:4] not in (b"CONV", b"WARN") or not np.isfinite(stp) or not phi1 <= f:
         return None, f if finite[0] else np.nan, g, count[0]
-    alpha = t * scale
-    value, grad = at(alpha)  # evaluated already unless the search ended on an older trial
-    return alpha, value, grad, count[0]
+    value, grad = at(stp)  # evaluated already unless dcsrch returned an earlier trial
+    return stp, value, grad, count[0]

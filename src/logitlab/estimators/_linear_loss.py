@@ -42,7 +42,7 @@ FUSED_MAX_FEATURES = 64
 #: transpose of ``X``. The limit is the kernels' in-place block's for float32 rows.
 SPARSE_FUSED_CLASSES = 48
 #: From this many parameters on, :meth:`LinearSoftmaxLoss.minimize` runs the lean L-BFGS
-#: (:mod:`._lbfgs`: 2m + 4 parameter-sized vectors, 208 bytes a parameter at m = 10)
+#: (:mod:`._lbfgs`: 2m + 4 parameter-sized vectors, about 200 bytes a parameter at m = 10)
 #: instead of scipy's L-BFGS-B (290 bytes a parameter, measured): at 50,000 features and 20
 #: classes L-BFGS-B's arrays were 2.4 times the sparse matrix's (docs/performance.md, §6).
 LEAN_LBFGS_PARAMS = 1 << 17
@@ -157,12 +157,10 @@ class LinearSoftmaxLoss:
         """Loss sum of rows ``X``; adds their gradient into ``grad`` (float64, (k, cols)).
 
         ``XT``: ``X.T`` in CSR for sparse ``X`` (:func:`_gT_X`), or a ``(lo, hi)`` row range
-        of a CSR ``X`` for the fused sparse evaluation (``y``, ``sw`` then ``X``'s whole).
+        of a CSR ``X`` (``y``, ``sw`` then ``X``'s whole) whose fit's choice left the
+        kernels (:meth:`_part_sums` runs the range on them where it did not).
         """
         if isinstance(XT, tuple):
-            kernels = _jit.kernels_for(X.data)
-            if kernels is not None:
-                return self._fused_block(kernels, X, y, sw, coef, intercept, grad, XT)
             X, y, sw, XT = X[XT[0]:XT[1]], y[XT[0]:XT[1]], None if sw is None else \
                 sw[XT[0]:XT[1]], None
         if self.fused and isinstance(X, np.ndarray) and X.flags.c_contiguous:
@@ -186,19 +184,14 @@ class LinearSoftmaxLoss:
             grad[:, self.n_features] += _ones(len(g)) @ g
         return float(loss)
 
-    def _fused_block(self, kernels, X, y, sw, coef, intercept, grad, rows=None):
-        """:meth:`_block` in compiled code: dense ``X`` in one pass (``_kernels.linear_ce``),
-        or rows ``rows = (lo, hi)`` of CSR ``X`` (:meth:`_csr_range`)."""
-        if rows is not None:
-            loss, GT, gb = self._csr_range(kernels, X, y, sw, rows, coef, intercept)
-            grad[:, :self.n_features] += GT.T
-        else:
-            b, labels, w = self._kernel_args(y, sw, intercept)
-            G = np.zeros((self.k, self.n_features), dtype=self.dtype)
-            gb = np.zeros(self.k)
-            loss = _jit.launch(kernels.linear_ce, len(X), 0, *_jit.readonly(X), coef, b, labels,
-                               w, G, gb)
-            grad[:, :self.n_features] += G
+    def _fused_block(self, kernels, X, y, sw, coef, intercept, grad):
+        """:meth:`_block` in compiled code: dense ``X`` in one pass (``_kernels.linear_ce``)."""
+        b, labels, w = self._kernel_args(y, sw, intercept)
+        G = np.zeros((self.k, self.n_features), dtype=self.dtype)
+        gb = np.zeros(self.k)
+        loss = _jit.launch(kernels.linear_ce, len(X), 0, *_jit.readonly(X), coef, b, labels,
+                           w, G, gb)
+        grad[:, :self.n_features] += G
         if intercept is not None:
             grad[:, self.n_features] += gb
         return float(loss)
@@ -320,8 +313,10 @@ class LinearSoftmaxLoss:
             results = [f.result() for f in futures]
         del coef  # (a C-ordered copy of W^T for CSR ranges): memory for the sums below
         loss = sum(r[0] for r in results)
-        grad = results[0][1]
-        for r in results[1:]:  # in place: a wide sparse fit's gradients are its largest arrays
+        # in place, in float64 (a float32 evaluation's parts, as before, are added in
+        # float64): a wide sparse fit's gradients are its largest arrays
+        grad = results[0][1].astype(np.float64, copy=False)
+        for r in results[1:]:
             grad += r[1]
         if len(results[0]) == 3:  # CSR ranges: the parts' (n_features, k) sums, and their G^T 1
             GT, grad = grad, np.empty((self.k, self.cols))

@@ -97,7 +97,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     The optimiser is scipy's L-BFGS-B (scikit-learn's ``lbfgs``) up to
     ``LEAN_LBFGS_PARAMS`` (131072) coefficients; from there, a wide sparse fit's
     size, the same method in the memory it needs (``estimators/_lbfgs.py``: 2m +
-    4 coefficient-sized vectors, 208 bytes a coefficient, against L-BFGS-B's
+    4 coefficient-sized vectors, about 200 bytes a coefficient, against L-BFGS-B's
     290; the same stopping rules).
 
     Attributes
@@ -241,11 +241,17 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
             # a stranger's review: silent before
             warnings.warn(
                 f"SoftmaxRegression (L-BFGS) stopped after {result.nit} iterations with a "
-                f"non-finite objective or gradient (objective {self.objective_}): the logits "
-                "or the gradient overflowed, the features "
+                f"non-finite objective or an overflowing gradient (objective "
+                f"{self.objective_}): the logits or the gradient overflowed, the features "
                 "are too large (largest |X| entry against the coefficients' scale); "
                 "standardise them (StandardScaler) or regularise more (a smaller C).",
                 ConvergenceWarning, stacklevel=user_stacklevel())
+        elif result.status == 2 and result.nit == 0:  # a review: silent before
+            warnings.warn(
+                "SoftmaxRegression (L-BFGS) found no step that lowers the objective from its "
+                f"start ({result.message}): the features are too large for the "
+                "coefficients' scale; standardise them (StandardScaler) or regularise more "
+                "(a smaller C).", ConvergenceWarning, stacklevel=user_stacklevel())
         elif result.status == 1 or result.nit >= self.max_iter:
             warnings.warn(
                 f"SoftmaxRegression (L-BFGS) failed to converge after {self.max_iter} "

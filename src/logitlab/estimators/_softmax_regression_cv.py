@@ -77,10 +77,10 @@ class SoftmaxRegressionCV(SoftmaxRegression):
         ``C`` that classify alike. ``sample_weight`` passed to ``fit`` is
         passed to the scorer (``class_weight`` is not), as in scikit-learn.
     tol : float, default=1e-8
-        L-BFGS-B's tolerance on the largest projected gradient component, for
+        L-BFGS's tolerance on the largest (projected) gradient component, for
         every fit (``SoftmaxRegression``'s default; scikit-learn's is 1e-4).
     max_iter : int, default=1000
-        L-BFGS-B iterations per fit.
+        L-BFGS iterations per fit.
     class_weight : dict, "balanced" or None
         As in :class:`SoftmaxRegression`, computed once on all of ``y``; each
         fold's training part keeps those weights.
@@ -299,7 +299,7 @@ class SoftmaxRegressionCV(SoftmaxRegression):
                 w = paths[np.arange(n_folds), best].mean(axis=0)
         if not_converged:
             warnings.warn(
-                f"SoftmaxRegressionCV: {not_converged} of the L-BFGS-B fits did not converge "
+                f"SoftmaxRegressionCV: {not_converged} of the L-BFGS fits did not converge "
                 f"in max_iter={self.max_iter} iterations; increase max_iter, standardise the "
                 "features (StandardScaler), or leave out the largest Cs.",
                 ConvergenceWarning, stacklevel=user_stacklevel())
