@@ -25,7 +25,7 @@ direction and the trial point; with the gradient at the trial point, about
 * The line search is L-BFGS-B's: MINPACK's ``dcsrch`` as scipy ports it
   (private to scipy; see ``_line_search``), at L-BFGS-B's settings, trying
   the step 1 first; the first iteration tries ``1 / ||g||``, as L-BFGS-B
-  does. Each trial point is made in one buffer.
+  does (after a reset, 1 along ``-g``, as it does too). Each trial point is made in one buffer.
 * A pair is kept only where ``s^T y > eps (-g^T s)`` (L-BFGS-B's test). A failed
   search drops the history and tries again along ``-g``; failing there too,
   it stops, as L-BFGS-B stops (``status`` 2); so does a gradient whose norm
@@ -171,7 +171,7 @@ def minimize_lbfgs(fun, x0, *, args=(), m=10, gtol, ftol, max_iter, maxls=50, ma
             history.clear()
             np.negative(g, out=d)
         first = not history.order
-        step0 = 1.0 / np.linalg.norm(g) if first else 1.0
+        step0 = 1.0 / np.linalg.norm(g) if nit == 0 else 1.0  # as lnsrlb: 1/||d|| at iter 0
         for _ in range(2):
             found = _line_search(fun, args, x, f, g, d, trial, step0,
                                  max(1, min(maxls, max_fun - nfev)))
@@ -180,7 +180,7 @@ def minimize_lbfgs(fun, x0, *, args=(), m=10, gtol, ftol, max_iter, maxls=50, ma
                 break
             history.clear()  # a failed search along the L-BFGS direction: once along -g
             np.negative(g, out=d)
-            first, step0 = True, 1.0 / np.linalg.norm(g)
+            first = True
         alpha, f_new, g_new, _ = found
         if alpha is None and nfev >= max_fun:  # the search ran out of evaluations
             message = "STOP: TOTAL NO. OF F,G EVALUATIONS EXCEEDS LIMIT"
