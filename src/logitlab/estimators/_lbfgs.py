@@ -176,7 +176,7 @@ def minimize_lbfgs(fun, x0, *, args=(), m=10, gtol, ftol, max_iter, maxls=50, ma
             found = _line_search(fun, args, x, f, g, d, trial, step0,
                                  max(1, min(maxls, max_fun - nfev)))
             nfev += found[-1]
-            if found[0] is not None or first:
+            if found[0] is not None or first or nfev >= max_fun:
                 break
             history.clear()  # a failed search along the L-BFGS direction: once along -g
             np.negative(g, out=d)
@@ -221,10 +221,12 @@ def _line_search(fun, args, x, f, g, d, trial, step0, maxls):
     scipy since 1.13, so imported here: a rename would fail the wide fits and
     tests/test_lbfgs.py, not ``import logitlab``), at L-BFGS-B's settings (``lnsrlb``:
     sufficient decrease 1e-3, curvature 0.9, interval 0.1, steps up to 1e10, ``maxls``
-    evaluations), from the step ``step0``; its ``CONV`` and ``WARN`` exits are accepted as
-    ``lnsrlb`` accepts them, unless the objective rose. A trial whose value is not finite
-    (the logits overflowed) restarts the search at a tenth of that step. The trial points
-    are made in ``trial`` (its last is the point returned); each is evaluated once.
+    evaluations: the search fails where it asks for one more), from the step ``step0`` (at
+    most 1e10); its ``CONV`` and ``WARN`` exits are accepted as ``lnsrlb`` accepts them,
+    unless the step is 0 or the objective rose. A trial whose value is not finite (the
+    logits overflowed) restarts the search at a tenth of that step, never again past half
+    of it. The trial points are made in ``trial`` (its last is the point returned); each is
+    evaluated once.
     """
     from scipy.optimize._dcsrch import DCSRCH
 
@@ -250,24 +252,28 @@ def _line_search(fun, args, x, f, g, d, trial, step0, maxls):
         return float(at(alpha)[1] @ d)
 
     derphi0 = float(g @ d)
-    stp, task = step0, b"START"
-    search = DCSRCH(phi, derphi, _C1, _C2, _XTOL, 0.0, _STPMAX)
+    stpmax = _STPMAX
+    stp, task = min(step0, stpmax), b"START"
+    search = DCSRCH(phi, derphi, _C1, _C2, _XTOL, 0.0, stpmax)
     phi1, derphi1 = f, derphi0
-    while count[0] < maxls:
+    while True:
         with np.errstate(over="ignore", invalid="ignore"):  # dcsrch's own arithmetic
             stp, phi1, derphi1, task = search._iterate(stp, phi1, derphi1, task)
         if task[:2] != b"FG" or not np.isfinite(stp):
             break
+        if stp not in seen and count[0] >= maxls:  # lnsrlb: the (maxls+1)-th request fails
+            task = b"MAXLS"
+            break
         phi1, derphi1 = phi(stp), derphi(stp)
-        if not (np.isfinite(phi1) and np.isfinite(derphi1)):  # overflowed: a tenth as far
+        if not (np.isfinite(phi1) and np.isfinite(derphi1)):  # overflowed: a tenth as far,
+            stpmax = stp / 2.0  # and, this search, never past half of it
             stp, task = stp / 10.0, b"START"
-            search = DCSRCH(phi, derphi, _C1, _C2, _XTOL, 0.0, _STPMAX)
+            search = DCSRCH(phi, derphi, _C1, _C2, _XTOL, 0.0, stpmax)
             phi1, derphi1 = f, derphi0
             if stp * _max_abs(d) == 0.0:  # no step left to try
                 break
-    else:
-        task = b"MAXLS"
-    if task[:4] not in (b"CONV", b"WARN") or not np.isfinite(stp) or not phi1 <= f:
-        return None, f if finite[0] else np.nan, g, count[0]
+    if task[:4] not in (b"CONV", b"WARN") or not np.isfinite(stp) or stp <= 0.0 \
+            or not phi1 <= f:  # (a WARN at the best step 0 is no step)
+        return None, f if (finite[0] or not count[0]) else np.nan, g, count[0]
     value, grad = at(stp)  # evaluated already unless dcsrch returned an earlier trial
     return stp, value, grad, count[0]
