@@ -478,6 +478,13 @@ def test_warm_start_continues():
         first = clf.objective_
         clf.fit(X, y)
     assert clf.objective_ < first
+    # a stranger's review: data of another shape started afresh in silence; scikit-learn's
+    # LogisticRegression raises ("Initialization coef is of shape ..."), and so does this
+    with pytest.raises(ValueError, match=r"warm_start=True.*\(10, 64\).*\(10, 63\)"):
+        clf.fit(X[:, 1:], y)
+    with pytest.raises(ValueError, match=r"warm_start=True.*\(10, 64\).*\(1, 64\)"):
+        clf.fit(X[y < 2], y[y < 2])
+    clf.set_params(warm_start=False).fit(X[:, 1:], y)  # afresh when asked
 
 
 @pytest.mark.parametrize("est", [SoftmaxRegression(), MLPClassifier(epochs=2)],

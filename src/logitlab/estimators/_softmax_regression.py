@@ -108,6 +108,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         For three or more classes, centred to sum to zero (the objective fixes
         them only up to a shared shift).
     n_iter_ : ndarray of shape (1,)
+    objective_ : float
+        The objective at the fitted coefficients, scaled as scikit-learn scales
+        it: the weighted log loss and the penalty divided by the summed sample
+        weights (``n_samples`` without weights), so a mean per row.
     n_features_in_ : int
     feature_names_in_ : ndarray of str, when fitted on a DataFrame
 
@@ -189,8 +193,14 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
 
     def _initial_params(self, objective):
         k, cols = objective.k, objective.cols
-        if self.warm_start and hasattr(self, "coef_") and self.coef_.shape == (
-                k, objective.n_features):
+        if self.warm_start and hasattr(self, "coef_") and self.coef_.shape != (
+                k, objective.n_features):  # a stranger's review: it started afresh in silence
+            raise ValueError(
+                f"warm_start=True: the previous fit's coef_ has shape {self.coef_.shape}, "
+                f"this fit's data needs {(k, objective.n_features)} (a row per class, or one "
+                "for two classes, and a column per feature); set warm_start=False to start "
+                "afresh")
+        if self.warm_start and hasattr(self, "coef_"):
             start = np.zeros((k, cols))
             start[:, :self.coef_.shape[1]] = self.coef_
             if self.fit_intercept:
