@@ -258,6 +258,11 @@ def train(data, target, labels, model, hidden, epochs, batch_size, learning_rate
     matrix as scipy.sparse.save_npz writes it, kept sparse (--model softmax);
     its labels come from the same file or from --labels.
 
+    The features are standardised on the training rows before the fit (each
+    column less its mean, over its standard deviation; sparse columns only
+    divided, to stay sparse), and the model file keeps that scaling for
+    evaluate and predict: --C penalises the standardised coefficients.
+
     \b
     Example:
       logitlab train iris.csv --target species --model mlp --epochs 100 -o iris.logitlab
