@@ -233,7 +233,7 @@ def test_malformed_sparse_npz_is_refused_in_one_line(tmp_path, case, words):
 
 @pytest.mark.parametrize("case, words", [
     ("wrong length", ["must be a 1-D array of 600 values"]),
-    ("pickled", ["is not a readable .npy array of labels"]),
+    ("pickled", ["holds Python objects", "nothing is unpickled"]),
     ("not npy", ["expected a .npy file of labels"]),
     ("continuous", ["they look continuous"]),
 ])

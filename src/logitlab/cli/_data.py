@@ -391,6 +391,11 @@ def read_labels(path, n_rows):
     try:
         y = np.array(np.load(path, mmap_mode="r", allow_pickle=False))
     except Exception as exc:
+        if "Python objects" in str(exc) or "allow_pickle" in str(exc):  # numpy's words for it
+            raise DataError(f"{path} holds Python objects (an object array, which np.save "
+                            "pickles): nothing is unpickled from a file; save the labels as "
+                            "numbers or strings, np.save(path, np.asarray(y, dtype=str))"
+                            ) from None
         raise DataError(f"{path} is not a readable .npy array of labels: {exc}") from None
     return _npz_labels(y, "labels", path, n_rows)
 
