@@ -634,3 +634,26 @@ def test_flags_that_would_be_ignored_or_misnamed_are_refused(tmp_path, iris_csv,
     one_line_error(invoke("predict", iris_model, iris_csv, "-o", tmp_path / "p.npz"),
                    "predict writes a CSV")
     assert not (tmp_path / "p.npz").exists()
+
+
+def test_a_wide_confusion_matrix_is_split_not_cut(wide_model):
+    # a stranger's review: at 15 classes in 80 columns the counts read "1…"; the predicted
+    # columns now go over as many tables as the width needs, every count whole
+    from logitlab.cli._metrics import confusion_matrix
+    from logitlab.cli._data import read_table
+
+    model, data = wide_model
+    res = run("evaluate", model, data, "--target", "y", env=dict(os.environ, COLUMNS="80"))
+    assert res.returncode == 0, res.stderr
+    assert "…" not in res.stdout and max(map(len, res.stdout.splitlines())) <= 80
+    names = [str(c) for c in load_estimator(model)[0].classes_]
+    rows = {name: [] for name in names}
+    for line in res.stdout.splitlines():
+        cells = [c.strip() for c in line.strip("│ ").split("│")]
+        if cells and cells[0] in rows and all(c.isdigit() for c in cells[1:]):
+            rows[cells[0]] += [int(c) for c in cells[1:]]
+    est, _, arrays = load_estimator(model)
+    table = read_table(data, target="y")
+    X = (table.X - arrays["mean"]) / arrays["scale"]  # as train scaled it (README)
+    want = confusion_matrix(table.y, est.predict(X), labels=est.classes_)
+    assert [rows[name] for name in names] == want.tolist()
