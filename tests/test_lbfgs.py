@@ -288,3 +288,18 @@ def test_it_keeps_2m_plus_4_vectors_where_l_bfgs_b_keeps_more():
     # 2m + 4 of its own, and the objective's: its gradient and a temporary (scale * x)
     assert lean <= (2 * 10 + 4 + 3) * vectors
     assert ref >= (2 * 10 + 8) * vectors  # L-BFGS-B's, for the comparison in the docs
+
+
+@pytest.mark.parametrize("lean_from", [0, 1 << 40], ids=["lean", "L-BFGS-B"])
+def test_verbose_fits_say_each_iteration_and_why_they_stopped(rng, monkeypatch, capsys,
+                                                             lean_from):
+    # a stranger's review: a float32 fit stopped after 50 iterations and nothing said why
+    monkeypatch.setattr(_linear_loss, "LEAN_LBFGS_PARAMS", lean_from)
+    X = rng.normal(size=(400, 6)).astype(np.float32)
+    y = rng.integers(0, 3, 400)
+    est = SoftmaxRegression(verbose=2).fit(X, y)
+    lines = capsys.readouterr().out.strip().splitlines()
+    n = est.n_iter_[0]
+    assert len(lines) == n + 1 and lines[n - 1].startswith(f"iteration {n}: objective ")
+    assert lines[-1].startswith(f"L-BFGS stopped after {n} iterations and ")
+    assert "CONVERGENCE" in lines[-1] or "ABNORMAL" in lines[-1]

@@ -103,5 +103,6 @@ def fit_softmax_regression(est, X, y, sample_weight=None):
         result = objective.minimize(loss_gradient, est._initial_params(objective), tol=est.tol,
                                     max_iter=est.max_iter, n_samples=X.shape[0],
                                     callback=progress.callback if est.verbose else None)
+    progress.done(result)
     est._finish(objective, result)
     return est

@@ -56,6 +56,13 @@ class _IterationProgress:
             self._progress.update(self._task, total=max(self.it, 1), completed=self.it)
             self._progress.stop()
 
+    def done(self, result):
+        """With verbose, why L-BFGS stopped (a stranger's review: a float32 fit ended after
+        50 iterations and nothing said why)."""
+        if self.verbose:
+            print(f"L-BFGS stopped after {result.nit} iterations and {result.nfev} "
+                  f"evaluations: {result.message}")
+
 
 class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     """Multinomial logistic (softmax) regression, solved with L-BFGS.
@@ -231,6 +238,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 args=(objective.split(X, y_enc, sw), sw_sum),
                 tol=self.tol, max_iter=self.max_iter, n_samples=X.shape[0],
                 callback=progress.callback if self.verbose else None)
+        progress.done(result)
         return self._finish(objective, result)
 
     def _objective(self, n_classes, n_features, dtype):
