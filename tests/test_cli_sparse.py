@@ -82,6 +82,26 @@ def test_train_on_a_sparse_npz_predicts_as_the_in_memory_estimator(tmp_path, tex
     assert accuracy == pytest.approx(np.mean(pred == y), abs=1e-4)
 
 
+def test_a_float32_npz_trains_a_float32_model_as_the_api_does(tmp_path, text_like):
+    # a stranger's review: the CLI's scaling turned float32 sparse input into float64
+    X, y = text_like
+    sp.save_npz(tmp_path / "X32.npz", X.astype(np.float32))
+    sp.save_npz(tmp_path / "X64.npz", X)
+    np.save(tmp_path / "y.npy", y)
+    for name in ("X32", "X64"):
+        _ok(invoke("train", tmp_path / f"{name}.npz", "--labels", tmp_path / "y.npy",
+                   "--validation-split", "0", "-o", tmp_path / f"{name}.ll"))
+    m32, _, _ = load_estimator(tmp_path / "X32.ll")
+    m64, _, _ = load_estimator(tmp_path / "X64.ll")
+    assert m32.coef_.dtype == np.float32 and m64.coef_.dtype == np.float64
+    np.testing.assert_allclose(m32.coef_, m64.coef_, atol=1e-3 * np.abs(m64.coef_).max())
+    p32 = _predictions(_ok(invoke("predict", tmp_path / "X32.ll", tmp_path / "X32.npz",
+                                  "--proba")).stdout)
+    p64 = _predictions(_ok(invoke("predict", tmp_path / "X64.ll", tmp_path / "X64.npz",
+                                  "--proba")).stdout)
+    np.testing.assert_allclose(p32[2], p64[2], atol=2e-3)  # float32 fits stop at their noise
+
+
 def test_labels_in_the_same_file_and_csc_give_the_same_model(tmp_path, text_like):
     X, y = text_like
     sp.save_npz(tmp_path / "X.npz", X)

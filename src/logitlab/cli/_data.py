@@ -326,7 +326,8 @@ def _sparse_from_npz(arrays, path):
             i = int(out[0])
             raise DataError(f"'indices' in {path} must lie in [0, {minor}) (the {minor} "
                             f"{what[1]}); position {i} holds {indices[i]}")
-    values = data.astype(np.float64, copy=False)
+    # float32 stays float32 (as the estimators keep it: half the memory); others float64
+    values = data.astype(np.float32 if data.dtype == np.float32 else np.float64, copy=False)
     bad = ~np.isfinite(values)
     if bad.any():
         raise DataError(f"'data' in {path} holds {values[bad][0]} at position "
@@ -351,7 +352,7 @@ def read_npz(path, target=None, multilabel=None, features=None, parse_labels=Tru
         X = arrays["X"]
         if X.ndim != 2 or X.dtype.kind not in "biuf":
             raise DataError(f"'X' in {path} must be a 2-D numeric array; got {X.dtype} {X.shape}")
-        X = X.astype(np.float64)
+        X = X.astype(np.float32 if X.dtype == np.float32 else np.float64)  # as for sparse
         bad = ~np.isfinite(X)
         if bad.any():
             i, j = np.argwhere(bad)[0]

@@ -42,7 +42,9 @@ def _scale(X, mean, scale):
     if _is_sparse(X):
         if np.any(mean != 0):
             raise ValueError("sparse X is scaled without centring; fold the mean into the model")
-        return type(X)((X.data / scale[X.indices], X.indices, X.indptr), shape=X.shape)
+        data = X.data / scale[X.indices]  # float32 values stay float32, as the API keeps them
+        return type(X)((data.astype(X.dtype) if X.dtype == np.float32 else data, X.indices,
+                        X.indptr), shape=X.shape)
     return (X - mean) / scale
 
 
