@@ -34,46 +34,22 @@ def two_loop(S, Y, g):
     return -r
 
 
-@pytest.mark.parametrize("pairs", [1, 3, 10, 17])
-def test_the_direction_is_the_two_loop_recursions(pairs):
-    # pairs are added as the optimiser adds them (s = alpha d, y = g_new - g, the inner
-    # products by difference), wrapping round the m = 10 slots past ten
-    rng = np.random.default_rng(pairs)
-    n, m = 300, 10
+def _direction_against_two_loop(seed, n, m, steps, refused=()):
+    """Pairs added to a ``_History`` as ``minimize_lbfgs`` adds them (``s = alpha d``, ``y =
+    g_new - g``, the inner products by difference); at the steps in ``refused`` the gradient
+    moves without a pair (``s^T y < 0``: the curvature test refuses it, and the history's
+    products are taken afresh). Its direction, then the two-loop recursion's on the pairs
+    kept."""
+    rng = np.random.default_rng(seed)
     A = rng.normal(size=(n, n))
-    H = A @ A.T / n + np.eye(n)  # y = H s: every pair has s^T y > 0
+    H = A @ A.T / n + np.eye(n)  # y = H s: every pair kept has s^T y > 0
     history = _History(m, n)
     g = rng.normal(size=n)
     history.refresh(g)
     S, Y = [], []
-    for _ in range(pairs):
+    for step in range(steps):
         d, alpha = rng.normal(size=n), rng.uniform(0.1, 2.0)
-        y = H @ (alpha * d)
-        g_new = g + y
-        history.add(alpha, d, y, g_new, alpha * (d @ y), y @ y)
-        S.append(alpha * d)
-        Y.append(y)
-        g = g_new
-    got = np.empty(n)
-    assert history.direction(g, got)  # a descent direction
-    want = two_loop(np.array(S[-m:]), np.array(Y[-m:]), g)
-    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12 * np.abs(want).max())
-
-
-def test_a_pair_refused_by_the_curvature_test_leaves_the_direction_right():
-    # a refused pair moves the gradient without a pair: its products with the history are
-    # taken afresh (refresh), or the next pair's, by difference, would be wrong
-    rng = np.random.default_rng(5)
-    n, m = 200, 4
-    A = rng.normal(size=(n, n))
-    H = A @ A.T / n + np.eye(n)
-    history = _History(m, n)
-    g = rng.normal(size=n)
-    history.refresh(g)
-    S, Y = [], []
-    for step in range(7):
-        d, alpha = rng.normal(size=n), rng.uniform(0.1, 2.0)
-        if step in (2, 5):  # s^T y < 0: refused, as minimize_lbfgs refuses it
+        if step in refused:
             g = g - H @ (alpha * d)
             history.refresh(g)
             continue
@@ -84,8 +60,20 @@ def test_a_pair_refused_by_the_curvature_test_leaves_the_direction_right():
         Y.append(y)
         g = g_new
     got = np.empty(n)
-    assert history.direction(g, got)
-    want = two_loop(np.array(S[-m:]), np.array(Y[-m:]), g)
+    assert history.direction(g, got)  # a descent direction
+    return got, two_loop(np.array(S[-m:]), np.array(Y[-m:]), g)
+
+
+@pytest.mark.parametrize("pairs", [1, 3, 10, 17])
+def test_the_direction_is_the_two_loop_recursions(pairs):
+    # m = 10 slots: past ten pairs the ring wraps round
+    got, want = _direction_against_two_loop(pairs, 300, 10, pairs)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12 * np.abs(want).max())
+
+
+def test_a_pair_refused_by_the_curvature_test_leaves_the_direction_right():
+    # without the refresh, the next pair's products by difference would be wrong
+    got, want = _direction_against_two_loop(5, 200, 4, 7, refused=(2, 5))
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12 * np.abs(want).max())
 
 
