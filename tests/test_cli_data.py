@@ -657,3 +657,31 @@ def test_a_wide_confusion_matrix_is_split_not_cut(wide_model):
     X = (table.X - arrays["mean"]) / arrays["scale"]  # as train scaled it (README)
     want = confusion_matrix(table.y, est.predict(X), labels=est.classes_)
     assert [rows[name] for name in names] == want.tolist()
+
+
+def test_a_long_class_name_does_not_squeeze_the_counts_out():
+    # a stranger's review: one class name of 90 characters at 80 columns took the width of
+    # every table and left the counts blank; long names are now shortened, counts whole
+    import io
+
+    from rich.console import Console
+
+    from logitlab.cli._train import print_confusion_matrix
+
+    rng = np.random.default_rng(0)
+    cm = rng.integers(0, 30, (40, 40))
+    np.fill_diagonal(cm, rng.integers(100, 140, 40))
+    labels = [f"k{i}" for i in range(40)]
+    labels[3] = "a_really_long_class_name_" * 4
+    out = io.StringIO()
+    print_confusion_matrix(Console(width=80, file=out), cm, labels)
+    lines = out.getvalue().splitlines()
+    assert max(map(len, lines)) <= 80
+    rows = {}
+    for line in lines:
+        cells = [c.strip() for c in line.strip("│ ").split("│")]
+        if len(cells) > 1 and all(c.isdigit() for c in cells[1:]):
+            rows.setdefault(cells[0], []).extend(int(c) for c in cells[1:])
+    short = next(name for name in rows if name.endswith("…"))
+    got = [rows[short if i == 3 else name] for i, name in enumerate(labels)]
+    assert got == cm.tolist()

@@ -289,5 +289,7 @@ def test_verbose_fits_say_each_iteration_and_why_they_stopped(rng, monkeypatch, 
     lines = capsys.readouterr().out.strip().splitlines()
     n = est.n_iter_[0]
     assert len(lines) == n + 1 and lines[n - 1].startswith(f"iteration {n}: objective ")
-    assert lines[-1].startswith(f"L-BFGS stopped after {n} iterations and ")
-    assert "CONVERGENCE" in lines[-1] or "ABNORMAL" in lines[-1]
+    assert lines[-1].startswith((f"L-BFGS converged after {n} iterations and ",
+                                 f"L-BFGS stopped: no lower objective found along its "
+                                 f"direction after {n} iterations and "))
+    assert "(CONVERGENCE" in lines[-1] or "(ABNORMAL" in lines[-1]

@@ -144,9 +144,12 @@ def metrics_report(console, est, X, y, title, pred=None, proba=None, label_names
 def print_confusion_matrix(console, cm, labels):
     """The confusion matrix as a table, its predicted columns split over as many tables as
     the console's width needs: a count is never cut (a stranger's review: at 15 classes in
-    80 columns the diagonal read ``1…``)."""
-    first = max(len(name) for name in labels) + 4  # the row names' column and its borders
-    widths = [max(len(name), len(str(int(cm[:, j].max())))) + 3 for j, name in enumerate(labels)]
+    80 columns the diagonal read ``1…``). Class names longer than a third of the width are
+    shortened with an ellipsis, in the rows and in the headers, so the counts keep room."""
+    cap = max(12, console.width // 3)
+    first = min(max(len(name) for name in labels), cap) + 4  # the row names and borders
+    digits = [len(str(int(cm[:, j].max()))) for j in range(len(labels))]
+    widths = [max(min(len(name), cap), digits[j]) + 3 for j, name in enumerate(labels)]
     chunks, start, used = [], 0, first
     for j, w in enumerate(widths):
         if j > start and used + w > console.width:
@@ -155,12 +158,14 @@ def print_confusion_matrix(console, cm, labels):
         used += w
     chunks.append((start, len(labels)))
     for lo, hi in chunks:
-        part = "" if len(chunks) == 1 else f" (predicted {escape(labels[lo])} to {escape(labels[hi - 1])})"
+        part = "" if len(chunks) == 1 else f" (predicted {hi - lo} of {len(labels)}: columns " \
+            f"{lo + 1} to {hi})"
         table = Table(title="confusion matrix" + part,
                       caption="rows: true class, columns: predicted")
-        table.add_column("", no_wrap=True)
-        for name in labels[lo:hi]:
-            table.add_column(escape(name), justify="right", no_wrap=True)
+        table.add_column("", no_wrap=True, overflow="ellipsis", max_width=cap)
+        for j, name in zip(range(lo, hi), labels[lo:hi]):
+            table.add_column(escape(name), justify="right", no_wrap=True, overflow="ellipsis",
+                             min_width=digits[j], max_width=max(cap, digits[j]))
         for name, row in zip(labels, cm):
             table.add_row(escape(name), *[str(v) for v in row[lo:hi]])
         console.print(table)

@@ -60,8 +60,10 @@ class _IterationProgress:
         """With verbose, why L-BFGS stopped (a stranger's review: a float32 fit ended after
         50 iterations and nothing said why)."""
         if self.verbose:
-            print(f"L-BFGS stopped after {result.nit} iterations and {result.nfev} "
-                  f"evaluations: {result.message}")
+            said = {0: "converged", 1: "not converged (a limit reached)"}.get(
+                result.status, "stopped: no lower objective found along its direction")
+            print(f"L-BFGS {said} after {result.nit} iterations and {result.nfev} "
+                  f"evaluations ({result.message})")
 
 
 class SoftmaxRegression(ClassifierMixin, BaseEstimator):
