@@ -153,6 +153,9 @@ def test_a_wide_files_mismatch_is_named_in_a_short_line(trained, tmp_path):
     res = run("train", wide, "--target", "label", "-o", tmp_path / "m.logitlab")
     one_line_error(res, "no column 'label'", "w0, w1", "(2000 in all)")
     assert len(res.stderr) < 400, len(res.stderr)
+    # the last columns too, where a CSV's labels usually are (a stranger's review: a file
+    # of 14 columns was listed without its label column)
+    assert "w1997, w1998, w1999 (2000 in all)" in res.stderr
 
 
 def test_help_shows_examples_and_version():

@@ -244,7 +244,8 @@ def read_npz_arrays(path):
                     shape, dtype = _npy_header(fh)
                 if dtype.hasobject:
                     raise DataError(f"{name!r} in {path} is an array of Python objects (pickled):"
-                                    " logitlab reads numeric and text arrays only")
+                                    " nothing is unpickled from a file; save it as numbers or "
+                                    "strings, np.asarray(y, dtype=str)")
                 nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
                 if nbytes > info.file_size:
                     raise DataError(f"{name!r} in {path} declares {dtype} {tuple(shape)} "
@@ -375,10 +376,14 @@ def read_npz(path, target=None, multilabel=None, features=None, parse_labels=Tru
 
 
 def _few(names, n=8):
-    """Names for a message, comma-separated: the first ``n`` and how many in all (a sparse
-    file's thousands of columns would make one error line of tens of kilobytes)."""
+    """Names for a message, comma-separated: all of up to ``n``; beyond, the first ``n - 3``,
+    the last 3 (a CSV's label column is often its last: a stranger's review found it left
+    out) and how many in all (a sparse file's thousands of columns would make one error
+    line of tens of kilobytes)."""
     names = [str(name) for name in names]
-    return ", ".join(names if len(names) <= n else names[:n] + [f"... ({len(names)} in all)"])
+    if len(names) <= n:
+        return ", ".join(names)
+    return ", ".join(names[:max(n - 3, 1)] + ["..."] + names[-3:]) + f" ({len(names)} in all)"
 
 
 def read_labels(path, n_rows):
