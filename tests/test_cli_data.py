@@ -512,6 +512,28 @@ def test_options_of_the_other_model_are_refused_not_ignored(tmp_path, iris_csv):
     res = invoke("train", iris_csv, "--target", "species", "--resume", out, "--epochs", 3,
                  "-o", out)  # with --resume the file says which model: --epochs is its
     assert res.exit_code == 0, res.output
+    one_line_error(invoke("train", iris_csv, "--target", "species", "--resume", out,
+                          "--max-iter", 5, "-o", out), "--max-iter applies to --model softmax")
+    one_line_error(invoke("train", iris_csv, "--target", "species", "--model", "mlp",
+                          "--max-iter", 5, "-o", tmp_path / "n.ll"),
+                   "--max-iter applies to --model softmax")
+
+
+def test_max_iter_is_the_cli_s_as_the_convergence_warning_asks(tmp_path, iris_csv):
+    # a stranger's review: the warning said "increase max_iter" and the CLI had no such
+    # option; --max-iter reaches the fit, on a new model and on --resume
+    out = tmp_path / "m.ll"
+    res = invoke("train", iris_csv, "--target", "species", "--max-iter", 3, "-o", out)
+    assert res.exit_code == 0, res.output
+    assert "failed to converge after 3 iterations" in res.stderr
+    assert "L-BFGS not converged (a limit reached) after 3 iterations" in res.stdout
+    assert load_estimator(out)[0].max_iter == 3
+    res = invoke("train", iris_csv, "--target", "species", "--resume", out, "--max-iter", 500,
+                 "-o", out)
+    assert res.exit_code == 0, res.output
+    assert load_estimator(out)[0].max_iter == 500
+    n = int(re.search(r"L-BFGS converged after (\d+) iterations", res.stdout).group(1))
+    assert 0 < n < 500
 
 
 def test_an_output_that_is_no_plain_file_is_written_as_a_shell_would(tmp_path, iris_csv,

@@ -180,6 +180,7 @@ def demo(output):
 
 _MLP_ONLY = {"hidden": "--hidden", "epochs": "--epochs", "batch_size": "--batch-size",
              "learning_rate": "--learning-rate"}
+_SOFTMAX_ONLY = {"C": "--C", "max_iter": "--max-iter"}
 
 
 #: What a model file fixes for --resume: typed too, these would be ignored
@@ -207,9 +208,9 @@ def _model_options_match(model, resume):
                                f"{'it' if len(fixed) == 1 else 'them'}; drop "
                                f"{'it' if len(fixed) == 1 else 'them'}, or train a new model")
         return
-    typed = _typed(*_MLP_ONLY, "C")
-    wrong = sorted(_MLP_ONLY[n] for n in typed if n in _MLP_ONLY) if model == "softmax" else \
-        (["--C"] if "C" in typed else [])
+    typed = _typed(*_MLP_ONLY, *_SOFTMAX_ONLY)
+    wrong = sorted((_MLP_ONLY if model == "softmax" else _SOFTMAX_ONLY)[n] for n in typed
+                   if n in (_MLP_ONLY if model == "softmax" else _SOFTMAX_ONLY))
     if wrong:
         other = "mlp" if model == "softmax" else "softmax"
         raise UsageFailure(f"{', '.join(wrong)} {'applies' if len(wrong) == 1 else 'apply'} to "
@@ -233,6 +234,8 @@ def _model_options_match(model, resume):
               show_default=True)
 @click.option("--C", "C", type=_Number(min=0, min_open=True, infinite=True), default=1.0,
               show_default=True, help="Inverse L2 strength of softmax regression (inf: none).")
+@click.option("--max-iter", "max_iter", type=click.IntRange(min=1), default=1000,
+              show_default=True, help="L-BFGS iterations of softmax regression at most.")
 @click.option("--validation-split", type=_Number(0, 1, max_open=True), default=0.2,
               show_default=True, help="Fraction held out for the metrics.")
 @click.option("--multilabel", callback=_split_list,
@@ -250,8 +253,9 @@ def _model_options_match(model, resume):
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False),
               help="Where to save the model file.")
 @_user_errors
-def train(data, target, labels, model, hidden, epochs, batch_size, learning_rate, C, validation_split,
-          multilabel, seed, engine, scheduler, blocksize, resume, calibrate, output):
+def train(data, target, labels, model, hidden, epochs, batch_size, learning_rate, C, max_iter,
+          validation_split, multilabel, seed, engine, scheduler, blocksize, resume, calibrate,
+          output):
     """Train a classifier on a CSV (header row) or .npz file and save it.
 
     An .npz holds an array X (and its labels, named by --target), or a CSR/CSC
@@ -291,12 +295,13 @@ def train(data, target, labels, model, hidden, epochs, batch_size, learning_rate
             raise UsageFailure("--engine dask trains --model softmax on a single --target "
                                "(without --resume or --calibrate)")
         return run_train_dask(data, target, validation_split or 0.2, seed, output, C, scheduler,
-                              blocksize)
+                              blocksize, max_iter=max_iter)
     from ._train import run_train
 
     run_train(data, target, model, hidden, epochs, batch_size, learning_rate, validation_split,
               multilabel, seed, output, C, resume, calibrate, labels,
-              epochs_typed=bool(_typed("epochs")))
+              epochs_typed=bool(_typed("epochs")), max_iter=max_iter,
+              max_iter_typed=bool(_typed("max_iter")))
 
 
 @cli.command()

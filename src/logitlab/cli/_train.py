@@ -236,7 +236,7 @@ CALIBRATION_SPLIT = 0.2
 
 def run_train(data, target, model, hidden, epochs, batch_size, learning_rate, validation_split,
               multilabel, seed, output, C, resume=None, calibrate=False, labels=None,
-              epochs_typed=False):
+              epochs_typed=False, max_iter=1000, max_iter_typed=False):
     console = _console()
     previous = None
     if multilabel and len(set(multilabel)) < len(multilabel):
@@ -260,6 +260,9 @@ def run_train(data, target, model, hidden, epochs, batch_size, learning_rate, va
                             f"{target or ','.join(multilabel)!r}")
         target, multilabel = saved_target, saved_multilabel
         if type(previous).__name__ == "MLPClassifier":
+            if max_iter_typed:
+                raise DataError(f"--max-iter applies to --model softmax; --resume {resume} "
+                                "holds an mlp, which goes on by --epochs")
             if epochs <= previous.model_.epoch:
                 raise DataError(f"--epochs {epochs}: --resume {resume} has trained "
                                 f"{previous.model_.epoch} epochs already; give more to go on")
@@ -352,9 +355,10 @@ def run_train(data, target, model, hidden, epochs, batch_size, learning_rate, va
                           soft_wrap=True)
             est.resume_fit(_scale(X_tr, mean, scale), y_tr)
         else:
-            est.set_params(warm_start=True, verbose=1).fit(_scale(X_tr, mean, scale), y_tr)
+            est.set_params(warm_start=True, verbose=1, max_iter=max_iter).fit(
+                _scale(X_tr, mean, scale), y_tr)
     elif model == "softmax":
-        est = SoftmaxRegression(C=C, verbose=1)
+        est = SoftmaxRegression(C=C, max_iter=max_iter, verbose=1)
     else:
         est = MLPClassifier(hidden_layer_sizes=hidden, epochs=epochs, batch_size=batch_size,
                             learning_rate=learning_rate, random_state=seed, verbose=1)
@@ -563,7 +567,8 @@ def _csv_header(path):
         return [h.strip() for h in next(csv.reader(fh), [])]
 
 
-def run_train_dask(data, target, validation_split, seed, output, C, scheduler, blocksize):
+def run_train_dask(data, target, validation_split, seed, output, C, scheduler, blocksize,
+                   max_iter=1000):
     """Softmax regression on a CSV read in chunks by Dask (local cluster or ``scheduler``)."""
     try:
         import dask
@@ -627,7 +632,7 @@ def run_train_dask(data, target, validation_split, seed, output, C, scheduler, b
         y = train[target].to_dask_array(lengths=True)
         console.print(f"training SoftmaxRegression on {X.shape[0]} rows in {X.numblocks[0]} "
                       f"chunks, {len(features)} features")
-        est = SoftmaxRegression(C=C, verbose=1).fit(X, y)
+        est = SoftmaxRegression(C=C, max_iter=max_iter, verbose=1).fit(X, y)
         Xv = ((valid[features] - mean) / scale).to_dask_array(lengths=True)
         yv, proba = dask.compute(valid[target].to_dask_array(lengths=True), est.predict_proba(Xv))
     pred = est.classes_[np.argmax(proba, axis=1)]
