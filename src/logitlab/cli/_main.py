@@ -208,9 +208,8 @@ def _model_options_match(model, resume):
                                f"{'it' if len(fixed) == 1 else 'them'}; drop "
                                f"{'it' if len(fixed) == 1 else 'them'}, or train a new model")
         return
-    typed = _typed(*_MLP_ONLY, *_SOFTMAX_ONLY)
-    wrong = sorted((_MLP_ONLY if model == "softmax" else _SOFTMAX_ONLY)[n] for n in typed
-                   if n in (_MLP_ONLY if model == "softmax" else _SOFTMAX_ONLY))
+    others = _MLP_ONLY if model == "softmax" else _SOFTMAX_ONLY  # the other model's options
+    wrong = sorted(others[n] for n in _typed(*others))
     if wrong:
         other = "mlp" if model == "softmax" else "softmax"
         raise UsageFailure(f"{', '.join(wrong)} {'applies' if len(wrong) == 1 else 'apply'} to "

@@ -56,6 +56,7 @@ _EPS = np.finfo(np.float64).eps
 #: L-BFGS-B's line search settings (its ``dcsrch`` call): sufficient decrease, curvature,
 #: the interval's relative tolerance, the largest step.
 _C1, _C2, _XTOL, _STPMAX = 1e-3, 0.9, 0.1, 1e10
+_TOO_MANY_EVALUATIONS = "STOP: TOTAL NO. OF F,G EVALUATIONS EXCEEDS LIMIT"  # L-BFGS-B's words
 
 
 class _History:
@@ -165,7 +166,7 @@ def minimize_lbfgs(fun, x0, *, args=(), m=10, gtol, ftol, max_iter, maxls=50, ma
         if nit >= max_iter:
             break
         if nfev >= max_fun:
-            message = "STOP: TOTAL NO. OF F,G EVALUATIONS EXCEEDS LIMIT"
+            message = _TOO_MANY_EVALUATIONS
             break
         descent = bool(history.order) and history.direction(g, d)
         if not descent:
@@ -184,7 +185,7 @@ def minimize_lbfgs(fun, x0, *, args=(), m=10, gtol, ftol, max_iter, maxls=50, ma
             first = True
         alpha, f_new, g_new, _ = found
         if alpha is None and nfev >= max_fun:  # the search ran out of evaluations
-            message = "STOP: TOTAL NO. OF F,G EVALUATIONS EXCEEDS LIMIT"
+            message = _TOO_MANY_EVALUATIONS
             break
         if alpha is None:
             status, message = 2, "ABNORMAL_TERMINATION_IN_LNSRCH"
