@@ -1,7 +1,7 @@
 """SoftmaxRegression.fit against scikit-learn's multinomial LogisticRegression solvers.
 
     python benchmarks/bench_softmax_regression.py [--quick] [--repeats N] [--only NAME]
-        [--solvers lbfgs,newton-cholesky,saga] [--memory]
+        [--solvers lbfgs,newton-cg,newton-cholesky,saga] [--memory]
 
 Every fit solves the same problem (C=1, tol=1e-8, L2 penalty, intercept);
 the objective each reaches is evaluated in float64 by one function
@@ -30,10 +30,11 @@ hours): its objective gap says how far it got.
 
 After each sparse problem, a second table splits logitlab's peak into
 its optimiser's arrays (measured alone, on a quadratic with as many
-parameters: they do not depend on the data; at this size logitlab's own
-L-BFGS, ``estimators/_lbfgs.py``, and scipy's L-BFGS-B's shown beside it)
-and the rest (the evaluation's buffers), each against the sparse matrix plus
-the coefficients.
+parameters: they do not depend on the data; on sparse ``X`` logitlab runs
+Newton-CG, ``estimators/_newton_cg.py``; its L-BFGS's and scipy's
+L-BFGS-B's shown beside it) and the rest (the rows' probabilities and the
+evaluation's buffers), each against the sparse matrix plus the
+coefficients.
 ``--memory`` prints only that table, from fits stopped after
 ``MEMORY_ITERATIONS`` iterations (the peak is reached in the first: every
 buffer is allocated by then), so the full sizes take seconds.
@@ -59,7 +60,7 @@ ARGS = arguments(
     __doc__,
     ("--repeats", dict(type=int, default=1, help="fits per solver; the median is reported")),
     ("--only", dict(help="only the problems whose name holds this, e.g. 50000x50 or sparse")),
-    ("--solvers", dict(default="lbfgs,newton-cholesky,saga",
+    ("--solvers", dict(default="lbfgs,newton-cg,newton-cholesky,saga",
                        help="scikit-learn's solvers to compare, comma-separated")),
     ("--memory", dict(action="store_true", help="only the sparse memory table (short fits)")))
 QUICK, REPEATS, ONLY, MEMORY = ARGS.quick, ARGS.repeats, ARGS.only, ARGS.memory
@@ -100,20 +101,23 @@ def peak_mib(fit, X, y):
     return peak / 2**20
 
 
-def optimiser_mib(n_params, lean=True):
-    """Peak MiB of the optimiser itself, with logitlab's options, on ``n_params``: the one
-    ``LinearSoftmaxLoss.minimize`` runs at that size, or (``lean=False``) scipy's L-BFGS-B."""
+def optimiser_mib(n_params, which):
+    """Peak MiB of the optimiser itself, with logitlab's options, on ``n_params``: ``which`` is
+    "newton-cg", "lbfgs" (the L-BFGS ``LinearSoftmaxLoss.minimize`` runs at that size) or
+    "L-BFGS-B" (scipy's, whatever the size)."""
     objective = LinearSoftmaxLoss(2, n_params - 1)  # only its minimize (the one set of options)
     lean_from = _linear_loss.LEAN_LBFGS_PARAMS
-    if not lean:
+    if which == "L-BFGS-B":
         _linear_loss.LEAN_LBFGS_PARAMS = n_params + 1
 
     def quadratic(x):
         return 0.5 * float(x @ x), x.copy()
 
+    hessp = (lambda x: (lambda v: v.copy())) if which == "newton-cg" else None
     try:
         return peak_mib(lambda *_: objective.minimize(quadratic, np.ones(n_params), tol=TOL,
-                                                      max_iter=MEMORY_ITERATIONS), None, None)
+                                                      max_iter=MEMORY_ITERATIONS, hessp=hessp),
+                        None, None)
     finally:
         _linear_loss.LEAN_LBFGS_PARAMS = lean_from
 
@@ -130,18 +134,19 @@ def memory_table(name, X, y, peak=None):
             fit = lambda X, y: SoftmaxRegression(C=C, tol=TOL, max_iter=MEMORY_ITERATIONS).fit(X, y)
             fit(X, y)  # the kernels' first load is not the fit's memory
             peak = peak_mib(fit, X, y)
-    lbfgs = optimiser_mib(n_params)
-    which = ("logitlab's L-BFGS" if n_params >= _linear_loss.LEAN_LBFGS_PARAMS
-             else "scipy L-BFGS-B")
+    own = optimiser_mib(n_params, "newton-cg")  # solver="auto" on sparse X
     unit = x_mib + coef_mib
     rows = [[name, "logitlab fit, all of it", f"{peak:.0f}", f"{peak / unit:.2f}"],
-            [name, f"  {which}'s own arrays", f"{lbfgs:.0f}", f"{lbfgs / unit:.2f}"],
-            [name, "  the rest (the evaluation)", f"{peak - lbfgs:.0f}",
-             f"{(peak - lbfgs) / unit:.2f}"]]
-    if n_params >= _linear_loss.LEAN_LBFGS_PARAMS:
-        other = optimiser_mib(n_params, lean=False)
-        rows.append([name, "(scipy L-BFGS-B's own arrays, for comparison)", f"{other:.0f}",
-                     f"{other / unit:.2f}"])
+            [name, "  logitlab's Newton-CG's own arrays", f"{own:.0f}", f"{own / unit:.2f}"],
+            [name, "  the rest (the probabilities, the evaluation)", f"{peak - own:.0f}",
+             f"{(peak - own) / unit:.2f}"]]
+    lean = n_params >= _linear_loss.LEAN_LBFGS_PARAMS
+    for which, label in (("lbfgs", "logitlab's L-BFGS" if lean else None),
+                         ("L-BFGS-B", "scipy L-BFGS-B")):
+        if label:
+            other = optimiser_mib(n_params, which)
+            rows.append([name, f"({label}'s own arrays, for comparison)", f"{other:.0f}",
+                         f"{other / unit:.2f}"])
     rows.append([name, "X (CSR) + coefficients", f"{x_mib:.0f} + {coef_mib:.0f}", "1.00"])
     table(["problem", "what", "peak MiB", "x (X + coef)"], rows)
 

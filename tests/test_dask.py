@@ -300,3 +300,12 @@ def test_dask_fit_on_sparse_chunks_never_densifies_a_chunk(text_like_problem, mo
         clf.predict_proba(Xd).compute()
     assert densified == []
     assert clf.n_iter_[0] > 1 and clf.coef_.shape == (5, 400)
+
+
+def test_newton_cg_on_dask_collections_is_refused_by_name(rng):
+    # its Hessian products would keep each chunk's probabilities on the workers: lbfgs only
+    X = da.from_array(rng.normal(size=(200, 4)), chunks=(100, 4))
+    y = da.from_array(rng.integers(0, 3, 200), chunks=100)
+    with pytest.raises(ValueError, match="`solver`: 'newton-cg' does not take Dask"):
+        SoftmaxRegression(solver="newton-cg").fit(X, y)
+    assert SoftmaxRegression(solver="auto").fit(X, y).n_iter_[0] > 0  # auto: L-BFGS there

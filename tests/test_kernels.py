@@ -872,11 +872,11 @@ def test_threads_calling_at_once_get_the_right_results(rng):
 
 def test_warm_compiles_every_kernel():
     # every driver, serial and parallel, both dtypes; and as `make` runs it, in two processes
-    # (the Adam step is serial only: one kernel a dtype)
-    assert _jit.warm() == 26
-    assert _jit.warm(["float32"]) == _jit.warm(["float64"]) == 13
+    # (Adam's step and the linear objective's four are serial only: one kernel a dtype)
+    assert _jit.warm() == 30
+    assert _jit.warm(["float32"]) == _jit.warm(["float64"]) == 15
     assert _jit.warm(["float64"], kernels=["softmax_rows", "adam_update"]) == 3
-    assert _jit.warm(processes=2) == 26
+    assert _jit.warm(processes=2) == 30
     jobs = [(d, k) for d in ("float32", "float64") for k in _jit._COMPILE_SECONDS[d]]
     for parts in (1, 2, 3):  # the processes' shares: each job once
         groups = _jit._balanced(jobs, parts)
@@ -1064,32 +1064,87 @@ def test_linear_ce_fallback_serves_the_kernels_contract(dtype, rng):
         np.testing.assert_allclose(a, r, rtol=tol, atol=tol * np.abs(r).max())
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("lo,hi", [(0, 150), (3, 140), (70, 71)])
-def test_linear_ce_csr_matches_long_double_products_and_softmax(dtype, lo, hi, rng):
-    """Rows ``lo:hi`` of a CSR matrix with empty rows, unsorted and repeated column indices
-    (a repeat adds, as in scipy's products): the sums of the dense case, transposed."""
+def _odd_csr(rng, dtype, n, d):
+    """CSR arrays of an ``n x d`` matrix with empty rows, a row's entries unsorted and a column
+    index repeated (its value split in two halves: a repeat adds, as in scipy's products),
+    read-only, and the dense matrix they mean."""
     import scipy.sparse as sp
 
-    n, d, k = 150, 40, 11
     dense = rng.normal(0, 1, (n, d)) * (rng.uniform(size=(n, d)) < 0.15)
     dense[5:9] = 0.0  # empty rows
     X = sp.csr_matrix(dense.astype(dtype))
-    # row 0's entries reversed (unsorted) and row 1's first entry split in two halves
     a, b = X.indptr[0], X.indptr[1]
     X.indices[a:b], X.data[a:b] = X.indices[a:b][::-1].copy(), X.data[a:b][::-1].copy()
-    a, b = X.indptr[1], X.indptr[2]
+    a = X.indptr[1]
     indices = np.insert(X.indices, a, X.indices[a])
     data = np.insert(X.data, a, X.data[a] / 2)
     data[a + 1] = X.data[a] - data[a]
     indptr = X.indptr.copy()
     indptr[2:] += 1
-    _, W, bias, y, w = _linear_case(rng, dtype, n, d, k)
     indptr, indices, data = _frozen(indptr, indices, data)
+    return (indptr, indices, data), sp.csr_matrix((data, indices, indptr), shape=(n, d)).toarray()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("lo,hi", [(0, 150), (3, 140), (70, 71)])
+def test_linear_proba_and_hvp_csr_match_long_double(dtype, lo, hi, rng):
+    """The Hessian's pieces for Newton-CG: ``linear_proba_csr``'s rows are the softmax of the
+    rows' logits, and ``linear_hvp_csr`` adds ``X^T R`` and ``R^T 1``, ``r_i = w_i (p_i * u_i -
+    p_i (p_i . u_i))``, ``u_i = V x_i + c``, each against long double from the same inputs;
+    the fallbacks (NumPy and scipy) compute the same."""
+    from logitlab import _kernel_fallback
+
+    n, d, k = 150, 40, 11
+    csr, Xd = _odd_csr(rng, dtype, n, d)
+    Xd = Xd[lo:hi]
+    _, W, bias, _, w = _linear_case(rng, dtype, n, d, k)
+    V = rng.normal(0, 1, (k, d)).astype(dtype)
+    c = rng.normal(0, 1, k).astype(dtype)
+    L = np.longdouble
+    z = Xd.astype(L) @ W.astype(L).T + bias.astype(L)
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    p_ref = e / e.sum(axis=1, keepdims=True)
+    eps = np.finfo(dtype).eps
+    P = np.full((hi - lo, k), np.nan, dtype)
+    K.linear_proba_csr[0](*csr, np.ascontiguousarray(W.T), bias, lo, hi, P)
+    zmax = 1 + np.abs(Xd).max() * np.abs(W).max() * d  # the logits' rounding, relative
+    np.testing.assert_allclose(P, p_ref.astype(np.float64), rtol=0, atol=16 * eps * zmax)
+    P2 = np.full_like(P, np.nan)
+    _kernel_fallback.serving(K.linear_proba_csr, K)(*csr, np.ascontiguousarray(W.T), bias, lo,
+                                                    hi, P2)
+    np.testing.assert_allclose(P, P2, rtol=0, atol=16 * eps * zmax)
+
+    u = Xd.astype(L) @ V.astype(L).T + c.astype(L)
+    pl = P.astype(L)
+    R = w[lo:hi, None].astype(L) * pl * (u - np.sum(pl * u, axis=1, keepdims=True))
+    HVT, hc = np.full((d, k), 0.5, dtype), np.full(k, 0.25)  # the kernel adds into them
+    K.linear_hvp_csr[0](*csr, np.ascontiguousarray(V.T), c, P, w, lo, hi, HVT, hc)
+    # each entry's rounding: of u_i (|V| |x_i| + |c|), carried through r_i, and of the sums
+    ax = np.abs(Xd)
+    r_size = w[lo:hi, None] * np.abs(P) * (ax @ np.abs(V).T + np.abs(c))  # |r_i| bounds, each
+    tol_HV, tol_c = 16 * eps * (r_size.T @ ax).T + 1e-30, 16 * eps * r_size.sum(axis=0) + 1e-30
+    want_HV, want_c = (R.T @ Xd.astype(L)).T.astype(np.float64), R.sum(axis=0).astype(np.float64)
+    assert np.all(np.abs(HVT - dtype(0.5) - want_HV) <= tol_HV + 0.5 * eps)  # (+ the 0.5's)
+    assert np.all(np.abs(hc - 0.25 - want_c) <= tol_c)
+    HVT2, hc2 = np.full((d, k), 0.5, dtype), np.full(k, 0.25)
+    _kernel_fallback.serving(K.linear_hvp_csr, K)(*csr, np.ascontiguousarray(V.T), c, P, w, lo,
+                                                  hi, HVT2, hc2)
+    assert np.all(np.abs(HVT2 - dtype(0.5) - want_HV) <= tol_HV + 0.5 * eps)
+    assert np.all(np.abs(hc2 - 0.25 - want_c) <= tol_c)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("lo,hi", [(0, 150), (3, 140), (70, 71)])
+def test_linear_ce_csr_matches_long_double_products_and_softmax(dtype, lo, hi, rng):
+    """Rows ``lo:hi`` of a CSR matrix with empty rows, unsorted and repeated column indices
+    (a repeat adds, as in scipy's products): the sums of the dense case, transposed."""
+    n, d, k = 150, 40, 11
+    (indptr, indices, data), Xd = _odd_csr(rng, dtype, n, d)
+    _, W, bias, y, w = _linear_case(rng, dtype, n, d, k)
     GWT, gb = np.full((d, k), 0.5, dtype), np.full(k, 0.25)
     loss = K.linear_ce_csr[0](indptr, indices, data, np.ascontiguousarray(W.T), bias, y, w, lo, hi,
                               GWT, gb)
-    Xd = sp.csr_matrix((data, indices, indptr), shape=(n, d)).toarray()[lo:hi]
+    Xd = Xd[lo:hi]
     ref_loss, ref_GW, ref_gb = _linear_reference(Xd, W, bias, y[lo:hi], w[lo:hi])
     eps = np.finfo(dtype).eps
     m = hi - lo

@@ -216,9 +216,9 @@ def test_a_softmax_regression_fit_on_it_equals_the_l_bfgs_b_fit(rng, monkeypatch
     X = rng.normal(size=(3000, 40)) * (rng.random((3000, 40)) < (0.1 if sparse else 1.0))
     y = rng.integers(0, 6, 3000)
     X = sp.csr_matrix(X) if sparse else X
-    ref = SoftmaxRegression(C=3.0, tol=1e-8).fit(X, y)
+    ref = SoftmaxRegression(C=3.0, tol=1e-8, solver="lbfgs").fit(X, y)
     monkeypatch.setattr(_linear_loss, "LEAN_LBFGS_PARAMS", 0)
-    got = SoftmaxRegression(C=3.0, tol=1e-8).fit(X, y)
+    got = SoftmaxRegression(C=3.0, tol=1e-8, solver="lbfgs").fit(X, y)
     assert abs(got.objective_ - ref.objective_) <= 1e-8 * ref.objective_
     np.testing.assert_allclose(got.coef_, ref.coef_, atol=1e-5)
     np.testing.assert_allclose(got.predict_proba(X), ref.predict_proba(X), atol=1e-6)

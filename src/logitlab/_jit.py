@@ -317,10 +317,12 @@ def kernel_mode(mode):
 _COMPILE_SECONDS = {
     "float32": {"sparse_ce_rows": 10.6, "softmax_rows": 5.8, "log_softmax_rows": 4.7,
                 "categorical_ce_rows": 3.3, "logsumexp_rows": 2.9, "adam_update": 0.3,
-                "linear_ce": 2.8, "linear_ce_csr": 2.8},
+                "linear_ce": 2.8, "linear_ce_csr": 2.8, "linear_proba_csr": 1.0,
+                "linear_hvp_csr": 1.0},
     "float64": {"sparse_ce_rows": 8.0, "softmax_rows": 5.1, "log_softmax_rows": 2.7,
                 "categorical_ce_rows": 2.1, "logsumexp_rows": 1.9, "adam_update": 0.3,
-                "linear_ce": 2.8, "linear_ce_csr": 2.8},
+                "linear_ce": 2.8, "linear_ce_csr": 2.8, "linear_proba_csr": 1.0,
+                "linear_hvp_csr": 1.0},
 }
 
 
@@ -419,6 +421,13 @@ def _warm_jobs(jobs):
             *readonly(np.array([0, 1, 2], np.int32), np.array([0, 2], np.int32), x[0, :2].copy()),
             t.T.copy(), np.zeros(2, x.dtype), *readonly(y, np.ones(2)), 0, 2,
             np.zeros((3, 2), x.dtype), np.zeros(2)),
+        "linear_proba_csr": lambda x, t, y: (
+            *readonly(np.array([0, 1, 2], np.int32), np.array([0, 2], np.int32), x[0, :2].copy()),
+            t.T.copy(), np.zeros(2, x.dtype), 0, 2, np.zeros((2, 2), x.dtype)),
+        "linear_hvp_csr": lambda x, t, y: (
+            *readonly(np.array([0, 1, 2], np.int32), np.array([0, 2], np.int32), x[0, :2].copy()),
+            t.T.copy(), np.zeros(2, x.dtype), np.full((2, 2), 0.5, x.dtype),
+            *readonly(np.ones(2)), 0, 2, np.zeros((3, 2), x.dtype), np.zeros(2)),
     }
     count = 0
     for dtype, name in jobs:

@@ -108,21 +108,46 @@ def linear_ce(X, W, b, labels, weight, GW, gb):
     return float("nan") if bad.any() else float(np.sum(loss))
 
 
-def linear_ce_csr(indptr, indices, data, WT, b, labels, weight, lo, hi, GWT, gb):
-    """``linear_ce`` for rows ``lo:hi`` of a CSR matrix, ``W`` and the gradient transposed."""
+def _csr_rows(indptr, indices, data, lo, hi, n_features):
+    """Rows ``lo:hi`` of the CSR matrix ``(data, indices, indptr)``, as scipy's (views)."""
     import scipy.sparse as sp
 
     start, stop = indptr[lo], indptr[hi]
-    X = sp.csr_matrix((data[start:stop], indices[start:stop], indptr[lo:hi + 1] - start),
-                      shape=(hi - lo, len(WT)))
+    return sp.csr_matrix((data[start:stop], indices[start:stop], indptr[lo:hi + 1] - start),
+                         shape=(hi - lo, n_features))
+
+
+def linear_ce_csr(indptr, indices, data, WT, b, labels, weight, lo, hi, GWT, gb):
+    """``linear_ce`` for rows ``lo:hi`` of a CSR matrix, ``W`` and the gradient transposed."""
+    X = _csr_rows(indptr, indices, data, lo, hi, len(WT))
     GW = np.zeros((WT.shape[1], len(WT)), dtype=GWT.dtype)
     loss = linear_ce(X, WT.T, b, labels[lo:hi], weight[lo:hi], GW, gb)
     GWT += GW.T
     return loss
 
 
+def linear_proba_csr(indptr, indices, data, WT, b, lo, hi, P):
+    """``P = softmax(X W^T + b)`` for rows ``lo:hi`` of a CSR matrix (``P``: ``hi - lo`` rows)."""
+    z = np.asarray(_csr_rows(indptr, indices, data, lo, hi, len(WT)) @ WT + b)
+    P[...] = softmax_parts(_compute(z))[1]
+
+
+def linear_hvp_csr(indptr, indices, data, VT, c, P, weight, lo, hi, HVT, hc):
+    """Rows ``lo:hi``'s part of the multinomial Hessian times ``(V, c)`` (``P``: those rows'
+    probabilities): ``r_i = w_i (p_i *
+    u_i - p_i (p_i . u_i))``, ``u_i = V x_i + c``; ``HVT += X^T R``, ``hc += R^T 1``."""
+    X = _csr_rows(indptr, indices, data, lo, hi, len(VT))
+    U = np.asarray(X @ VT + c, dtype=VT.dtype)
+    p = P
+    R = np.asarray(weight[lo:hi], dtype=VT.dtype)[:, None] * p * (
+        U - np.sum(p * U, axis=1, keepdims=True))
+    HVT += np.asarray(X.T @ R).astype(HVT.dtype, copy=False)
+    hc += R.sum(axis=0, dtype=np.float64)
+
+
 _NAMES = ("softmax_rows", "log_softmax_rows", "logsumexp_rows", "sparse_ce_rows",
-          "categorical_ce_rows", "adam_update", "linear_ce", "linear_ce_csr")
+          "categorical_ce_rows", "adam_update", "linear_ce", "linear_ce_csr",
+          "linear_proba_csr", "linear_hvp_csr")
 
 
 def serving(pair, kernels):

@@ -1726,22 +1726,12 @@ def _prefetch_row(typingctx, arr, i):
     return types.none(arr, i), codegen
 
 
-@njit(cache=True, fastmath=_SUMS, nogil=True, error_model="numpy")
-def _linear_ce_csr(indptr, indices, data, WT, b, labels, weight, lo, hi, GWT, gb):
-    """``_linear_ce`` for rows ``lo:hi`` of a CSR matrix (``indptr``, ``indices``, ``data``),
-    with ``W`` and the gradient transposed: ``WT`` and ``GWT`` are (n_features, k).
-
-    Three passes over the rows: their logits, gathering the rows of ``WT`` their
-    entries name; their cross-entropy in place, by blocks (``_sparse_ce_block_in_place``);
-    their gradient terms, scattered into the same rows of ``GWT``. No transpose of the
-    matrix, where scipy's ``X^T G`` needs one in CSR and took 259 ms against the
-    scatter's 61 (100000 x 50000, 0.2 %, 20 classes, two threads). Not one pass a block
-    of rows, as ``_linear_ce``: gathering from ``WT`` and scattering into ``GWT`` in
-    turn keeps both in the last-level cache at once, and with 8 MiB each (that problem,
-    float64) against this Zen 2's 16 MiB the pass took 482 ms, the three 219.
-    """
+@njit(cache=True, fastmath=_SUMS, nogil=True)
+def _gather_csr(indptr, indices, data, WT, b, lo, hi, z):
+    """``z[r] = b + sum_q data[q] WT[indices[q]]`` over the entries ``q`` of CSR row
+    ``lo + r``: rows ``lo:hi`` of ``X W^T + b``, gathering the rows of ``WT``
+    (``(n_features, k)``) the entries name, each prefetched ``_GATHER_AHEAD`` entries ahead."""
     k = WT.shape[1]
-    z = np.empty((hi - lo, k), dtype=WT.dtype)
     last = indptr[hi] - 1  # the range's last entry: prefetches stay inside it
     for r in range(hi - lo):
         zr = z[r]
@@ -1753,13 +1743,15 @@ def _linear_ce_csr(indptr, indices, data, WT, b, labels, weight, lo, hi, GWT, gb
             w = WT[indices[q]]
             for j in range(k):
                 zr[j] += v * w[j]
-    total = 0.0
-    for at in range(0, hi - lo, _SHORT_ROWS):
-        rows = min(_SHORT_ROWS, hi - lo - at)
-        losses = _sparse_ce_block_in_place(z[at:], labels[lo + at:], weight[lo + at:], 1.0, 0,
-                                           rows)
-        for r in range(rows):
-            total += losses[r]  # a NaN stays NaN: the caller's signal
+
+
+@njit(cache=True, fastmath=_SUMS, nogil=True)
+def _scatter_csr(indptr, indices, data, z, lo, hi, GWT, gb):
+    """``_gather_csr``'s transpose: ``GWT[indices[q]] += data[q] z[r]`` over the entries of
+    CSR row ``lo + r`` (``(X^T Z)`` for rows ``lo:hi``, into ``(n_features, k)``), and
+    ``gb += Z^T 1``."""
+    k = GWT.shape[1]
+    last = indptr[hi] - 1
     for r in range(hi - lo):
         g = z[r]
         for j in range(k):
@@ -1770,7 +1762,84 @@ def _linear_ce_csr(indptr, indices, data, WT, b, labels, weight, lo, hi, GWT, gb
             acc = GWT[indices[q]]
             for j in range(k):
                 acc[j] += v * g[j]
+
+
+@njit(cache=True, fastmath=_SUMS, nogil=True, error_model="numpy")
+def _linear_ce_csr(indptr, indices, data, WT, b, labels, weight, lo, hi, GWT, gb):
+    """``_linear_ce`` for rows ``lo:hi`` of a CSR matrix (``indptr``, ``indices``, ``data``),
+    with ``W`` and the gradient transposed: ``WT`` and ``GWT`` are (n_features, k).
+
+    Three passes over the rows: their logits (``_gather_csr``); their cross-entropy in
+    place, by blocks (``_sparse_ce_block_in_place``); their gradient terms, scattered
+    into the same rows of ``GWT`` (``_scatter_csr``). No transpose of the
+    matrix, where scipy's ``X^T G`` needs one in CSR and took 259 ms against the
+    scatter's 61 (100000 x 50000, 0.2 %, 20 classes, two threads). Not one pass a block
+    of rows, as ``_linear_ce``: gathering from ``WT`` and scattering into ``GWT`` in
+    turn keeps both in the last-level cache at once, and with 8 MiB each (that problem,
+    float64) against this Zen 2's 16 MiB the pass took 482 ms, the three 219.
+    """
+    z = np.empty((hi - lo, WT.shape[1]), dtype=WT.dtype)
+    _gather_csr(indptr, indices, data, WT, b, lo, hi, z)
+    total = 0.0
+    for at in range(0, hi - lo, _SHORT_ROWS):
+        rows = min(_SHORT_ROWS, hi - lo - at)
+        losses = _sparse_ce_block_in_place(z[at:], labels[lo + at:], weight[lo + at:], 1.0, 0,
+                                           rows)
+        for r in range(rows):
+            total += losses[r]  # a NaN stays NaN: the caller's signal
+    _scatter_csr(indptr, indices, data, z, lo, hi, GWT, gb)
     return total
 
 
 linear_ce_csr = (_linear_ce_csr, _linear_ce_csr)
+
+
+@njit(cache=True, fastmath=_SUMS, nogil=True, error_model="numpy")
+def _linear_proba_csr(indptr, indices, data, WT, b, lo, hi, P):
+    """``P = softmax(X W^T + b)`` for rows ``lo:hi`` of a CSR matrix (``WT`` as
+    ``_linear_ce_csr``'s; ``P`` has ``hi - lo`` rows): the probabilities the Hessian's
+    products need (``_linear_hvp_csr``)."""
+    z = P
+    _gather_csr(indptr, indices, data, WT, b, lo, hi, z)
+    k = z.shape[1]
+    for r in range(hi - lo):
+        zr = z[r]
+        m = zr[0]
+        for j in range(1, k):
+            m = max(m, zr[j])
+        s = 0.0
+        for j in range(k):
+            e = _fast_exp(zr[j], m)
+            zr[j] = e
+            s += e
+        f = _like(zr, 1.0 / s)
+        for j in range(k):
+            zr[j] *= f
+
+
+linear_proba_csr = (_linear_proba_csr, _linear_proba_csr)
+
+
+@njit(cache=True, fastmath=_SUMS, nogil=True, error_model="numpy")
+def _linear_hvp_csr(indptr, indices, data, VT, c, P, weight, lo, hi, HVT, hc):
+    """Rows ``lo:hi``'s part of the multinomial cross-entropy's Hessian times ``(V, c)``:
+    with ``u_i = V x_i + c`` (``_gather_csr``) and ``p_i`` row ``i`` of ``P``
+    (``_linear_proba_csr``'s, ``hi - lo`` rows), ``r_i = w_i (p_i * u_i - p_i (p_i . u_i))``, then
+    ``HVT += X^T R`` and ``hc += R^T 1`` (``_scatter_csr``): a gather and a scatter, as a
+    gradient's evaluation, without its exponentials."""
+    z = np.empty((hi - lo, VT.shape[1]), dtype=VT.dtype)
+    _gather_csr(indptr, indices, data, VT, c, lo, hi, z)
+    k = z.shape[1]
+    for r in range(hi - lo):
+        p = P[r]
+        u = z[r]
+        s = _like(u, 0.0)
+        for j in range(k):
+            s += p[j] * u[j]
+        w = _like(u, weight[lo + r])
+        for j in range(k):
+            u[j] = w * p[j] * (u[j] - s)
+    _scatter_csr(indptr, indices, data, z, lo, hi, HVT, hc)
+
+
+linear_hvp_csr = (_linear_hvp_csr, _linear_hvp_csr)

@@ -224,7 +224,8 @@ def _model_options_match(model, resume):
               help="A .npy file of labels, one per row, for DATA that holds none (a sparse "
                    "matrix written by scipy.sparse.save_npz).")
 @click.option("--model", type=click.Choice(["softmax", "mlp"]), default="softmax", show_default=True,
-              help="Softmax regression (L-BFGS) or a neural network.")
+              help="Softmax regression (L-BFGS; Newton-CG on sparse DATA) or a neural "
+                   "network.")
 @click.option("--hidden", default="25,15", show_default=True, callback=_hidden,
               help="Hidden layer sizes of the mlp.")
 @click.option("--epochs", type=click.IntRange(min=1), default=200, show_default=True)
@@ -234,7 +235,9 @@ def _model_options_match(model, resume):
 @click.option("--C", "C", type=_Number(min=0, min_open=True, infinite=True), default=1.0,
               show_default=True, help="Inverse L2 strength of softmax regression (inf: none).")
 @click.option("--max-iter", "max_iter", type=click.IntRange(min=1), default=1000,
-              show_default=True, help="L-BFGS iterations of softmax regression at most.")
+              show_default=True,
+              help="Iterations of softmax regression's solver at most (L-BFGS; Newton-CG on "
+                   "sparse DATA).")
 @click.option("--validation-split", type=_Number(0, 1, max_open=True), default=0.2,
               show_default=True, help="Fraction held out for the metrics.")
 @click.option("--multilabel", callback=_split_list,

@@ -17,8 +17,10 @@ import scipy.sparse as sp
 from scipy import optimize
 
 from .. import _jit, _threads
+from .._softmax import sigmoid, softmax
 from ..losses._crossentropy import binary_ce_value_and_grad, sparse_ce_logits_inplace
 from ._lbfgs import minimize_lbfgs
+from ._newton_cg import minimize_newton_cg
 
 __all__ = ["LinearSoftmaxLoss", "blas_threads_for"]
 
@@ -209,10 +211,14 @@ class LinearSoftmaxLoss:
         b, labels, w = self._kernel_args(y, sw, intercept)
         GT = np.zeros((self.n_features, self.k), dtype=self.dtype)
         gb = np.zeros(self.k)
-        csr = _jit.readonly(X.indptr, X.indices, np.asarray(X.data, dtype=self.dtype))
-        loss = _jit.launch(kernels.linear_ce_csr, rows[1] - rows[0], 0, *csr,
+        loss = _jit.launch(kernels.linear_ce_csr, rows[1] - rows[0], 0, *self._csr_arrays(X),
                            np.ascontiguousarray(coef.T), b, labels, w, *rows, GT, gb)
         return float(loss), GT, gb
+
+    def _csr_arrays(self, X):
+        """CSR ``X``'s arrays as the kernels take them (read-only, data in the evaluation's
+        dtype)."""
+        return _jit.readonly(X.indptr, X.indices, np.asarray(X.data, dtype=self.dtype))
 
     def data_sums(self, params, X, y, sample_weight=None):
         """Unscaled, unpenalised ``sum_i s_i loss_i`` and its gradient of shape (k, cols).
@@ -278,7 +284,7 @@ class LinearSoftmaxLoss:
             parts.append(blocks)
         return [p for p in parts if p]
 
-    def _part_sums(self, coef, intercept, blocks, choice):
+    def _part_sums(self, coef, intercept, choice, blocks):
         """``(loss, grad)`` of a thread's blocks; for a row range of CSR ``X`` (:meth:`split`)
         on the kernels, :meth:`_csr_range`'s ``(loss, GT, gb)``."""
         loss = 0.0
@@ -296,22 +302,30 @@ class LinearSoftmaxLoss:
                 loss += self._block(Xb, yb, swb, coef, intercept, grad, XbT)
         return loss, grad
 
-    def blocked_loss_gradient(self, params, parts, sw_sum):
-        """:meth:`loss_gradient` over :meth:`split`'s blocks, the parts on two threads."""
-        coef, intercept = self.weights(params)
-        ranges = isinstance(parts[0][0][3], tuple)  # CSR row ranges (split): y is every row's
-        if ranges:  # W^T C-ordered once an evaluation, for every part's kernel (a view's .T)
-            coef = np.ascontiguousarray(coef.T).T
-        choice = _jit.fit_choice(self.k * sum(
+    def _ranges(self, parts):
+        """Whether :meth:`split` made CSR row ranges (``y`` then every row's)."""
+        return isinstance(parts[0][0][3], tuple)
+
+    def _choice(self, parts):
+        """The kernels' path for a fit over ``parts`` (:func:`_jit.fit_choice`)."""
+        ranges = self._ranges(parts)
+        return _jit.fit_choice(self.k * sum(
             block[3][1] - block[3][0] if ranges else len(block[1])
             for part in parts for block in part))
+
+    @staticmethod
+    def _on_parts(fn, parts, *args):
+        """``[fn(*args, part) for part in parts]``, the parts on two threads if two."""
         if len(parts) == 1:
-            results = [self._part_sums(coef, intercept, parts[0], choice)]
-        else:  # the caller holds BLAS to one thread (blas_threads_for): the parts are the threads
-            workers = _threads.pool("linear")
-            futures = [workers.submit(self._part_sums, coef, intercept, p, choice) for p in parts]
-            results = [f.result() for f in futures]
-        del coef  # (a C-ordered copy of W^T for CSR ranges): memory for the sums below
+            return [fn(*args, parts[0])]
+        # the caller holds BLAS to one thread (blas_threads_for): the parts are the threads
+        workers = _threads.pool("linear")
+        futures = [workers.submit(fn, *args, part) for part in parts]
+        return [f.result() for f in futures]
+
+    def _summed(self, results):
+        """The parts' ``(loss, grad)`` (or CSR ranges' ``(loss, GT, gb)``) summed: ``(loss,
+        grad)``, ``grad`` float64 of shape (k, cols), one of the parts' arrays reused."""
         loss = sum(r[0] for r in results)
         # in place, in float64 (a float32 evaluation's parts, as before, are added in
         # float64): a wide sparse fit's gradients are its largest arrays
@@ -324,7 +338,98 @@ class LinearSoftmaxLoss:
             del GT
             if self.fit_intercept:
                 grad[:, self.n_features] = sum(r[2] for r in results)
-        return self.finish(params, loss, grad, sw_sum)
+        return loss, grad
+
+    def _weights_for(self, params, parts):
+        """:meth:`weights`, ``W^T`` C-ordered once for every part's kernel on CSR ranges."""
+        coef, intercept = self.weights(params)
+        if self._ranges(parts):  # (a view's .T)
+            coef = np.ascontiguousarray(coef.T).T
+        return coef, intercept
+
+    def blocked_loss_gradient(self, params, parts, sw_sum):
+        """:meth:`loss_gradient` over :meth:`split`'s blocks, the parts on two threads."""
+        coef, intercept = self._weights_for(params, parts)
+        choice = self._choice(parts)
+        results = self._on_parts(self._part_sums, parts, coef, intercept, choice)
+        del coef  # (a C-ordered copy of W^T for CSR ranges): memory for the sums below
+        return self.finish(params, *self._summed(results), sw_sum)
+
+    def hessian_product(self, params, parts, sw_sum):
+        """The objective's Hessian at ``params`` over :meth:`split`'s blocks, as a function
+        ``v -> H v`` (flat, float64): what Newton-CG calls (:mod:`._newton_cg`).
+
+        The rows' probabilities at ``params`` are computed here, once (``n x k`` numbers, in
+        the evaluation's dtype); each product is then a gather and a scatter over the data
+        (``_kernels.linear_hvp_csr`` on CSR row ranges; BLAS's products on other blocks),
+        ``u_i = V x_i + c``, ``r_i = s_i (p_i * u_i - p_i (p_i . u_i))`` (binary: ``s_i p_i
+        (1 - p_i) u_i``), then ``(R^T X + V / C) / s`` and ``R^T 1 / s``.
+        """
+        coef, intercept = self._weights_for(params, parts)
+        choice = self._choice(parts)
+        states = self._on_parts(self._part_proba, parts, coef, intercept, choice)
+        del coef
+
+        def hessp(v):
+            V, c = self._weights_for(v, parts)
+            results = self._on_parts(self._part_hvp, list(zip(parts, states)), V, c, choice)
+            del V
+            return self.finish(v, *self._summed(results), sw_sum)[1]
+
+        return hessp
+
+    def _part_proba(self, coef, intercept, choice, blocks):
+        """A thread's blocks' probabilities at ``(coef, intercept)``: a list, a block each,
+        of ``(X_b, sw_b, X_b^T or None, P_b)``; for a CSR range on the kernels, ``P`` alone."""
+        with _jit.fit_mode(choice=choice):
+            if len(blocks) == 1 and isinstance(blocks[0][3], tuple):
+                X, _, _, (lo, hi) = blocks[0]
+                kernels = _jit.kernels_for(X.data)
+                if kernels is not None:
+                    P = np.empty((hi - lo, self.k), dtype=self.dtype)
+                    b = np.zeros(self.k, dtype=self.dtype) if intercept is None else intercept
+                    _jit.launch(kernels.linear_proba_csr, hi - lo, 0, *self._csr_arrays(X),
+                                np.ascontiguousarray(coef.T), b, lo, hi, P)
+                    return P
+            kept = []
+            for Xb, yb, swb, XbT in blocks:
+                if isinstance(XbT, tuple):
+                    Xb, swb, XbT = Xb[XbT[0]:XbT[1]], swb[XbT[0]:XbT[1]], None
+                z = np.asarray(Xb @ coef.T, dtype=self.dtype)
+                if intercept is not None:
+                    z = z + intercept
+                kept.append((Xb, swb, XbT, sigmoid(z) if self.binary else softmax(z, axis=1)))
+            return kept
+
+    def _part_hvp(self, V, c, choice, part):
+        """A thread's blocks' part of ``H v`` (unscaled, without the penalty), as
+        :meth:`_part_sums` returns a gradient: ``(0, HV)``, or ``(0, HVT, hc)`` on CSR ranges."""
+        blocks, state = part
+        with _jit.fit_mode(choice=choice):
+            if isinstance(state, np.ndarray):  # a CSR range on the kernels (_part_proba)
+                X, _, sw, (lo, hi) = blocks[0]
+                HVT = np.zeros((self.n_features, self.k), dtype=self.dtype)
+                hc = np.zeros(self.k)
+                c = np.zeros(self.k, dtype=self.dtype) if c is None else c
+                _jit.launch(_jit.kernels_for(X.data).linear_hvp_csr, hi - lo, 0,
+                            *self._csr_arrays(X), np.ascontiguousarray(V.T), c, state,
+                            *_jit.readonly(np.asarray(sw, dtype=np.float64)), lo, hi, HVT, hc)
+                return 0.0, HVT, hc
+            HV = np.zeros((self.k, self.cols))
+            for Xb, swb, XbT, P in state:
+                U = np.asarray(Xb @ V.T, dtype=self.dtype)
+                if c is not None:
+                    U += c
+                if self.binary:
+                    R = P * (1.0 - P) * U
+                else:
+                    R = P * (U - np.einsum("ij,ij->i", P, U)[:, None])
+                if swb is not None:
+                    R *= np.asarray(swb, dtype=self.dtype)[:, None]
+                HV[:, :self.n_features] += _gT_X(R, Xb, XbT)
+                if c is not None:
+                    HV[:, self.n_features] += R.sum(axis=0, dtype=np.float64)
+            return 0.0, HV
 
     def finish(self, params, loss, grad, sw_sum):
         """Add the penalty to summed ``(loss, grad)`` and scale by ``1 / sw_sum``."""
@@ -360,11 +465,19 @@ class LinearSoftmaxLoss:
             return eps64  # float64, or an unknown count: no early stop
         return max(eps64, 2.0**-23 / np.sqrt(max(int(n_samples), 1)))
 
-    def minimize(self, fun, x0, *, tol, max_iter, n_samples=None, args=(), callback=None):
+    def minimize(self, fun, x0, *, tol, max_iter, n_samples=None, args=(), callback=None,
+                 hessp=None):
         """L-BFGS on ``fun`` (value and gradient) from ``x0``: the one set of options
         (``n_samples``: the rows the objective sums, for :meth:`ftol`). scipy's L-BFGS-B,
         or from ``LEAN_LBFGS_PARAMS`` parameters on the same method in less memory
-        (:func:`._lbfgs.minimize_lbfgs`, the same stopping rules)."""
+        (:func:`._lbfgs.minimize_lbfgs`, the same stopping rules). With ``hessp``
+        (:meth:`hessian_product`, called with ``args``), Newton-CG instead
+        (:func:`._newton_cg.minimize_newton_cg`: ``tol`` on the largest gradient component,
+        as scikit-learn's newton-cg, and the same ``ftol``)."""
+        if hessp is not None:
+            return minimize_newton_cg(fun, hessp, x0, args=args, gtol=tol,
+                                      ftol=self.ftol(n_samples), max_iter=max_iter,
+                                      callback=callback)
         if np.size(x0) >= LEAN_LBFGS_PARAMS:
             return minimize_lbfgs(fun, x0, args=args, gtol=tol, ftol=self.ftol(n_samples),
                                   max_iter=max_iter, callback=callback)
