@@ -179,3 +179,48 @@ def test_a_warm_start_on_newton_cg_starts_at_the_solution(rng):
         warnings.simplefilter("error")
         est.fit(X, y)
     assert est.n_iter_[0] == 0 and est.objective_ == first
+
+
+def _badly_scaled(rng):
+    """Sparse data with one column in units 1e8 times too small (a review's case)."""
+    n, p, k = 3000, 200, 4
+    X = sp.random(n, p, density=0.05, format="csr", random_state=rng,
+                  data_rvs=lambda m: rng.uniform(0.05, 1, m))
+    y = np.argmax(X @ rng.normal(size=(p, k)) * 2 + rng.gumbel(size=(n, k)), axis=1)
+    return (X @ sp.diags(np.r_[1e8, np.ones(p - 1)])).tocsr(), y
+
+
+def test_a_badly_scaled_fit_goes_on_to_the_optimum_and_says_why_it_stopped(rng):
+    # a review: Newton-CG stopped on the objective's relative reduction 4 % above the optimum
+    # (a column at 1e8), as converged; L-BFGS (scikit-learn's too) 2.2 times above, silently
+    X, y = _badly_scaled(rng)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # its ConvergenceWarning, and "Line Search failed"
+        ref = LogisticRegression(solver="newton-cg", tol=1e-8, max_iter=1000).fit(X, y)
+    ref_objective = LinearSoftmaxLoss(4, 200, C=1.0).loss(
+        np.column_stack([ref.coef_, ref.intercept_]).ravel(), X, y, None, float(X.shape[0]))
+    with pytest.warns(ConvergenceWarning, match="relative reduction, its largest gradient"):
+        got = SoftmaxRegression(solver="newton-cg").fit(X, y)
+    assert got.objective_ <= ref_objective * (1 + 1e-8)  # scikit-learn's newton-cg's, or lower
+    with pytest.warns(ConvergenceWarning, match="or try solver='newton-cg'"):
+        stalled = SoftmaxRegression(solver="lbfgs").fit(X, y)
+    assert stalled.objective_ > 2 * got.objective_  # what the warning is for
+
+
+def test_no_warning_where_it_converged_at_the_last_iteration_allowed(rng):
+    X, y, _ = _problem(rng, 2000, 50, 4, sparse=True)
+    n = SoftmaxRegression(solver="newton-cg").fit(X, y).n_iter_[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        SoftmaxRegression(solver="newton-cg", max_iter=int(n)).fit(X, y)
+    with pytest.warns(ConvergenceWarning, match="failed to converge"):
+        SoftmaxRegression(solver="newton-cg", max_iter=int(n) - 1).fit(X, y)
+
+
+def test_overflowing_features_give_the_estimator_s_warning_alone(rng):
+    X, y, _ = _problem(rng, 2000, 50, 4, sparse=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with _jit.kernel_mode("always"):
+            SoftmaxRegression(solver="newton-cg").fit(X * 1e150, y)
+    assert [w.category for w in caught] == [ConvergenceWarning]
