@@ -2,8 +2,8 @@
 
     python benchmarks/compare_kernels.py REV [CxN ...] [--float64] [--confident]
 
-Loads ``src/logitlab/_kernels.py`` as of ``REV`` (``git show``, into a folder
-kept per revision, so that a second run loads it from Numba's cache as this
+Loads ``src/logitlab/_kernels.py`` (and ``_model_kernels.py``, which it
+imports) as of ``REV`` (``git show``, into a package in a folder kept per revision, so that a second run loads it from Numba's cache as this
 checkout's kernels are loaded: count the second run) beside the current
 one and times both on the same float32 arrays, alternating, serial
 and parallel: the sparse CE kernel and the softmax kernel, on buffers that
@@ -35,24 +35,29 @@ from logitlab import _kernels as new
 
 
 def load_revision(rev):
-    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:src/logitlab/_kernels.py"],
-                            check=True, capture_output=True, text=True).stdout
     sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", rev], check=True, capture_output=True,
                          text=True).stdout.strip()
     # one folder a revision, kept: Numba caches the kernels beside the file (keyed by its
     # path and time), so a second run loads them as the checkout's own are loaded, from the
     # cache; code compiled in the process measured up to 15 % slower than the same code
-    # loaded from the cache, which would favour the side that is cached
+    # loaded from the cache, which would favour the side that is cached. A package of its
+    # own: since 2026-12-04 _kernels.py imports the models' kernels from _model_kernels.py
     folder = pathlib.Path(tempfile.gettempdir()) / f"logitlab_kernels_{sha[:12]}"
-    folder.mkdir(exist_ok=True)
-    path = folder / "kernels_at_revision.py"
-    if not path.exists() or path.read_text() != source:
-        path.write_text(source)
-    spec = importlib.util.spec_from_file_location("kernels_at_revision", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # Numba's cache finds a parallel kernel's module by name
-    spec.loader.exec_module(module)
-    return module
+    package = folder / "kernels_at_revision"
+    package.mkdir(parents=True, exist_ok=True)
+    (package / "__init__.py").touch()
+    for name in ("_kernels.py", "_model_kernels.py"):
+        shown = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:src/logitlab/{name}"],
+                               capture_output=True, text=True)
+        if shown.returncode:  # (_model_kernels.py is not in the revisions before it)
+            if name == "_kernels.py":
+                sys.exit(f"git show {rev}:src/logitlab/_kernels.py failed: {shown.stderr}")
+            continue
+        path = package / name
+        if not path.exists() or path.read_text() != shown.stdout:
+            path.write_text(shown.stdout)
+    sys.path.insert(0, str(folder))  # Numba's cache finds a parallel kernel's module by name
+    return importlib.import_module("kernels_at_revision._kernels")
 
 
 def with_threaded(kernel, args, parallel):

@@ -66,10 +66,11 @@ def _drop_stale_compiled_tests():
     import pathlib
 
     root = pathlib.Path(__file__).resolve().parent
-    kernels = root.parent / "src" / "logitlab" / "_kernels.py"
-    if not kernels.exists():
+    sources = [root.parent / "src" / "logitlab" / name
+               for name in ("_kernels.py", "_model_kernels.py")]
+    if not all(path.exists() for path in sources):
         return
-    newest = kernels.stat().st_mtime
+    newest = max(path.stat().st_mtime for path in sources)
     cached = list((root / "__pycache__").glob("*.nb[ic]"))
     if os.environ.get("NUMBA_CACHE_DIR"):
         cached += pathlib.Path(os.environ["NUMBA_CACHE_DIR"]).rglob("test_*.nb[ic]")

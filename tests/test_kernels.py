@@ -964,10 +964,10 @@ def test_adam_kernel_is_vectorised():
     vectorised around them)."""
     from llvmlite import binding
 
-    options = {k: v for k, v in K._adam_update.targetoptions.items()
+    options = {k: v for k, v in K.adam_update[0].targetoptions.items()
                if k not in ("cache", "nopython")}
     assert "fastmath" not in options  # contraction would fuse a multiply-add: other bits
-    step = numba.njit(**options)(K._adam_update.py_func)  # compiled here: readable assembly
+    step = numba.njit(**options)(K.adam_update[0].py_func)  # compiled here: readable assembly
     x = np.zeros(64, np.float32)
     step(x, x.copy(), x.copy(), x.copy(), np.empty(0, np.float32), *(np.float32(0.5),) * 4)
     asm = "\n".join(step.inspect_asm().values())
