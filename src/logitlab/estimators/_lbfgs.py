@@ -136,6 +136,45 @@ def _max_abs(v):
     return max(hi, -lo) if hi == hi and lo == lo else np.nan
 
 
+def _stop_at(g, nit, nfev, gtol, max_iter, max_fun, converged):
+    """``(status, message)`` if an iteration should not start from gradient ``g`` (the stops
+    L-BFGS-B checks there: an overflowed gradient, ``gtol`` with the message ``converged``,
+    ``max_iter``, ``max_fun``), else None."""
+    if not _finite_norm(g):  # overflowed: no step to take (the estimators warn)
+        return 2, "ABNORMAL: THE GRADIENT'S NORM IS NOT FINITE"
+    if _max_abs(g) <= gtol:
+        return 0, converged
+    if nit >= max_iter:
+        return 1, "STOP: TOTAL NO. OF ITERATIONS REACHED LIMIT"
+    if nfev >= max_fun:
+        return 1, _TOO_MANY_EVALUATIONS
+    return None
+
+
+def _failed_search(found, nfev, max_fun):
+    """``(status, message)`` for a line search that found no step (``found[0]`` None), else
+    None."""
+    if found[0] is not None:
+        return None
+    if nfev >= max_fun:  # the search ran out of evaluations
+        return 1, _TOO_MANY_EVALUATIONS
+    return 2, "ABNORMAL_TERMINATION_IN_LNSRCH"
+
+
+def _stop_after(callback, x, f_old, f, ftol):
+    """``(status, message)`` if the iteration that moved to ``x`` (objective ``f_old`` ->
+    ``f``) ends the run (``callback`` raised ``StopIteration``, or the relative reduction
+    is at most ``ftol``), else None; ``callback`` gets a copy of ``x`` and ``f``."""
+    if callback is not None:
+        try:
+            callback(OptimizeResult(x=x.copy(), fun=f))
+        except StopIteration:
+            return 99, "`callback` raised `StopIteration`."
+    if (f_old - f) / max(abs(f_old), abs(f), 1.0) <= ftol:
+        return 0, "CONVERGENCE: RELATIVE REDUCTION OF F <= FACTR*EPSMCH"
+    return None
+
+
 def minimize_lbfgs(fun, x0, *, args=(), m=10, gtol, ftol, max_iter, maxls=50, max_fun=15000,
                    callback=None):
     """Minimise ``fun(x, *args) -> (value, gradient)`` from ``x0`` (see the module).
@@ -155,18 +194,10 @@ def minimize_lbfgs(fun, x0, *, args=(), m=10, gtol, ftol, max_iter, maxls=50, ma
     history = _History(m, x.size)
     d = np.empty_like(x)
     trial = np.empty_like(x)
-    status, message = 1, "STOP: TOTAL NO. OF ITERATIONS REACHED LIMIT"
     while True:
-        if not _finite_norm(g):  # overflowed: no step to take (the estimators warn)
-            status, message = 2, "ABNORMAL: THE GRADIENT'S NORM IS NOT FINITE"
-            break
-        if _max_abs(g) <= gtol:
-            status, message = 0, "CONVERGENCE: NORM OF PROJECTED GRADIENT <= PGTOL"
-            break
-        if nit >= max_iter:
-            break
-        if nfev >= max_fun:
-            message = _TOO_MANY_EVALUATIONS
+        stop = _stop_at(g, nit, nfev, gtol, max_iter, max_fun,
+                        "CONVERGENCE: NORM OF PROJECTED GRADIENT <= PGTOL")
+        if stop:
             break
         descent = bool(history.order) and history.direction(g, d)
         if not descent:
@@ -184,13 +215,10 @@ def minimize_lbfgs(fun, x0, *, args=(), m=10, gtol, ftol, max_iter, maxls=50, ma
             np.negative(g, out=d)
             first = True
         alpha, f_new, g_new, _ = found
-        if alpha is None and nfev >= max_fun:  # the search ran out of evaluations
-            message = _TOO_MANY_EVALUATIONS
-            break
-        if alpha is None:
-            status, message = 2, "ABNORMAL_TERMINATION_IN_LNSRCH"
-            if not np.isfinite(f_new):  # no finite value along -g: reported, as L-BFGS-B
-                f = f_new  # reports it (the estimators warn of a non-finite objective)
+        stop = _failed_search(found, nfev, max_fun)
+        if stop:
+            if stop[0] == 2 and not np.isfinite(f_new):  # no finite value along -g: reported,
+                f = f_new  # as L-BFGS-B reports it (the estimators warn of it)
             break
         nit += 1
         # the new point is trial = x + alpha d; x's buffer then holds y = g_new - g
@@ -202,15 +230,10 @@ def minimize_lbfgs(fun, x0, *, args=(), m=10, gtol, ftol, max_iter, maxls=50, ma
         elif history.order:
             history.refresh(g_new)
         f_old, f, g = f, float(f_new), g_new
-        if callback is not None:
-            try:
-                callback(OptimizeResult(x=x.copy(), fun=f))
-            except StopIteration:
-                status, message = 99, "`callback` raised `StopIteration`."
-                break
-        if (f_old - f) / max(abs(f_old), abs(f), 1.0) <= ftol:
-            status, message = 0, "CONVERGENCE: RELATIVE REDUCTION OF F <= FACTR*EPSMCH"
+        stop = _stop_after(callback, x, f_old, f, ftol)
+        if stop:
             break
+    status, message = stop
     return OptimizeResult(x=x, fun=f, jac=g, nit=nit, nfev=nfev, status=status,
                           success=status == 0, message=message)
 

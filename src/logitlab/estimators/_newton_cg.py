@@ -45,7 +45,7 @@ import numpy as np
 from scipy.linalg.blas import daxpy
 from scipy.optimize import OptimizeResult
 
-from ._lbfgs import _TOO_MANY_EVALUATIONS, _finite_norm, _line_search, _max_abs
+from ._lbfgs import _failed_search, _line_search, _stop_after, _stop_at
 
 __all__ = ["minimize_newton_cg"]
 
@@ -102,18 +102,10 @@ def minimize_newton_cg(fun, hessp_at, x0, *, args=(), gtol, ftol, max_iter, max_
     f, g = float(f), np.asarray(g, dtype=np.float64)
     nfev, nit, nhev = 1, 0, 0
     d, r, p, trial = (np.empty_like(x) for _ in range(4))
-    status, message = 1, "STOP: TOTAL NO. OF ITERATIONS REACHED LIMIT"
     while True:
-        if not _finite_norm(g):  # overflowed: no step to take (the estimators warn)
-            status, message = 2, "ABNORMAL: THE GRADIENT'S NORM IS NOT FINITE"
-            break
-        if _max_abs(g) <= gtol:
-            status, message = 0, "CONVERGENCE: NORM OF GRADIENT <= GTOL"
-            break
-        if nit >= max_iter:
-            break
-        if nfev >= max_fun:
-            message = _TOO_MANY_EVALUATIONS
+        stop = _stop_at(g, nit, nfev, gtol, max_iter, max_fun,
+                        "CONVERGENCE: NORM OF GRADIENT <= GTOL")
+        if stop:
             break
         g1 = float(np.abs(g).sum())
         nhev += _cg(hessp_at(x, *args), g, d, r, p, max_inner, min(0.5, np.sqrt(g1)) * g1)
@@ -130,25 +122,17 @@ def minimize_newton_cg(fun, hessp_at, x0, *, args=(), gtol, ftol, max_iter, max_
             np.negative(g, out=d)  # a failed search along the Newton direction: once along -g
             steepest = True
         alpha, f_new, g_new, _ = found
-        if alpha is None and nfev >= max_fun:
-            message = _TOO_MANY_EVALUATIONS
-            break
-        if alpha is None:
-            status, message = 2, "ABNORMAL_TERMINATION_IN_LNSRCH"
-            if not np.isfinite(f_new):
+        stop = _failed_search(found, nfev, max_fun)
+        if stop:
+            if stop[0] == 2 and not np.isfinite(f_new):  # reported (the estimators warn)
                 f = f_new
             break
         nit += 1
         x, trial = trial, x  # the new point is trial = x + alpha d
         f_old, f, g = f, float(f_new), g_new
-        if callback is not None:
-            try:
-                callback(OptimizeResult(x=x.copy(), fun=f))
-            except StopIteration:
-                status, message = 99, "`callback` raised `StopIteration`."
-                break
-        if (f_old - f) / max(abs(f_old), abs(f), 1.0) <= ftol:
-            status, message = 0, "CONVERGENCE: RELATIVE REDUCTION OF F <= FACTR*EPSMCH"
+        stop = _stop_after(callback, x, f_old, f, ftol)
+        if stop:
             break
+    status, message = stop
     return OptimizeResult(x=x, fun=f, jac=g, nit=nit, nfev=nfev, nhev=nhev, status=status,
                           success=status == 0, message=message)
