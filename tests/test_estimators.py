@@ -120,19 +120,21 @@ def test_fused_evaluation_equals_the_products(rng, monkeypatch, dtype, n_classes
                                atol=tol * 10 * np.abs(products[1]).max())
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dtype,k", [(np.float32, 9), (np.float64, 9), (np.float64, 60)])
 @pytest.mark.parametrize("fmt", ["csr", "csc"])
-def test_fused_sparse_evaluation_equals_the_products(rng, monkeypatch, dtype, fmt):
-    # _kernels.linear_ce_csr on two threads' row ranges, against scipy's two products
+def test_fused_sparse_evaluation_equals_the_products(rng, monkeypatch, dtype, k, fmt):
+    # _kernels.linear_ce_csr on two threads' row ranges, against scipy's two products (float64
+    # rows of up to 255 classes go through the kernels, float32 rows below 48)
     from logitlab import _jit
     from logitlab.estimators import _linear_loss
 
     monkeypatch.setattr(_linear_loss, "THREADED_SIZE", 1)
-    X, y = _text_like(rng, n=700, p=300, n_classes=9, density=0.05)
+    X, y = _text_like(rng, n=700, p=300, n_classes=k, density=0.05)
     X = X.astype(dtype).asformat(fmt)
     sw = rng.uniform(0.5, 2.0, 700)
     sw[::6] = 0.0
-    obj = LinearSoftmaxLoss(9, 300, C=2.0, dtype=dtype)
+    assert not LinearSoftmaxLoss(k, 300, dtype=np.float32).fused_sparse or k < 48
+    obj = LinearSoftmaxLoss(k, 300, C=2.0, dtype=dtype)
     w = rng.normal(size=obj.n_params) * 0.5
     with _jit.kernel_mode("always"):
         parts = obj.split(X, y, sw)

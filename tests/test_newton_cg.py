@@ -39,6 +39,7 @@ CASES = {  # name: (n_classes, sparse, kernel mode, dtype, weights, fit_intercep
     "csr-kernels-weights-no-intercept": (7, True, "always", np.float64, True, False, 1.0),
     "csr-numpy": (7, True, "never", np.float64, True, True, 1.0),
     "csr-kernels-float32": (6, True, "always", np.float32, True, True, 1.0),
+    "csr-kernels-60-classes": (60, True, "always", np.float64, True, True, 1.0),
     "dense-binary": (2, False, "auto", np.float64, True, True, 1.0),
     "csr-binary-no-penalty": (2, True, "auto", np.float64, False, True, None),
 }
