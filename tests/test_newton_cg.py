@@ -225,3 +225,49 @@ def test_overflowing_features_give_the_estimator_s_warning_alone(rng):
         with _jit.kernel_mode("always"):
             SoftmaxRegression(solver="newton-cg").fit(X * 1e150, y)
     assert [w.category for w in caught] == [ConvergenceWarning]
+
+
+def test_no_warning_where_l_bfgs_b_converged_at_the_last_iteration_allowed():
+    # a review: scipy's L-BFGS-B checks max_iter before the gradient (status 1 at a gradient
+    # below tol); scikit-learn's lbfgs warns there, logitlab does not
+    from sklearn.datasets import load_iris
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    n = SoftmaxRegression(solver="lbfgs").fit(X, y).n_iter_[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        SoftmaxRegression(solver="lbfgs", max_iter=int(n)).fit(X, y)
+    with pytest.warns(ConvergenceWarning, match="failed to converge"):
+        SoftmaxRegression(solver="lbfgs", max_iter=int(n) - 1).fit(X, y)
+
+
+def test_a_stalled_fit_is_named_in_either_of_scipy_s_words(rng, monkeypatch):
+    # a review: scipy before 1.15 says REL_REDUCTION_OF_F, and the warning did not fire there
+    from logitlab.estimators import _linear_loss
+
+    X, y = _badly_scaled(rng)
+    real = _linear_loss.LinearSoftmaxLoss.minimize
+
+    def old_words(self, *args, **kwargs):
+        result = real(self, *args, **kwargs)
+        result.message = result.message.replace("RELATIVE REDUCTION OF F <=",
+                                                "REL_REDUCTION_OF_F_<=_")
+        return result
+
+    monkeypatch.setattr(_linear_loss.LinearSoftmaxLoss, "minimize", old_words)
+    with pytest.warns(ConvergenceWarning, match="relative reduction, its largest gradient"):
+        SoftmaxRegression(solver="lbfgs").fit(X, y)
+
+
+def test_the_model_kernels_import_first_or_second(tmp_path):
+    # a review: `import logitlab._model_kernels` first met itself half made (a circular import)
+    import subprocess
+    import sys
+
+    for first, second in (("_model_kernels", "_kernels"), ("_kernels", "_model_kernels")):
+        code = (f"import logitlab.{first}, logitlab.{second} as k; "
+                "print(k.linear_hvp_csr if hasattr(k, 'linear_hvp_csr') else k.adam_update)")
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr

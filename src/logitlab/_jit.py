@@ -155,7 +155,7 @@ def _load():
         # Numba loaded, in a first fit: the next fit crashed)
         with whole(*_LOADED_WITH_NUMBA):
             _prefer_fork_safe_threads()
-            from . import _kernels
+            from . import _kernels, _model_kernels  # noqa: F401  (served from _kernels)
     except Exception as exc:  # Numba missing or broken: the reference serves every call
         _state["failed"] = True
         _unavailable("loading Numba and the kernels", exc)

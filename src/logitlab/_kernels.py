@@ -1610,8 +1610,18 @@ sparse_ce_rows = _compile(_sparse_ce_rows)
 categorical_ce_rows = _compile(_categorical_ce_rows)
 
 
-# The kernels of the models and estimators, Adam's step and the linear objective's, live in
-# a module of their own on this one's helpers; they are served from here as one set (``_jit``
-# loads this module, the fallbacks look each kernel up by its name here).
-from ._model_kernels import (  # noqa: E402,F401  (after the helpers it imports from here)
-    adam_update, linear_ce, linear_ce_csr, linear_hvp_csr, linear_proba_csr)
+_MODEL_KERNELS = ("adam_update", "linear_ce", "linear_ce_csr", "linear_proba_csr",
+                  "linear_hvp_csr")
+
+
+def __getattr__(name):
+    """The kernels of the models and estimators (Adam's step, the linear objective's) live in
+    ``_model_kernels.py``, on this module's helpers, and are served from here with these as
+    one set (``_jit`` loads both; the fallbacks look each kernel up here by name). Looked up
+    when asked, not imported at the end of this module: ``_model_kernels`` imported first
+    would then meet itself half made (a review)."""
+    if name in _MODEL_KERNELS:
+        from . import _model_kernels
+
+        return getattr(_model_kernels, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

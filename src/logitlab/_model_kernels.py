@@ -3,8 +3,9 @@ objective's evaluation and Hessian products, dense and CSR.
 
 They build on ``_kernels.py``'s helpers (the short-row cross-entropy
 ``_sparse_ce_block_in_place``, the exponentials, the prefetch IR) and are
-served with its kernels as one set: ``_kernels`` imports them at its end, so
-``_jit`` and the fallbacks find every kernel there. docs/kernels.md has the
+served with its kernels as one set: ``_kernels`` looks them up here when asked
+for them (its module ``__getattr__``), so ``_jit`` and the fallbacks find every
+kernel there. docs/kernels.md has the
 design; docs/performance.md §6 the figures.
 """
 

@@ -310,17 +310,17 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 "coefficients' scale; standardise them (StandardScaler) or regularise more "
                 "(a smaller C).", ConvergenceWarning, stacklevel=user_stacklevel())
         elif (result.status == 0 and objective.dtype == np.float64
-              and "RELATIVE REDUCTION" in str(result.message)
-              and _max_abs(result.jac) > _STALLED * self.tol):
+              and "REDUCTION" in str(result.message).upper()  # (scipy < 1.15: REL_REDUCTION)
+              and _max_abs(result.jac) >= _STALLED * self.tol):
             # a review: a column at 1e8, L-BFGS stopped at 2.8 times the optimal objective as
             # converged (as scikit-learn's lbfgs does, silently), its gradient 6e6 times tol
             warnings.warn(
                 f"SoftmaxRegression ({solver}) stopped after {result.nit} iterations on the "
                 "objective's relative reduction, its largest gradient component "
                 f"{_max_abs(result.jac):.3g}, far above tol={self.tol:g}: its steps no "
-                "longer lowered the objective, and the coefficients may be far from the "
-                "optimum. The features are badly scaled: standardise them (StandardScaler, "
-                "or MaxAbsScaler for sparse X)"
+                "longer lowered the objective before tol was reached. The features are "
+                "likely badly scaled, and the fit can then be far from the optimum: "
+                "standardise them (StandardScaler, or MaxAbsScaler for sparse X)"
                 + (", or try solver='newton-cg'." if solver == "L-BFGS" else "."),
                 ConvergenceWarning, stacklevel=user_stacklevel())
         elif result.status == 2:  # a review: silent before (scikit-learn warns here too)
@@ -331,8 +331,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 "its rounding floor or the features are badly scaled: standardise them "
                 "(StandardScaler, or MaxAbsScaler for sparse X), or set a larger tol.",
                 ConvergenceWarning, stacklevel=user_stacklevel())
-        elif result.status == 1 or (result.status != 0 and result.nit >= self.max_iter):
-            # (converged at the last iteration allowed: no warning, a review)
+        elif (result.status == 1 or (result.status != 0 and result.nit >= self.max_iter)) \
+                and not _max_abs(result.jac) <= self.tol:
+            # converged at the last iteration allowed: no warning (a review; scipy's L-BFGS-B
+            # checks its iteration limit before the gradient, and says status 1 there)
             warnings.warn(
                 f"SoftmaxRegression ({solver}) failed to converge after {self.max_iter} "
                 "iterations; increase max_iter, standardise the features (StandardScaler), "

@@ -201,7 +201,7 @@ def _adam_numpy(p, g, m, v, v_hat, c1, c2, alpha, epsilon, tmp, denom):
     None) ``v_hat = max(v_hat, v)`` is used for ``v``; ``p -= (m alpha) /
     (sqrt(v) + epsilon)``. The scalars are Python floats (weak: rounded to
     ``p``'s dtype) or scalars of that dtype, which give the same bits. The
-    compiled step (``_kernels._adam_update``) does these operations in this
+    compiled step (``_model_kernels._adam_update``) does these operations in this
     order, and the kernels' fallback calls this.
     """
     np.subtract(g, m, out=tmp)
