@@ -2,8 +2,9 @@
 
     python benchmarks/compare_kernels.py REV [CxN ...] [--float64] [--confident]
 
-Loads ``src/logitlab/_kernels.py`` (and ``_model_kernels.py``, which it
-imports) as of ``REV`` (``git show``, into a package in a folder kept per revision, so that a second run loads it from Numba's cache as this
+Loads ``src/logitlab/_kernels.py`` (and ``_model_kernels.py``, whose kernels
+it serves) as of ``REV`` (``git show``, into a package in a folder kept per
+revision, so that a second run loads it from Numba's cache as this
 checkout's kernels are loaded: count the second run) beside the current
 one and times both on the same float32 arrays, alternating, serial
 and parallel: the sparse CE kernel and the softmax kernel, on buffers that
@@ -41,7 +42,7 @@ def load_revision(rev):
     # path and time), so a second run loads them as the checkout's own are loaded, from the
     # cache; code compiled in the process measured up to 15 % slower than the same code
     # loaded from the cache, which would favour the side that is cached. A package of its
-    # own: since 2026-12-04 _kernels.py imports the models' kernels from _model_kernels.py
+    # own: since 2026-12-04 _kernels.py serves the models' kernels from _model_kernels.py
     folder = pathlib.Path(tempfile.gettempdir()) / f"logitlab_kernels_{sha[:12]}"
     package = folder / "kernels_at_revision"
     package.mkdir(parents=True, exist_ok=True)

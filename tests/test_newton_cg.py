@@ -208,14 +208,24 @@ def test_a_badly_scaled_fit_goes_on_to_the_optimum_and_says_why_it_stopped(rng):
     assert stalled.objective_ > 2 * got.objective_  # what the warning is for
 
 
-def test_no_warning_where_it_converged_at_the_last_iteration_allowed(rng):
-    X, y, _ = _problem(rng, 2000, 50, 4, sparse=True)
-    n = SoftmaxRegression(solver="newton-cg").fit(X, y).n_iter_[0]
+@pytest.mark.parametrize("solver", ["newton-cg", "lbfgs"])
+def test_no_warning_where_it_converged_at_the_last_iteration_allowed(rng, solver):
+    # a review (both solvers): scipy's L-BFGS-B checks max_iter before the gradient (status 1
+    # at a gradient below tol); scikit-learn's lbfgs warns there, logitlab does not
+    if solver == "newton-cg":
+        X, y, _ = _problem(rng, 2000, 50, 4, sparse=True)
+    else:
+        from sklearn.datasets import load_iris
+        from sklearn.preprocessing import StandardScaler
+
+        X, y = load_iris(return_X_y=True)
+        X = StandardScaler().fit_transform(X)
+    n = SoftmaxRegression(solver=solver).fit(X, y).n_iter_[0]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        SoftmaxRegression(solver="newton-cg", max_iter=int(n)).fit(X, y)
+        SoftmaxRegression(solver=solver, max_iter=int(n)).fit(X, y)
     with pytest.warns(ConvergenceWarning, match="failed to converge"):
-        SoftmaxRegression(solver="newton-cg", max_iter=int(n) - 1).fit(X, y)
+        SoftmaxRegression(solver=solver, max_iter=int(n) - 1).fit(X, y)
 
 
 def test_overflowing_features_give_the_estimator_s_warning_alone(rng):
@@ -225,22 +235,6 @@ def test_overflowing_features_give_the_estimator_s_warning_alone(rng):
         with _jit.kernel_mode("always"):
             SoftmaxRegression(solver="newton-cg").fit(X * 1e150, y)
     assert [w.category for w in caught] == [ConvergenceWarning]
-
-
-def test_no_warning_where_l_bfgs_b_converged_at_the_last_iteration_allowed():
-    # a review: scipy's L-BFGS-B checks max_iter before the gradient (status 1 at a gradient
-    # below tol); scikit-learn's lbfgs warns there, logitlab does not
-    from sklearn.datasets import load_iris
-    from sklearn.preprocessing import StandardScaler
-
-    X, y = load_iris(return_X_y=True)
-    X = StandardScaler().fit_transform(X)
-    n = SoftmaxRegression(solver="lbfgs").fit(X, y).n_iter_[0]
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        SoftmaxRegression(solver="lbfgs", max_iter=int(n)).fit(X, y)
-    with pytest.warns(ConvergenceWarning, match="failed to converge"):
-        SoftmaxRegression(solver="lbfgs", max_iter=int(n) - 1).fit(X, y)
 
 
 def test_a_stalled_fit_is_named_in_either_of_scipy_s_words(rng, monkeypatch):

@@ -404,6 +404,10 @@ def _warm_jobs(jobs):
     kernels = _module()
     if kernels is None:
         return 0
+    def csr(x):  # a 2 x 3 CSR matrix's arrays (read-only, as the linear objective passes them)
+        return readonly(np.array([0, 1, 2], np.int32), np.array([0, 2], np.int32),
+                        x[0, :2].copy())
+
     arguments = {  # fresh arguments for each kernel pair from x, t and y
         "softmax_rows": lambda x, t, y: (x, np.empty_like(x), np.zeros(2, bool), True),
         "log_softmax_rows": lambda x, t, y: (x, np.empty_like(x), np.zeros(2, bool)),
@@ -419,15 +423,12 @@ def _warm_jobs(jobs):
         "linear_ce": lambda x, t, y: (*readonly(x), t, np.zeros(2, x.dtype),
                                       *readonly(y, np.ones(2)), np.zeros_like(t), np.zeros(2)),
         "linear_ce_csr": lambda x, t, y: (
-            *readonly(np.array([0, 1, 2], np.int32), np.array([0, 2], np.int32), x[0, :2].copy()),
-            t.T.copy(), np.zeros(2, x.dtype), *readonly(y, np.ones(2)), 0, 2,
+            *csr(x), t.T.copy(), np.zeros(2, x.dtype), *readonly(y, np.ones(2)), 0, 2,
             np.zeros((3, 2), x.dtype), np.zeros(2)),
         "linear_proba_csr": lambda x, t, y: (
-            *readonly(np.array([0, 1, 2], np.int32), np.array([0, 2], np.int32), x[0, :2].copy()),
-            t.T.copy(), np.zeros(2, x.dtype), 0, 2, np.zeros((2, 2), x.dtype)),
+            *csr(x), t.T.copy(), np.zeros(2, x.dtype), 0, 2, np.zeros((2, 2), x.dtype)),
         "linear_hvp_csr": lambda x, t, y: (
-            *readonly(np.array([0, 1, 2], np.int32), np.array([0, 2], np.int32), x[0, :2].copy()),
-            t.T.copy(), np.zeros(2, x.dtype), np.full((2, 2), 0.5, x.dtype),
+            *csr(x), t.T.copy(), np.zeros(2, x.dtype), np.full((2, 2), 0.5, x.dtype),
             *readonly(np.ones(2)), 0, 2, np.zeros((3, 2), x.dtype), np.zeros(2)),
     }
     count = 0

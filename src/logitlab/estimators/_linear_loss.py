@@ -201,8 +201,12 @@ class LinearSoftmaxLoss:
             grad[:, self.n_features] += gb
         return float(loss)
 
+    def _bias(self, intercept):
+        """The kernels' intercept argument: ``intercept``, or zeros without one."""
+        return np.zeros(self.k, dtype=self.dtype) if intercept is None else intercept
+
     def _kernel_args(self, y, sw, intercept):
-        b = np.zeros(self.k, dtype=self.dtype) if intercept is None else intercept
+        b = self._bias(intercept)
         labels, w = _jit.readonly(np.asarray(y, dtype=np.intp), np.ones(len(y)) if sw is None
                                   else np.asarray(sw, dtype=np.float64))
         return b, labels, w
@@ -390,9 +394,8 @@ class LinearSoftmaxLoss:
                 kernels = _jit.kernels_for(X.data)
                 if kernels is not None:
                     P = np.empty((hi - lo, self.k), dtype=self.dtype)
-                    b = np.zeros(self.k, dtype=self.dtype) if intercept is None else intercept
                     _jit.launch(kernels.linear_proba_csr, hi - lo, 0, *self._csr_arrays(X),
-                                np.ascontiguousarray(coef.T), b, lo, hi, P)
+                                np.ascontiguousarray(coef.T), self._bias(intercept), lo, hi, P)
                     return P
             kept = []
             for Xb, yb, swb, XbT in blocks:
@@ -413,9 +416,8 @@ class LinearSoftmaxLoss:
                 X, _, sw, (lo, hi) = blocks[0]
                 HVT = np.zeros((self.n_features, self.k), dtype=self.dtype)
                 hc = np.zeros(self.k)
-                c = np.zeros(self.k, dtype=self.dtype) if c is None else c
                 _jit.launch(_jit.kernels_for(X.data).linear_hvp_csr, hi - lo, 0,
-                            *self._csr_arrays(X), np.ascontiguousarray(V.T), c, state,
+                            *self._csr_arrays(X), np.ascontiguousarray(V.T), self._bias(c), state,
                             *_jit.readonly(np.asarray(sw, dtype=np.float64)), lo, hi, HVT, hc)
                 return 0.0, HVT, hc
             HV = np.zeros((self.k, self.cols))
