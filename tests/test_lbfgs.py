@@ -293,3 +293,170 @@ def test_verbose_fits_say_each_iteration_and_why_they_stopped(rng, monkeypatch, 
                                  f"L-BFGS stopped: no lower objective found along its "
                                  f"direction after {n} iterations and "))
     assert "(CONVERGENCE" in lines[-1] or "(ABNORMAL" in lines[-1]
+
+
+# ---------------------------------------------------------------- the coarse phase
+def _float32_logistic(rng, n=4000, d=20, k=5):
+    """A logistic objective, and its float32 evaluation as ``coarse`` (as the estimators
+    make it)."""
+    X = rng.normal(size=(n, d))
+    y = rng.integers(0, k, n)
+    obj = LinearSoftmaxLoss(k, d, C=1.0)
+    obj32 = LinearSoftmaxLoss(k, d, C=1.0, dtype=np.float32)
+    X32 = X.astype(np.float32)
+    args = (X, y, None, float(n))
+    return obj, args, (lambda x, *_: obj32.loss_gradient(x, X32, y, None, float(n))), \
+        100 * obj32.ftol(n)
+
+
+def test_a_coarse_phase_hands_over_to_the_exact_objective_at_its_optimum(rng):
+    obj, args, coarse, noise = _float32_logistic(rng)
+    x0 = np.zeros(obj.n_params)
+    ref = optimize.minimize(obj.loss_gradient, x0, args=args, jac=True, method="L-BFGS-B",
+                            options={"gtol": 1e-9, "ftol": 0.0, "maxiter": 1000, "maxls": 50})
+    got = minimize_lbfgs(obj.loss_gradient, x0, args=args, gtol=1e-9, ftol=0.0,
+                         max_iter=1000, coarse=coarse, coarse_noise=noise)
+    # the result is the exact objective's, at its optimum to gtol
+    f, g = obj.loss_gradient(got.x, *args)
+    assert got.status == 0 and f == got.fun and np.array_equal(g, got.jac)
+    assert np.abs(g).max() <= 1e-9
+    assert abs(got.fun - ref.fun) <= 1e-12 * ref.fun
+    # the float32 evaluations did the work: a handful of exact ones at the end
+    assert got.ncoarse >= ref.nfev - 3 and got.nfev - got.ncoarse <= 3
+
+
+def test_the_coarse_search_reads_changes_below_its_noise_from_the_derivatives():
+    # a quadratic whose coarse values carry noise of 1e-9 (its gradient exact): near the
+    # optimum the values cannot tell a step down from one up; the trapezoid of the
+    # derivatives can, and the coarse phase reaches gtol itself
+    scale = np.linspace(1.0, 50.0, 40)
+    noise = np.random.default_rng(3)
+
+    def exact(x):
+        return 0.5 * float(x @ (scale * x)), scale * x
+
+    def coarse(x):  # noise of 1e-9 (relative to max(|f|, 1), as the estimators measure it)
+        f, g = exact(x)
+        return f + 1e-9 * noise.normal(), g.copy()
+
+    x0 = np.linspace(-1.0, 1.0, 40)
+    got = minimize_lbfgs(exact, x0, gtol=1e-10, ftol=0.0, max_iter=500, coarse=coarse,
+                         coarse_noise=1e-7)
+    assert got.status == 0 and np.abs(got.jac).max() <= 1e-10
+    # two exact evaluations: the check of the coarse gradient (at 100 gtol: exact here, so
+    # the coarse phase goes on to gtol) and the hand-over where it ended
+    assert got.nfev - got.ncoarse == 2
+    # without reading past the noise, the coarse phase stalls far above gtol
+    stalled = minimize_lbfgs(exact, x0, gtol=1e-10, ftol=0.0, max_iter=500, coarse=coarse,
+                             coarse_noise=0.0)
+    assert stalled.status == 0 and stalled.nfev - stalled.ncoarse > 2
+
+
+def test_a_coarse_gradient_stuck_above_gtol_hands_over_after_its_patience():
+    # coarse gradients off by 1e-6 at random: the coarse phase cannot reach gtol = 1e-10;
+    # it ends once its gradient stops falling, and the exact phase finishes the run
+    scale = np.linspace(1.0, 20.0, 30)
+    noise = np.random.default_rng(4)
+
+    def exact(x):
+        return 0.5 * float(x @ (scale * x)), scale * x
+
+    def coarse(x):
+        f, g = exact(x)
+        return f, g + 1e-6 * noise.normal(size=g.size)
+
+    got = minimize_lbfgs(exact, np.ones(30), gtol=1e-10, ftol=0.0, max_iter=1000,
+                         coarse=coarse, coarse_noise=1e-7)
+    assert got.status == 0 and np.abs(got.jac).max() <= 1e-10
+    assert 0 < got.ncoarse < 200  # patience, not max_iter, ended the coarse phase
+
+
+def test_a_coarse_value_that_is_not_finite_leaves_the_run_to_the_exact_objective(rng):
+    # features beyond float32's range: the float32 copy holds inf, its first value is NaN;
+    # the run is then the plain run, step for step
+    obj, args, _, noise = _float32_logistic(rng)
+
+    def nan(x, *_):
+        return np.nan, np.full(x.size, np.nan)
+
+    plain = minimize_lbfgs(obj.loss_gradient, np.zeros(obj.n_params), args=args, gtol=1e-9,
+                           ftol=0.0, max_iter=1000)
+    got = minimize_lbfgs(obj.loss_gradient, np.zeros(obj.n_params), args=args, gtol=1e-9,
+                         ftol=0.0, max_iter=1000, coarse=nan, coarse_noise=noise)
+    assert got.ncoarse == 1 and got.nfev == plain.nfev + 1
+    assert np.array_equal(got.x, plain.x) and got.fun == plain.fun and got.status == 0
+
+
+@pytest.mark.parametrize("ending", ["max_iter", "max_fun", "callback"])
+def test_a_run_that_ends_in_its_coarse_phase_reports_the_exact_objective(rng, ending):
+    obj, args, coarse, noise = _float32_logistic(rng)
+
+    def stop(intermediate_result):
+        raise StopIteration
+
+    limits = {"max_iter": dict(max_iter=3), "max_fun": dict(max_iter=1000, max_fun=4),
+              "callback": dict(max_iter=1000, callback=stop)}[ending]
+    got = minimize_lbfgs(obj.loss_gradient, np.zeros(obj.n_params), args=args, gtol=1e-9,
+                         ftol=0.0, coarse=coarse, coarse_noise=noise, **limits)
+    f, g = obj.loss_gradient(got.x, *args)
+    assert f == got.fun and np.array_equal(g, got.jac)
+    assert got.status == {"max_iter": 1, "max_fun": 1, "callback": 99}[ending]
+    assert got.nfev - got.ncoarse == 1
+
+
+def _large_problem(rng, n=30000, d=40, k=6):
+    X = rng.normal(size=(n, d))
+    W = rng.normal(size=(d, k))
+    y = np.argmax(X @ W + rng.gumbel(size=(n, k)), axis=1)
+    return X, y
+
+
+def test_a_dense_float64_fit_takes_its_first_iterations_in_float32(rng, monkeypatch):
+    X, y = _large_problem(rng)
+    assert X.size >= _linear_loss.COARSE_MIN_SIZE
+    runs = []
+    lean = _linear_loss.minimize_lbfgs
+
+    def spy(*a, **kw):
+        runs.append(lean(*a, **kw))
+        return runs[-1]
+
+    monkeypatch.setattr(_linear_loss, "minimize_lbfgs", spy)
+    w = rng.uniform(0.5, 2.0, len(y))
+    got = SoftmaxRegression(tol=1e-8).fit(X, y, sample_weight=w)
+    assert runs and runs[-1].ncoarse > 20 and runs[-1].nfev - runs[-1].ncoarse <= 8
+    monkeypatch.setattr(_linear_loss, "COARSE_MIN_SIZE", X.size + 1)  # off: L-BFGS-B
+    ref = SoftmaxRegression(tol=1e-8).fit(X, y, sample_weight=w)
+    assert len(runs) == 1
+    assert abs(got.objective_ - ref.objective_) <= 1e-10 * ref.objective_
+    np.testing.assert_allclose(got.coef_, ref.coef_, atol=1e-5)  # both stopped at tol
+    assert got.coef_.dtype == np.float64
+
+
+def test_the_float32_copy_is_made_only_within_its_size_limits(rng, monkeypatch):
+    X, y = _large_problem(rng)
+    obj = LinearSoftmaxLoss(6, X.shape[1], C=1.0)
+    assert obj.coarse(X, y, None, float(len(y))) is not None
+    monkeypatch.setattr(_linear_loss, "COARSE_MAX_BYTES", X.size * 4 - 1)
+    assert obj.coarse(X, y, None, float(len(y))) is None
+    monkeypatch.undo()
+    # float32 X (evaluated in float32 already), sparse X, an objective in float32: none
+    assert LinearSoftmaxLoss(6, X.shape[1], dtype=np.float32).coarse(
+        X.astype(np.float32), y, None, float(len(y))) is None
+    assert obj.coarse(sp.csr_matrix(X), y, None, float(len(y))) is None
+
+
+def test_features_beyond_float32_s_range_fit_as_without_the_coarse_phase(rng, monkeypatch):
+    X, y = _large_problem(rng)
+    X[:, 0] *= 1e-300  # finite in float64, zero in float32
+    X[:, 1] *= 1e39  # finite in float64, inf in float32
+    monkeypatch.setattr(_linear_loss, "LEAN_LBFGS_PARAMS", 0)  # the same driver both ways
+    with warnings.catch_warnings(record=True) as with_coarse:
+        warnings.simplefilter("always")
+        got = SoftmaxRegression(max_iter=200).fit(X, y)
+    monkeypatch.setattr(_linear_loss, "COARSE_MIN_SIZE", X.size + 1)
+    with warnings.catch_warnings(record=True) as without:
+        warnings.simplefilter("always")
+        ref = SoftmaxRegression(max_iter=200).fit(X, y)
+    assert np.array_equal(got.coef_, ref.coef_) and got.objective_ == ref.objective_
+    assert [str(w.message) for w in with_coarse] == [str(w.message) for w in without]

@@ -57,6 +57,14 @@ _EPS = np.finfo(np.float64).eps
 #: the interval's relative tolerance, the largest step.
 _C1, _C2, _XTOL, _STPMAX = 1e-3, 0.9, 0.1, 1e10
 _TOO_MANY_EVALUATIONS = "STOP: TOTAL NO. OF F,G EVALUATIONS EXCEEDS LIMIT"  # L-BFGS-B's words
+_CONVERGED = "CONVERGENCE: NORM OF PROJECTED GRADIENT <= PGTOL"
+#: The coarse phase (:class:`_CoarsePhase`): its gradient checked against the exact one at
+#: ``_COARSE_CHECK * gtol``; followed down to ``_COARSE_MARGIN`` times their difference;
+#: ended after ``_COARSE_PATIENCE`` iterations without a new smallest ``max |g_i|``
+#: (L-BFGS's gradient is not monotone: not after one).
+_COARSE_CHECK = 100.0
+_COARSE_MARGIN = 10.0
+_COARSE_PATIENCE = 10
 
 
 class _History:
@@ -176,7 +184,7 @@ def _stop_after(callback, x, f_old, f, ftol):
 
 
 def minimize_lbfgs(fun, x0, *, args=(), m=10, gtol, ftol, max_iter, maxls=50, max_fun=15000,
-                   callback=None):
+                   callback=None, coarse=None, coarse_noise=None):
     """Minimise ``fun(x, *args) -> (value, gradient)`` from ``x0`` (see the module).
 
     ``fun`` must return a new gradient array on each call, and keep no reference to the
@@ -186,59 +194,144 @@ def minimize_lbfgs(fun, x0, *, args=(), m=10, gtol, ftol, max_iter, maxls=50, ma
     ``scipy.optimize.minimize`` calls it; raising ``StopIteration`` there stops the run
     (``status`` 99, as scipy's). ``max_fun`` caps the evaluations, as L-BFGS-B's ``maxfun``
     (15000 by default there too; ``status`` 1).
+
+    ``coarse(x, *args) -> (value, gradient)``, if given, is a cheaper, less exact
+    evaluation of the same objective (the estimators': in float32) that the run takes
+    first (see :func:`_coarse_phase`); ``coarse_noise`` is its values' relative rounding
+    noise, below which its line searches read the changes from the derivatives. The
+    result is ``fun``'s: its value, gradient and stop. ``nfev`` counts every evaluation,
+    ``ncoarse`` the coarse ones.
     """
     x = np.array(x0, dtype=np.float64).ravel()  # the caller's x0 is not changed
-    f, g = fun(x, *args)
+    phase = None if coarse is None else _CoarsePhase(fun, coarse, args, gtol)
+    evaluate = fun if phase is None else coarse
+    f, g = evaluate(x, *args)
     f, g = float(f), np.asarray(g, dtype=np.float64)
-    nfev, nit = 1, 0
+    nfev, nit, ncoarse = 1, 0, int(phase is not None)
     history = _History(m, x.size)
     d = np.empty_like(x)
     trial = np.empty_like(x)
     while True:
-        stop = _stop_at(g, nit, nfev, gtol, max_iter, max_fun,
-                        "CONVERGENCE: NORM OF PROJECTED GRADIENT <= PGTOL")
-        if stop:
+        stop = _stop_at(g, nit, nfev, gtol if phase is None else phase.gtol, max_iter,
+                        max_fun, _CONVERGED)
+        if stop is None and phase is not None:
+            stop = phase.check(x, g)
+            nfev += phase.take()
+        if stop is None:
+            descent = bool(history.order) and history.direction(g, d)
+            if not descent:
+                history.clear()
+                np.negative(g, out=d)
+            first = not history.order
+            step0 = 1.0 / np.linalg.norm(g) if nit == 0 else 1.0  # as lnsrlb: 1/||d|| at iter 0
+            for _ in range(2):
+                found = _line_search(evaluate, args, x, f, g, d, trial, step0,
+                                     max(1, min(maxls, max_fun - nfev)),
+                                     None if phase is None else coarse_noise * max(abs(f), 1.0))
+                nfev += found[-1]
+                ncoarse += found[-1] if phase is not None else 0
+                if found[0] is not None or first or nfev >= max_fun:
+                    break
+                history.clear()  # a failed search along the L-BFGS direction: once along -g
+                np.negative(g, out=d)
+                first = True
+            alpha, f_new, g_new, _ = found
+            stop = _failed_search(found, nfev, max_fun)
+            if stop:
+                if stop[0] == 2 and not np.isfinite(f_new):  # no finite value along -g:
+                    f = f_new  # reported, as L-BFGS-B reports it (the estimators warn of it)
+            else:
+                nit += 1
+                # the new point is trial = x + alpha d; x's buffer then holds y = g_new - g
+                x, trial = trial, x
+                y = np.subtract(g_new, g, out=trial)
+                sy = alpha * float(d @ y)
+                if sy > _EPS * -alpha * float(g @ d):  # L-BFGS-B's test (mainlb: dr > epsmch
+                    history.add(alpha, d, y, g_new, sy, float(y @ y))  # ddum)
+                elif history.order:
+                    history.refresh(g_new)
+                f_old, f, g = f, float(f_new), g_new
+                stop = _stop_after(callback, x, f_old, f, ftol)
+                if stop is None and phase is not None:
+                    stop = phase.stalled(g)
+        if stop is None:
+            continue
+        if phase is None:
             break
-        descent = bool(history.order) and history.direction(g, d)
-        if not descent:
+        # the coarse phase ends here: on with the exact evaluation where it is, the history
+        # kept if the coarse gradient reached its hand-over undisturbed, unless the stop
+        # ends any run (max_iter, max_fun, the callback)
+        f, g = phase.exact(x)
+        nfev += phase.take()
+        evaluate, phase = fun, None
+        if stop[0] != 0 or stop[1] != _CONVERGED:
             history.clear()
-            np.negative(g, out=d)
-        first = not history.order
-        step0 = 1.0 / np.linalg.norm(g) if nit == 0 else 1.0  # as lnsrlb: 1/||d|| at iter 0
-        for _ in range(2):
-            found = _line_search(fun, args, x, f, g, d, trial, step0,
-                                 max(1, min(maxls, max_fun - nfev)))
-            nfev += found[-1]
-            if found[0] is not None or first or nfev >= max_fun:
-                break
-            history.clear()  # a failed search along the L-BFGS direction: once along -g
-            np.negative(g, out=d)
-            first = True
-        alpha, f_new, g_new, _ = found
-        stop = _failed_search(found, nfev, max_fun)
-        if stop:
-            if stop[0] == 2 and not np.isfinite(f_new):  # no finite value along -g: reported,
-                f = f_new  # as L-BFGS-B reports it (the estimators warn of it)
-            break
-        nit += 1
-        # the new point is trial = x + alpha d; x's buffer then holds y = g_new - g
-        x, trial = trial, x
-        y = np.subtract(g_new, g, out=trial)
-        sy = alpha * float(d @ y)
-        if sy > _EPS * -alpha * float(g @ d):  # L-BFGS-B's test (mainlb: dr > epsmch ddum)
-            history.add(alpha, d, y, g_new, sy, float(y @ y))
         elif history.order:
-            history.refresh(g_new)
-        f_old, f, g = f, float(f_new), g_new
-        stop = _stop_after(callback, x, f_old, f, ftol)
-        if stop:
+            history.refresh(g)
+        if stop[0] in (1, 99):
+            stop = (stop if stop[0] == 99 else None) or _stop_at(
+                g, nit, nfev, gtol, max_iter, max_fun, _CONVERGED) or stop
             break
     status, message = stop
     return OptimizeResult(x=x, fun=f, jac=g, nit=nit, nfev=nfev, status=status,
-                          success=status == 0, message=message)
+                          success=status == 0, message=message, ncoarse=ncoarse)
 
 
-def _line_search(fun, args, x, f, g, d, trial, step0, maxls):
+class _CoarsePhase:
+    """Where :func:`minimize_lbfgs`'s coarse phase hands over to the exact evaluation.
+
+    The coarse gradient is only as good as its rounding: once its largest component
+    is at ``_COARSE_CHECK`` times ``gtol``, the exact gradient is taken at the same point
+    (once), and the coarse phase goes on only down to ``_COARSE_MARGIN`` times their
+    difference (or ``gtol``, the run's end, where that is larger): below, the steps would
+    follow the rounding. Where the coarse gradient stops falling before
+    (``_COARSE_PATIENCE`` iterations without a new smallest component), a search fails,
+    a reduction is at ``ftol`` or a value is not finite, the phase ends too, its history
+    then dropped (its last pairs may be the rounding's).
+    """
+
+    def __init__(self, fun, coarse, args, gtol):
+        self.fun, self.args, self.gtol = fun, args, gtol
+        self.final_gtol = gtol
+        self.checked = False
+        self.at = None  # (x, f, g) of an exact evaluation made by check
+        self.nfev = 0  # exact evaluations made here, not yet counted by the run (take)
+        self.best, self.since = np.inf, 0
+
+    def _evaluate(self, x):
+        f, g = self.fun(x, *self.args)
+        self.nfev += 1
+        self.at = (x.copy(), float(f), np.asarray(g, dtype=np.float64))
+        return self.at[1], self.at[2]
+
+    def take(self):
+        """The exact evaluations made since the last call."""
+        n, self.nfev = self.nfev, 0
+        return n
+
+    def check(self, x, g):
+        """None to go on; the hand-over stop once the coarse gradient is near its rounding."""
+        if self.checked or _max_abs(g) > _COARSE_CHECK * self.final_gtol:
+            return None
+        self.checked = True
+        _, g_exact = self._evaluate(x)
+        self.gtol = max(self.final_gtol, _COARSE_MARGIN * _max_abs(g_exact - g))
+        return (0, _CONVERGED) if _max_abs(g) <= self.gtol else None
+
+    def stalled(self, g):
+        gmax = _max_abs(g)
+        self.best, self.since = (gmax, 0) if gmax < self.best else (self.best, self.since + 1)
+        return (2, "the coarse gradient stopped falling") \
+            if self.since >= _COARSE_PATIENCE else None
+
+    def exact(self, x):
+        """The exact ``(f, g)`` at ``x`` (the check's, if made there)."""
+        if self.at is not None and np.array_equal(self.at[0], x):
+            return self.at[1], self.at[2]
+        return self._evaluate(x)
+
+
+def _line_search(fun, args, x, f, g, d, trial, step0, maxls, trusted=None):
     """L-BFGS-B's line search along ``d`` from ``x``: ``(alpha, f, g, evaluations)``, ``alpha``
     None if none was found (``f`` then ``x``'s, or NaN where no trial's value was finite).
 
@@ -271,7 +364,11 @@ def _line_search(fun, args, x, f, g, d, trial, step0, maxls):
         return seen[alpha]
 
     def phi(alpha):
-        return at(alpha)[0]
+        value = at(alpha)[0]
+        if trusted is not None and abs(value - f) <= trusted:
+            # a change the values cannot resolve: the trapezoid of the derivatives
+            return f + 0.5 * alpha * (derphi0 + derphi(alpha))
+        return value
 
     def derphi(alpha):
         return float(at(alpha)[1] @ d)
@@ -301,4 +398,4 @@ def _line_search(fun, args, x, f, g, d, trial, step0, maxls):
             or not phi1 <= f:  # (a WARN at the best step 0 is no step)
         return None, f if (finite[0] or not count[0]) else np.nan, g, count[0]
     value, grad = at(stp)  # evaluated already unless dcsrch returned an earlier trial
-    return stp, value, grad, count[0]
+    return stp, phi(stp), grad, count[0]

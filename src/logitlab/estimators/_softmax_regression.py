@@ -275,7 +275,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 args=(objective.split(X, y_enc, sw), sw_sum),
                 tol=self.tol, max_iter=self.max_iter, n_samples=X.shape[0],
                 callback=progress.callback if self.verbose else None,
-                hessp=objective.hessian_product if newton else None)
+                hessp=objective.hessian_product if newton else None,
+                coarse=None if newton else objective.coarse(X, y_enc, sw, sw_sum))
         progress.done(result)
         return self._finish(objective, result)
 
