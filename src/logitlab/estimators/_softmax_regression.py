@@ -134,7 +134,12 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     ``LEAN_LBFGS_PARAMS`` (131072) coefficients; from there, a wide sparse fit's
     size, the same method in the memory it needs (``estimators/_lbfgs.py``: 2m +
     4 coefficient-sized vectors, about 200 bytes a coefficient, against L-BFGS-B's
-    290; the same stopping rules).
+    290; the same stopping rules). Dense float64 ``X`` of 2**20 elements or more
+    (up to 1 GiB as float32) runs that L-BFGS on a float32 copy of ``X`` (half its
+    size, for the fit's length) for its first iterations, at about half the cost
+    each, then on ``X`` itself: its stop, ``objective_`` and coefficients are the
+    float64 objective's, at ``tol`` (200000 x 100 x 20: 0.70 s against 1.4 s;
+    ``LinearSoftmaxLoss.coarse``).
 
     Attributes
     ----------
