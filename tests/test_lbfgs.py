@@ -343,18 +343,19 @@ def test_the_coarse_search_reads_changes_below_its_noise_from_the_derivatives():
     got = minimize_lbfgs(exact, x0, gtol=1e-10, ftol=0.0, max_iter=500, coarse=coarse,
                          coarse_noise=1e-7)
     assert got.status == 0 and np.abs(got.jac).max() <= 1e-10
-    # two exact evaluations: the check of the coarse gradient (at 100 gtol: exact here, so
-    # the coarse phase goes on to gtol) and the hand-over where it ended
-    assert got.nfev - got.ncoarse == 2
+    # at most two exact evaluations: the hand-over where it ended, and a check of the coarse
+    # gradient should it have paused (exact here: the coarse phase then goes on to gtol)
+    assert got.nfev - got.ncoarse <= 2
     # without reading past the noise, the coarse phase stalls far above gtol
     stalled = minimize_lbfgs(exact, x0, gtol=1e-10, ftol=0.0, max_iter=500, coarse=coarse,
                              coarse_noise=0.0)
     assert stalled.status == 0 and stalled.nfev - stalled.ncoarse > 2
 
 
-def test_a_coarse_gradient_stuck_above_gtol_hands_over_after_its_patience():
+def test_a_coarse_gradient_stuck_above_gtol_hands_over_once_it_stops_falling():
     # coarse gradients off by 1e-6 at random: the coarse phase cannot reach gtol = 1e-10;
-    # it ends once its gradient stops falling, and the exact phase finishes the run
+    # it ends once its gradient stops falling (checked against the exact one), and the
+    # exact phase finishes the run
     scale = np.linspace(1.0, 20.0, 30)
     noise = np.random.default_rng(4)
 
@@ -368,7 +369,7 @@ def test_a_coarse_gradient_stuck_above_gtol_hands_over_after_its_patience():
     got = minimize_lbfgs(exact, np.ones(30), gtol=1e-10, ftol=0.0, max_iter=1000,
                          coarse=coarse, coarse_noise=1e-7)
     assert got.status == 0 and np.abs(got.jac).max() <= 1e-10
-    assert 0 < got.ncoarse < 200  # patience, not max_iter, ended the coarse phase
+    assert 0 < got.ncoarse < 100  # the check, not max_iter, ended the coarse phase
 
 
 def test_a_coarse_value_that_is_not_finite_leaves_the_run_to_the_exact_objective(rng):
