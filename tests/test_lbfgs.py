@@ -461,3 +461,26 @@ def test_features_beyond_float32_s_range_fit_as_without_the_coarse_phase(rng, mo
         ref = SoftmaxRegression(max_iter=200).fit(X, y)
     assert np.array_equal(got.coef_, ref.coef_) and got.objective_ == ref.objective_
     assert [str(w.message) for w in with_coarse] == [str(w.message) for w in without]
+
+
+@pytest.mark.parametrize("k, intercept, weights", [(20, True, False), (20, False, True),
+                                                   (4, True, True), (2, True, False)],
+                         ids=["blas-ones-column", "no-intercept", "fused-kernel", "binary"])
+def test_the_coarse_evaluation_is_the_objective_in_float32(rng, k, intercept, weights):
+    # each path the float32 copy takes (a column of ones for BLAS's blocks, the fused
+    # kernel's own intercept, binary): value and gradient as float64's, to float32's
+    # rounding, the intercepts unpenalised
+    n, d = 16000, 80  # 20 classes, 80 features: BLAS's blocks (FUSED_MAX_FEATURES)
+    X = rng.normal(size=(n, d)) * rng.uniform(0.5, 3.0, d)
+    y = rng.integers(0, k, n)
+    w = rng.uniform(0.2, 3.0, n) if weights else None
+    s = float(w.sum()) if weights else float(n)
+    obj = LinearSoftmaxLoss(k, d, C=0.5, fit_intercept=intercept)
+    params = rng.normal(size=obj.n_params) * 0.3
+    assert obj.fused == (k == 4)
+    fun, noise = obj.coarse(X, y, w, s)
+    f32, g32 = fun(params)
+    f64, g64 = obj.loss_gradient(params, X, y, w, s)
+    assert abs(f32 - f64) <= 1e-6 * f64
+    np.testing.assert_allclose(g32, g64, rtol=0, atol=1e-6 * np.abs(g64).max())
+    assert 0 < noise < 1e-6

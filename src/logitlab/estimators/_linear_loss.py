@@ -140,6 +140,7 @@ class LinearSoftmaxLoss:
         self.n_features = n_features
         self.fit_intercept = bool(fit_intercept)
         self.cols = n_features + int(self.fit_intercept)
+        self.penalised = n_features  # the leading columns the penalty takes (see coarse)
         self.C = C
         self.inv_C = 0.0 if C is None or np.isinf(C) else 1.0 / float(C)
         self.dtype = np.dtype(dtype)
@@ -319,17 +320,28 @@ class LinearSoftmaxLoss:
         if (self.dtype != np.float64 or not isinstance(X, np.ndarray) or X.dtype != np.float64
                 or X.size < COARSE_MIN_SIZE or X.size * 4 > COARSE_MAX_BYTES):
             return None
-        coarse = LinearSoftmaxLoss(self.n_classes, self.n_features, C=self.C,
+        n, d = X.shape
+        coarse = LinearSoftmaxLoss(self.n_classes, d, C=self.C,
                                    fit_intercept=self.fit_intercept, dtype=np.float32)
-        X32 = np.empty(X.shape, dtype=np.float32)
+        ones = self.fit_intercept and not coarse.fused
+        if ones:  # BLAS's blocks: a column of ones in the copy, the intercepts the last
+            # column of an unpenalised (k, d + 1) block of coefficients (the parameters'
+            # own layout): no pass adding them to the logits, no G^T 1 apart (200000 x
+            # 100 x 20, Xeon, medians of 20 in three runs: an evaluation 25.5-26.3 -> 23.0-23.6
+            # ms)
+            coarse = LinearSoftmaxLoss(self.n_classes, d + 1, C=self.C, fit_intercept=False,
+                                       dtype=np.float32)
+            coarse.penalised = d
+        X32 = np.empty((n, d + ones), dtype=np.float32)
 
         def cast(rows):  # features beyond float32's range become inf: the coarse values are
             with np.errstate(over="ignore"):  # then NaN, and the exact evaluation takes over
-                np.copyto(X32[rows], X[rows])
+                np.copyto(X32[rows, :d], X[rows])
+            if ones:
+                X32[rows, d] = 1.0
         bounds = np.linspace(0, len(X), _n_threads(X.size) + 1).astype(int)
         self._on_parts(cast, [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])])
         parts = coarse.split(X32, y, sample_weight)
-        n = len(X)
 
         def fun(params, *args):
             return coarse.blocked_loss_gradient(params, parts, sw_sum)
@@ -483,10 +495,11 @@ class LinearSoftmaxLoss:
     def finish(self, params, loss, grad, sw_sum):
         """Add the penalty to summed ``(loss, grad)`` and scale by ``1 / sw_sum``."""
         if self.inv_C:
-            coef = np.asarray(params).reshape(self.k, self.cols)[:, :self.n_features]
+            p = self.penalised
+            coef = np.asarray(params).reshape(self.k, self.cols)[:, :p]
             loss = loss + 0.5 * self.inv_C * float(np.einsum("ij,ij->", coef, coef))
             for j in range(self.k):  # a row at a time: no coefficient-sized temporary
-                grad[j, :self.n_features] += self.inv_C * coef[j]
+                grad[j, :p] += self.inv_C * coef[j]
         grad /= sw_sum  # in place: ``grad`` is the caller's fresh sum
         return loss / sw_sum, grad.ravel()
 
