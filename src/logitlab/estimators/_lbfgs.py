@@ -36,10 +36,16 @@ direction and the trial point; with the gradient at the trial point, about
   ftol`` (``status`` 0), or after ``max_iter`` iterations or ``max_fun``
   evaluations (``status`` 1).
 
+* Optionally, a coarse phase first (:class:`_CoarsePhase`): the iterations run on a
+  cheaper, less exact evaluation of the objective (the estimators': in float32) until
+  its gradient reaches ``gtol`` or its rounding, the line search reading changes of the
+  objective below the coarse values' noise from the trapezoid of the derivatives; then
+  on the exact one, where every stop is decided.
+
 The result is a :class:`scipy.optimize.OptimizeResult` with the fields the
 estimators read from L-BFGS-B's (``x``, ``fun``, ``jac``, ``nit``, ``nfev``,
-``status``, ``success``, ``message``). ``tests/test_lbfgs.py`` checks the
-direction against the textbook two-loop recursion and the fits against
+``status``, ``success``, ``message``), and ``ncoarse``. ``tests/test_lbfgs.py``
+checks the direction against the textbook two-loop recursion and the fits against
 L-BFGS-B's optima.
 """
 
@@ -58,14 +64,17 @@ _EPS = np.finfo(np.float64).eps
 _C1, _C2, _XTOL, _STPMAX = 1e-3, 0.9, 0.1, 1e10
 _TOO_MANY_EVALUATIONS = "STOP: TOTAL NO. OF F,G EVALUATIONS EXCEEDS LIMIT"  # L-BFGS-B's words
 _CONVERGED = "CONVERGENCE: NORM OF PROJECTED GRADIENT <= PGTOL"
+_NOT_FINITE = "the coarse value is not finite"
 #: The coarse phase (:class:`_CoarsePhase`): its gradient checked against the exact one
 #: after ``_COARSE_CHECK`` iterations without a new smallest ``max |g_i|``; followed down
-#: to ``_COARSE_MARGIN`` times their difference; ended after ``_COARSE_PATIENCE`` more.
+#: to ``_COARSE_MARGIN`` times their difference; ended after ``_COARSE_PATIENCE`` more
+#: within ``_COARSE_FLOOR`` times that hand-over.
 #: (Checked at 100 gtol instead, every fit paid the check's exact evaluation: 5 % of the
 #: 200000 x 100 x 20 fit, whose coarse gradient reaches gtol, 1.1e-9 off.)
 _COARSE_CHECK = 3
 _COARSE_MARGIN = 10.0
 _COARSE_PATIENCE = 10
+_COARSE_FLOOR = 100.0
 
 
 class _History:
@@ -185,7 +194,7 @@ def _stop_after(callback, x, f_old, f, ftol):
 
 
 def minimize_lbfgs(fun, x0, *, args=(), m=10, gtol, ftol, max_iter, maxls=50, max_fun=15000,
-                   callback=None, coarse=None, coarse_noise=None):
+                   callback=None, coarse=None, coarse_noise=0.0):
     """Minimise ``fun(x, *args) -> (value, gradient)`` from ``x0`` (see the module).
 
     ``fun`` must return a new gradient array on each call, and keep no reference to the
@@ -198,26 +207,36 @@ def minimize_lbfgs(fun, x0, *, args=(), m=10, gtol, ftol, max_iter, maxls=50, ma
 
     ``coarse(x, *args) -> (value, gradient)``, if given, is a cheaper, less exact
     evaluation of the same objective (the estimators': in float32) that the run takes
-    first (see :func:`_coarse_phase`); ``coarse_noise`` is its values' relative rounding
-    noise, below which its line searches read the changes from the derivatives. The
-    result is ``fun``'s: its value, gradient and stop. ``nfev`` counts every evaluation,
-    ``ncoarse`` the coarse ones.
+    first (see :class:`_CoarsePhase`); changes of its values below ``coarse_noise`` times
+    ``max(|f|, 1)`` are read from the trapezoid of the derivatives (the estimators pass
+    100 times the coarse values' rounding noise). The callback sees the coarse phase's
+    values (evaluated or so estimated). The result is ``fun``'s: its value, gradient and
+    stop; ``max_fun`` counts every evaluation (two are kept for the hand-over), as
+    ``nfev`` does; ``ncoarse`` the coarse ones.
     """
     x = np.array(x0, dtype=np.float64).ravel()  # the caller's x0 is not changed
     phase = None if coarse is None else _CoarsePhase(fun, coarse, args, gtol)
-    evaluate = fun if phase is None else coarse
-    f, g = evaluate(x, *args)
-    f, g = float(f), np.asarray(g, dtype=np.float64)
+    evaluate = fun if phase is None else phase.coarse
+    try:
+        f, g = evaluate(x, *args)
+        f, g = float(f), np.asarray(g, dtype=np.float64)
+    except _CoarseFailed:  # (a value that is not finite: the exact evaluation from the start)
+        f, g = np.nan, np.full(x.size, np.nan)
     nfev, nit, ncoarse = 1, 0, int(phase is not None)
     history = _History(m, x.size)
     d = np.empty_like(x)
     trial = np.empty_like(x)
     while True:
+        # (the coarse phase keeps two evaluations for the hand-over and the check)
+        limit = max_fun if phase is None else max_fun - 2
         stop = _stop_at(g, nit, nfev, gtol if phase is None else phase.gtol, max_iter,
-                        max_fun, _CONVERGED)
+                        limit, _CONVERGED)
         if stop is None and phase is not None:
-            stop = phase.check(x, g)
-            nfev += phase.take()
+            if not np.isfinite(f):  # the first coarse value (later ones raise _CoarseFailed)
+                stop = 2, _NOT_FINITE
+            else:
+                stop = phase.check(x, g)
+                nfev += phase.take()
         if stop is None:
             descent = bool(history.order) and history.direction(g, d)
             if not descent:
@@ -226,18 +245,26 @@ def minimize_lbfgs(fun, x0, *, args=(), m=10, gtol, ftol, max_iter, maxls=50, ma
             first = not history.order
             step0 = 1.0 / np.linalg.norm(g) if nit == 0 else 1.0  # as lnsrlb: 1/||d|| at iter 0
             for _ in range(2):
-                found = _line_search(evaluate, args, x, f, g, d, trial, step0,
-                                     max(1, min(maxls, max_fun - nfev)),
-                                     None if phase is None else coarse_noise * max(abs(f), 1.0))
+                before = 0 if phase is None else phase.count
+                try:
+                    found = _line_search(evaluate, args, x, f, g, d, trial, step0,
+                                         max(1, min(maxls, limit - nfev)),
+                                         None if phase is None
+                                         else coarse_noise * max(abs(f), 1.0))
+                except _CoarseFailed:  # a coarse value that is not finite
+                    found = None, f, g, phase.count - before
+                    nfev += found[-1]
+                    ncoarse += found[-1]
+                    break
                 nfev += found[-1]
                 ncoarse += found[-1] if phase is not None else 0
-                if found[0] is not None or first or nfev >= max_fun:
+                if found[0] is not None or first or nfev >= limit:
                     break
                 history.clear()  # a failed search along the L-BFGS direction: once along -g
                 np.negative(g, out=d)
                 first = True
             alpha, f_new, g_new, _ = found
-            stop = _failed_search(found, nfev, max_fun)
+            stop = _failed_search(found, nfev, limit)
             if stop:
                 if stop[0] == 2 and not np.isfinite(f_new):  # no finite value along -g:
                     f = f_new  # reported, as L-BFGS-B reports it (the estimators warn of it)
@@ -278,6 +305,10 @@ def minimize_lbfgs(fun, x0, *, args=(), m=10, gtol, ftol, max_iter, maxls=50, ma
                           success=status == 0, message=message, ncoarse=ncoarse)
 
 
+class _CoarseFailed(Exception):
+    """A coarse evaluation whose value is not finite."""
+
+
 class _CoarsePhase:
     """Where :func:`minimize_lbfgs`'s coarse phase hands over to the exact evaluation.
 
@@ -287,19 +318,34 @@ class _CoarsePhase:
     smallest component for ``_COARSE_CHECK`` iterations (L-BFGS's gradient is not
     monotone: not after one; a stall, or the rounding), the exact gradient is taken at
     the same point, once, and the phase ends there if the coarse gradient is within
-    ``_COARSE_MARGIN`` times their difference, else goes on down to it. It also ends
-    after ``_COARSE_PATIENCE`` more such iterations, on a failed search, a reduction at
-    ``ftol`` or a value that is not finite. Ended so, its history is dropped (its last
-    pairs may be the rounding's).
+    ``_COARSE_MARGIN`` times their difference, else goes on down to it (its history then
+    kept, as at ``gtol``: its pairs' gradient differences are ten times the rounding or
+    more). It also ends after ``_COARSE_PATIENCE`` more such iterations within
+    ``_COARSE_FLOOR`` times that hand-over (far above it, a pause is the problem's
+    conditioning, not the rounding), on a failed search, a reduction at ``ftol`` or a
+    value that is not finite. Ended so, or at the check, its history is dropped (its
+    last pairs may be the rounding's).
     """
 
     def __init__(self, fun, coarse, args, gtol):
-        self.fun, self.args, self.gtol = fun, args, gtol
+        self.fun, self._coarse, self.args, self.gtol = fun, coarse, args, gtol
+        self.count = 0  # coarse evaluations (a search a non-finite value cuts short is
+        # counted by difference)
         self.final_gtol = gtol
         self.checked = False
         self.at = None  # (x, f, g) of an exact evaluation made by check
         self.nfev = 0  # exact evaluations made here, not yet counted by the run (take)
         self.best, self.since = np.inf, 0
+
+    def coarse(self, x, *args):
+        """The coarse evaluation; :class:`_CoarseFailed` where its value is not finite (the
+        exact evaluation then takes over at once: a float32 copy of features beyond float32's
+        range, logits past it)."""
+        f, g = self._coarse(x, *args)
+        self.count += 1
+        if not np.isfinite(f):
+            raise _CoarseFailed
+        return f, g
 
     def _evaluate(self, x):
         f, g = self.fun(x, *self.args)
@@ -323,10 +369,14 @@ class _CoarsePhase:
             else None
 
     def stalled(self, g):
+        """The stop where the coarse gradient, checked and near its rounding (within
+        ``_COARSE_FLOOR`` times the hand-over), has stopped falling; else None (far above
+        it, a pause is the problem's conditioning: the coarse steps still serve)."""
         gmax = _max_abs(g)
         self.best, self.since = (gmax, 0) if gmax < self.best else (self.best, self.since + 1)
-        return (2, "the coarse gradient stopped falling") \
-            if self.since >= _COARSE_PATIENCE else None
+        return (2, "the coarse gradient stopped falling") if (
+            self.checked and self.since >= _COARSE_PATIENCE
+            and self.best <= _COARSE_FLOOR * self.gtol) else None
 
     def exact(self, x):
         """The exact ``(f, g)`` at ``x`` (the check's, if made there)."""
@@ -348,7 +398,10 @@ def _line_search(fun, args, x, f, g, d, trial, step0, maxls, trusted=None):
     unless the step is 0 or the objective rose. A trial whose value is not finite (the
     logits overflowed) restarts the search at a tenth of that step, never again past half
     of it. The trial points are made in ``trial`` (its last is the point returned); each is
-    evaluated once.
+    evaluated once. With ``trusted`` (the coarse phase's), a trial's value within
+    ``trusted`` of ``f`` is replaced by ``f`` plus the trapezoid of the directional
+    derivatives at 0 and at the trial (exact for a quadratic), and the value returned is
+    that estimate: below its rounding noise, a value cannot tell a step down from one up.
     """
     from scipy.optimize._dcsrch import DCSRCH
 

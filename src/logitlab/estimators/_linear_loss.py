@@ -315,10 +315,12 @@ class LinearSoftmaxLoss:
         to the optimum, against a ``tol`` of 1e-8); its value only to its rounding noise,
         which the line search then reads past (``noise``, relative: ``COARSE_NOISE``
         times :meth:`ftol`'s float32 floor). The run ends on the float64 objective
-        (``_lbfgs.minimize_lbfgs``): its result is float64's optimum to ``tol``.
+        (``_lbfgs.minimize_lbfgs``): its value, gradient and stop are float64's. None
+        where a feature lies beyond float32's range (the copy would hold inf).
         """
         if (self.dtype != np.float64 or not isinstance(X, np.ndarray) or X.dtype != np.float64
-                or X.size < COARSE_MIN_SIZE or X.size * 4 > COARSE_MAX_BYTES):
+                or X.size < COARSE_MIN_SIZE
+                or X.shape[0] * (X.shape[1] + 1) * 4 > COARSE_MAX_BYTES):
             return None
         n, d = X.shape
         coarse = LinearSoftmaxLoss(self.n_classes, d, C=self.C,
@@ -334,13 +336,19 @@ class LinearSoftmaxLoss:
             coarse.penalised = d
         X32 = np.empty((n, d + ones), dtype=np.float32)
 
-        def cast(rows):  # features beyond float32's range become inf: the coarse values are
-            with np.errstate(over="ignore"):  # then NaN, and the exact evaluation takes over
-                np.copyto(X32[rows, :d], X[rows])
+        def cast(rows):  # whether the rows fit float32's range (np.errstate is the thread's)
+            try:
+                with np.errstate(over="raise"):
+                    np.copyto(X32[rows, :d], X[rows])
+            except FloatingPointError:
+                return False
             if ones:
                 X32[rows, d] = 1.0
+            return True
         bounds = np.linspace(0, len(X), _n_threads(X.size) + 1).astype(int)
-        self._on_parts(cast, [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])])
+        if not all(self._on_parts(cast, [slice(lo, hi)
+                                         for lo, hi in zip(bounds[:-1], bounds[1:])])):
+            return None  # (a review: the NumPy evaluations warned of the copy's inf)
         parts = coarse.split(X32, y, sample_weight)
 
         def fun(params, *args):
