@@ -137,9 +137,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     290; the same stopping rules). Dense float64 ``X`` of 2**20 elements or more
     (up to 1 GiB as float32) runs that L-BFGS on a float32 copy of ``X`` (half its
     size, for the fit's length) for its first iterations, at about half the cost
-    each, then on ``X`` itself: its stop, ``objective_`` and coefficients are the
-    float64 objective's, at ``tol`` (200000 x 100 x 20: 0.70 s against 1.4 s;
-    ``LinearSoftmaxLoss.coarse``).
+    each, then on ``X`` itself, where every stop is decided: ``objective_``, the
+    gradient ``tol`` is checked on and the warnings are the float64 objective's
+    (200000 x 100 x 20: 0.70-0.86 s against 1.4 s; ``LinearSoftmaxLoss.coarse``).
+    ``verbose=2`` prints the float32 phase's objective values.
 
     Attributes
     ----------
