@@ -100,6 +100,37 @@ def _gT_X(g, X, XT=None):
     return g.T @ X
 
 
+def _float32_copy(X, ones, threads):
+    """``X`` in float32 (with a last column of ones if ``ones``), made by ``threads`` threads,
+    a part of the rows each; None if an entry is beyond float32's range.
+
+    Entries below float32's smallest normal number (1.2e-38) are set to zero: float32's
+    subnormals made an evaluation 8 to 13 times slower (a stranger's review: 200000 x 60 x
+    10 with five columns at 1e-40, a fit 7.9 s against 2.2 s without the copy).
+    """
+    n, d = X.shape
+    X32 = np.empty((n, d + ones), dtype=np.float32)
+
+    def cast(rows):  # np.errstate is the thread's own
+        part = X32[rows, :d]
+        try:
+            with np.errstate(over="raise", under="raise"):
+                np.copyto(part, X[rows])
+        except FloatingPointError:
+            try:
+                with np.errstate(over="raise", under="ignore"):
+                    np.copyto(part, X[rows])
+            except FloatingPointError:
+                return False
+            np.putmask(part, np.abs(part) < np.finfo(np.float32).tiny, 0.0)
+        if ones:
+            X32[rows, d] = 1.0
+        return True
+    bounds = np.linspace(0, n, threads + 1).astype(int)
+    return X32 if all(LinearSoftmaxLoss._on_parts(
+        cast, [slice(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:])])) else None
+
+
 class LinearSoftmaxLoss:
     r"""Objective and gradient of L2-penalised binary or multinomial logistic regression.
 
@@ -334,20 +365,8 @@ class LinearSoftmaxLoss:
             coarse = LinearSoftmaxLoss(self.n_classes, d + 1, C=self.C, fit_intercept=False,
                                        dtype=np.float32)
             coarse.penalised = d
-        X32 = np.empty((n, d + ones), dtype=np.float32)
-
-        def cast(rows):  # whether the rows fit float32's range (np.errstate is the thread's)
-            try:
-                with np.errstate(over="raise"):
-                    np.copyto(X32[rows, :d], X[rows])
-            except FloatingPointError:
-                return False
-            if ones:
-                X32[rows, d] = 1.0
-            return True
-        bounds = np.linspace(0, len(X), _n_threads(X.size) + 1).astype(int)
-        if not all(self._on_parts(cast, [slice(lo, hi)
-                                         for lo, hi in zip(bounds[:-1], bounds[1:])])):
+        X32 = _float32_copy(X, ones, _n_threads(X.size))
+        if X32 is None:
             return None  # (a review: the NumPy evaluations warned of the copy's inf)
         parts = coarse.split(X32, y, sample_weight)
 
