@@ -575,3 +575,21 @@ def test_verbose_marks_the_float32_iterations(rng, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("iteration 1: objective (float32) ")
     assert "in float32)" in lines[-1] and len(lines) == est.n_iter_[0] + 1
+
+
+def test_a_warm_start_runs_in_float64(rng, monkeypatch):
+    # a stranger's review: a refit at the optimum took 2-8 float32 iterations, not 1
+    X, y = _large_problem(rng)
+    X[:, :5] *= 30.0  # mildly unscaled: the float32 gradient's rounding above tol
+    est = SoftmaxRegression(warm_start=True).fit(X, y)
+    first = est.n_iter_[0]
+    runs = []
+    lean = _linear_loss.minimize_lbfgs
+
+    def spy(*a, **kw):
+        runs.append(kw.get("coarse"))
+        return lean(*a, **kw)
+
+    monkeypatch.setattr(_linear_loss, "minimize_lbfgs", spy)
+    est.fit(X, y)
+    assert runs in ([], [None]) and est.n_iter_[0] <= 1 < first
