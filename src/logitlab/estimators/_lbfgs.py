@@ -64,7 +64,6 @@ _EPS = np.finfo(np.float64).eps
 _C1, _C2, _XTOL, _STPMAX = 1e-3, 0.9, 0.1, 1e10
 _TOO_MANY_EVALUATIONS = "STOP: TOTAL NO. OF F,G EVALUATIONS EXCEEDS LIMIT"  # L-BFGS-B's words
 _CONVERGED = "CONVERGENCE: NORM OF PROJECTED GRADIENT <= PGTOL"
-_NOT_FINITE = "the coarse value is not finite"
 #: The coarse phase (:class:`_CoarsePhase`): its gradient checked against the exact one
 #: after ``_COARSE_CHECK`` iterations without a new smallest ``max |g_i|``; followed down
 #: to ``_COARSE_MARGIN`` times their difference; ended after ``_COARSE_PATIENCE`` more
@@ -235,11 +234,8 @@ def minimize_lbfgs(fun, x0, *, args=(), m=10, gtol, ftol, max_iter, maxls=50, ma
         stop = _stop_at(g, nit, nfev, gtol if phase is None else phase.gtol, max_iter,
                         limit, _CONVERGED)
         if stop is None and phase is not None:
-            if not np.isfinite(f):  # the first coarse value (later ones raise _CoarseFailed)
-                stop = 2, _NOT_FINITE
-            else:
-                stop = phase.check(x, g)
-                nfev += phase.take()
+            stop = phase.check(x, g)
+            nfev += phase.take()
         if stop is None:
             descent = bool(history.order) and history.direction(g, d)
             if not descent:
@@ -249,19 +245,17 @@ def minimize_lbfgs(fun, x0, *, args=(), m=10, gtol, ftol, max_iter, maxls=50, ma
             step0 = 1.0 / np.linalg.norm(g) if nit == 0 else 1.0  # as lnsrlb: 1/||d|| at iter 0
             for _ in range(2):
                 before = 0 if phase is None else phase.count
+                failed = False
                 try:
                     found = _line_search(evaluate, args, x, f, g, d, trial, step0,
                                          max(1, min(maxls, limit - nfev)),
                                          None if phase is None
                                          else coarse_noise * max(abs(f), 1.0))
-                except _CoarseFailed:  # a coarse value that is not finite
-                    found = None, f, g, phase.count - before
-                    nfev += found[-1]
-                    ncoarse += found[-1]
-                    break
+                except _CoarseFailed:  # a coarse value that is not finite: no retry
+                    found, failed = (None, f, g, phase.count - before), True
                 nfev += found[-1]
                 ncoarse += found[-1] if phase is not None else 0
-                if found[0] is not None or first or nfev >= limit:
+                if failed or found[0] is not None or first or nfev >= limit:
                     break
                 history.clear()  # a failed search along the L-BFGS direction: once along -g
                 np.negative(g, out=d)

@@ -354,17 +354,16 @@ class LinearSoftmaxLoss:
                 or X.shape[0] * (X.shape[1] + 1) * 4 > COARSE_MAX_BYTES):
             return None
         n, d = X.shape
-        coarse = LinearSoftmaxLoss(self.n_classes, d, C=self.C,
-                                   fit_intercept=self.fit_intercept, dtype=np.float32)
-        ones = self.fit_intercept and not coarse.fused
-        if ones:  # BLAS's blocks: a column of ones in the copy, the intercepts the last
-            # column of an unpenalised (k, d + 1) block of coefficients (the parameters'
-            # own layout): no pass adding them to the logits, no G^T 1 apart (200000 x
-            # 100 x 20, Xeon, medians of 20 in three runs: an evaluation 25.5-26.3 -> 23.0-23.6
-            # ms)
-            coarse = LinearSoftmaxLoss(self.n_classes, d + 1, C=self.C, fit_intercept=False,
-                                       dtype=np.float32)
-            coarse.penalised = d
+        # BLAS's blocks (not :attr:`fused`): a column of ones in the copy, the intercepts
+        # the last column of an unpenalised (k, d + 1) block of coefficients (the
+        # parameters' own layout): no pass adding them to the logits, no G^T 1 apart
+        # (200000 x 100 x 20, Xeon, medians of 20 in three runs: an evaluation 25.5-26.3
+        # -> 23.0-23.6 ms)
+        ones = self.fit_intercept and not self.fused
+        coarse = LinearSoftmaxLoss(self.n_classes, d + ones, C=self.C,
+                                   fit_intercept=self.fit_intercept and not ones,
+                                   dtype=np.float32)
+        coarse.penalised = d
         X32 = _float32_copy(X, ones, _n_threads(X.size))
         if X32 is None:
             return None  # (a review: the NumPy evaluations warned of the copy's inf)

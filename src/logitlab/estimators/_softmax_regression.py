@@ -240,16 +240,20 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         return check_weights(np.full(n, sample_weight) if isinstance(sample_weight, Real)
                              else sample_weight, "sample_weight", shape=(n,))
 
+    def _warm_starting(self):
+        """Whether this fit starts from the previous one's coefficients."""
+        return self.warm_start and hasattr(self, "coef_")
+
     def _initial_params(self, objective):
         k, cols = objective.k, objective.cols
-        if self.warm_start and hasattr(self, "coef_") and self.coef_.shape != (
+        if self._warm_starting() and self.coef_.shape != (
                 k, objective.n_features):  # a stranger's review: it started afresh in silence
             raise ValueError(
                 f"warm_start=True: the previous fit's coef_ has shape {self.coef_.shape}, "
                 f"this fit's data needs {(k, objective.n_features)} (a row per class, or one "
                 "for two classes, and a column per feature); set warm_start=False to start "
                 "afresh")
-        if self.warm_start and hasattr(self, "coef_"):
+        if self._warm_starting():
             start = np.zeros((k, cols))
             start[:, :self.coef_.shape[1]] = self.coef_
             if self.fit_intercept:
@@ -289,7 +293,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 hessp=objective.hessian_product if newton else None,
                 # (not from a warm start: a stranger's review found a refit at the optimum
                 # taking 2-8 float32 iterations where float64 took 1)
-                coarse=None if newton or (self.warm_start and hasattr(self, "coef_"))
+                coarse=None if newton or self._warm_starting()
                 else objective.coarse(X, y_enc, sw, sw_sum))
         progress.done(result)
         return self._finish(objective, result)
