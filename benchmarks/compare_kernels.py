@@ -2,8 +2,8 @@
 
     python benchmarks/compare_kernels.py REV [CxN ...] [--float64] [--confident]
 
-Loads ``src/logitlab/_kernels.py`` (and ``_model_kernels.py``, whose kernels
-it serves) as of ``REV`` (``git show``, into a package in a folder kept per
+Loads ``src/logitlab/_kernels.py`` (with the modules it builds on and serves,
+``_kernel_exp.py``, ``_kernel_cache.py`` and ``_model_kernels.py``) as of ``REV`` (``git show``, into a package in a folder kept per
 revision, so that a second run loads it from Numba's cache as this
 checkout's kernels are loaded: count the second run) beside the current
 one and times both on the same float32 arrays, alternating, serial
@@ -47,10 +47,12 @@ def load_revision(rev):
     package = folder / "kernels_at_revision"
     package.mkdir(parents=True, exist_ok=True)
     (package / "__init__.py").touch()
-    for name in ("_kernels.py", "_model_kernels.py"):
+    # the kernel modules (since 2026-12-05 the exponentials are in _kernel_exp.py, and the
+    # modules share a cache stamp, _kernel_cache.py); the revisions before lack some
+    for name in ("_kernel_cache.py", "_kernel_exp.py", "_kernels.py", "_model_kernels.py"):
         shown = subprocess.run(["git", "-C", str(ROOT), "show", f"{rev}:src/logitlab/{name}"],
                                capture_output=True, text=True)
-        if shown.returncode:  # (_model_kernels.py is not in the revisions before it)
+        if shown.returncode:
             if name == "_kernels.py":
                 sys.exit(f"git show {rev}:src/logitlab/_kernels.py failed: {shown.stderr}")
             continue

@@ -65,9 +65,10 @@ def _drop_stale_compiled_tests():
     import os
     import pathlib
 
+    from logitlab._kernel_cache import GROUP  # (imports no Numba)
+
     root = pathlib.Path(__file__).resolve().parent
-    sources = [root.parent / "src" / "logitlab" / name
-               for name in ("_kernels.py", "_model_kernels.py")]
+    sources = [root.parent / "src" / "logitlab" / name for name in GROUP]
     if not all(path.exists() for path in sources):
         return
     newest = max(path.stat().st_mtime for path in sources)

@@ -135,7 +135,8 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 #: what loading the kernels imports for the first time, forgotten if the load is stopped:
 #: Numba and what it imports (a review: interrupted in yaml's or scipy's first import
 #: inside Numba's, every later load, or SoftmaxRegression's import, failed)
-_LOADED_WITH_NUMBA = ("numba", "llvmlite", "yaml", "scipy", __package__ + "._kernels",
+_LOADED_WITH_NUMBA = ("numba", "llvmlite", "yaml", "scipy", __package__ + "._kernel_cache",
+                      __package__ + "._kernel_exp", __package__ + "._kernels",
                       __package__ + "._model_kernels")
 
 

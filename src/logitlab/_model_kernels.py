@@ -2,7 +2,9 @@
 objective's evaluation and Hessian products, dense and CSR.
 
 They build on ``_kernels.py``'s helpers (the short-row cross-entropy
-``_sparse_ce_block_in_place``, the exponentials, the prefetch IR) and are
+``_sparse_ce_block_in_place``, the prefetch IR; ``_kernel_exp.py``'s
+exponentials), with which they share a stamp in Numba's cache
+(``_kernel_cache.py``: a change to a helper recompiles them), and are
 served with its kernels as one set: ``_kernels`` looks them up here when asked
 for them (its module ``__getattr__``), so ``_jit`` and the fallbacks find every
 kernel there. docs/kernels.md has the
@@ -16,7 +18,8 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
 
-from ._kernels import (_SHORT_ROWS, _SUMS, _emit_prefetch, _emit_row_pointer, _fast_exp, _like,
+from ._kernel_exp import _SUMS, _fast_exp
+from ._kernels import (_SHORT_ROWS, _emit_prefetch, _emit_row_pointer, _like,
                        _sparse_ce_block_in_place)
 
 
