@@ -145,6 +145,13 @@ def machine():
         cpu += f", LLVM target {binding.get_host_cpu_name()}"  # the JIT's name for it, e.g. znver4
     except ImportError:
         pass
+    # a target forced on the JIT (docs/kernels.md: the AVX2 path on an AVX-512 machine), and
+    # the peers' own instruction-set limits, are part of what was measured
+    forced = [f"{k}={os.environ[k]}" for k in ("NUMBA_CPU_NAME", "ATEN_CPU_CAPABILITY",
+                                                "MKL_ENABLE_INSTRUCTIONS", "OPENBLAS_CORETYPE")
+              if os.environ.get(k)]
+    if forced:
+        cpu += f" [{', '.join(forced)}]"
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, NumPy {np.__version__}"
 
 
