@@ -21,7 +21,8 @@ CHROMIUM_LOG := $(VENV)/chromium.log
 # Two processes compiling the kernels at once would do the work twice: the second waits.
 FLOCK  := $(shell command -v flock >/dev/null && echo flock $(VENV)/warm.lock)
 WARM   := $(BIN)/python -c "from logitlab._jit import warm; warm(processes=2)"
-KERNEL_SOURCES := src/logitlab/_kernels.py src/logitlab/_model_kernels.py src/logitlab/_jit.py
+KERNEL_SOURCES := src/logitlab/_kernel_cache.py src/logitlab/_kernel_exp.py src/logitlab/_kernels.py \
+                  src/logitlab/_model_kernels.py src/logitlab/_jit.py
 # What the kernels need, as pyproject.toml pins it: `make test` installs these first and
 # compiles the kernels (importing logitlab from src/) while pip installs the rest.
 KERNEL_DEPS := $(shell grep -oE '"(numpy|numba|llvmlite)[<>=!~ ][^"]*"' pyproject.toml)

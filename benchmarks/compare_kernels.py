@@ -39,7 +39,7 @@ def load_revision(rev):
     sha = subprocess.run(["git", "-C", str(ROOT), "rev-parse", rev], check=True, capture_output=True,
                          text=True).stdout.strip()
     # one folder a revision, kept: Numba caches the kernels beside the file (keyed by its
-    # path and time), so a second run loads them as the checkout's own are loaded, from the
+    # path and its hash), so a second run loads them as the checkout's own are loaded, from the
     # cache; code compiled in the process measured up to 15 % slower than the same code
     # loaded from the cache, which would favour the side that is cached. A package of its
     # own: since 2026-12-04 _kernels.py serves the models' kernels from _model_kernels.py

@@ -142,3 +142,38 @@ def test_every_cached_module_that_imports_a_kernel_module_is_in_the_group():
         if imported & modules:
             assert path.name in GROUP, f"{path} imports {sorted(imported & modules)}"
     assert all((root / name).exists() for name in GROUP)
+
+
+RACE = """
+import sys
+import numpy as np
+from logitlab import _kernels  # the group's stamp is read here, at its first import
+if len(sys.argv) > 1:  # edit the helper's file while this process runs
+    path = _kernels.__file__.replace("_kernels.py", "_kernel_exp.py")
+    text = open(path).read()
+    open(path, "w").write(text.replace("    return exp64(x - m)\\n",
+                                       "    return exp64(x - m) + 1.0\\n"))
+from logitlab import _model_kernels as M  # compiled on the exp imported before the edit
+indptr, indices, data = np.array([0, 1]), np.array([0]), np.array([0.0])
+WT, b, P = np.zeros((1, 2)), np.array([0.0, np.log(2.0)]), np.empty((1, 2))
+M._linear_proba_csr(indptr, indices, data, WT, b, 0, 1, P)
+print(P[0, 0])
+"""
+
+
+def test_a_helper_edited_while_a_process_runs_does_not_stamp_its_old_kernels(tmp_path):
+    # a review: the stamp was read as each function was defined, so _model_kernels,
+    # imported after an edit to _kernel_exp.py, was saved under the edited files' stamp
+    # though compiled on the exp imported before it; the next process loaded it
+    copy = _copy_of_the_package(tmp_path)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=str(copy.parent))
+
+    def run(*args):
+        done = subprocess.run([sys.executable, "-c", RACE, *args], env=env, capture_output=True,
+                              text=True, timeout=600, cwd=copy.parent)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return float(done.stdout)
+
+    assert run() == pytest.approx(1 / 3, rel=1e-15)
+    assert run("edit") == pytest.approx(1 / 3, rel=1e-15)  # the exp this process imported
+    assert run() == pytest.approx(3 / 7, rel=1e-15)  # (1/2 + 1) / (1/2 + 1 + 1 + 1): recompiled

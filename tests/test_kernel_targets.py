@@ -1,6 +1,6 @@
 """The kernel tests again, with the JIT compiling for each instruction set the kernels have a path for.
 
-The kernels choose their code by the JIT's target features (``_kernels._scalef``:
+The kernels choose their code by the JIT's target features (``_kernel_exp._scalef``:
 ``vscalefps`` where the target has AVX-512F), so a run of ``test_kernels.py`` tests
 only the path this machine takes. Each test here runs the fast part of
 ``test_kernels.py`` (not the ``slow`` exhaustive sweeps, which run on the native
@@ -59,7 +59,7 @@ def test_kernel_tests_pass_for_target(target):
     if missing:  # its code would stop on an illegal instruction here: it cannot run
         pytest.skip(f"CPU lacks {', '.join(missing)}")
     if target == "avx2" and not host.get("avx512f", False):
-        # The kernels branch only on AVX-512F (``_kernels._scalef``): on this CPU the native
+        # The kernels branch only on AVX-512F (``_kernel_exp._scalef``): on this CPU the native
         # run of test_kernels.py (whose test_jit_compiles_for_the_instruction_set_it_targets
         # checks the ymm/FMA loop) already is the AVX2 path; compiling it again costs minutes.
         pytest.skip("this CPU has AVX2 and no AVX-512: the native test_kernels.py run is the "

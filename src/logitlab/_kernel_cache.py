@@ -15,9 +15,12 @@ The mechanism is a cache locator in front of Numba's own
 tries in turn; Numba 0.68 reads another from ``NUMBA_CACHE_LOCATOR_CLASSES``).
 For a function of the group's files it asks Numba's locators, in their
 order, for the one Numba would use (the folder: ``__pycache__``,
-``NUMBA_CACHE_DIR``, ...) and changes only its stamp. Where the user names
-locators in ``NUMBA_CACHE_LOCATOR_CLASSES``, Numba takes those and each
-file's stamp is its own again. ``tests/test_kernel_cache.py`` checks that an
+``NUMBA_CACHE_DIR``, ...) and joins the group's hash to its stamp (Numba's
+own, the file's hash, still counts: a zipped package is stamped by Numba's
+zip locator). Where the user names locators in
+``NUMBA_CACHE_LOCATOR_CLASSES``, Numba takes those and each file's stamp is
+its own again (naming ``GroupLocator`` there puts it in front of Numba's
+default list, not of the named ones). ``tests/test_kernel_cache.py`` checks that an
 edit to one module recompiles the others' kernels.
 
 This module does not import Numba until :func:`register` is called, so that
@@ -35,36 +38,40 @@ GROUP = ("_kernel_exp.py", "_kernels.py", "_model_kernels.py")
 
 _FILES = tuple(os.path.join(os.path.dirname(os.path.abspath(__file__)), name) for name in GROUP)
 _lock = threading.Lock()
-_stamps = {}  # the files' (mtime, size) -> their hash: hashed again after a change
+_snapshot = []  # the group's stamp as this process first read it (register)
 
 
 def stamp():
-    """The group's stamp: a SHA-256 of the group's files' bytes, in ``GROUP``'s order
-    (a file missing is left out)."""
-    files = [path for path in _FILES if os.path.exists(path)]
-    key = tuple((path, st.st_mtime_ns, st.st_size) for path, st in zip(files, map(os.stat, files)))
-    with _lock:
-        if key not in _stamps:
-            digest = hashlib.sha256()
-            for path in files:
-                with open(path, "rb") as f:
-                    digest.update(hashlib.sha256(f.read()).digest())
-            _stamps.clear()
-            _stamps[key] = digest.hexdigest()
-        return _stamps[key]
+    """A SHA-256 of the group's files' bytes as they are on disk now, in ``GROUP``'s order
+    (a file missing, as in a zip, is left out: Numba's own stamp still covers it)."""
+    digest = hashlib.sha256()
+    for path in _FILES:
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                digest.update(hashlib.sha256(f.read()).digest())
+    return digest.hexdigest()
 
 
 class _Stamped:
-    """Numba's own locator for a function, with the group's stamp."""
+    """Numba's own locator for a function, its stamp joined by the group's.
+
+    The group's is read once a process, when the first module of the group is imported
+    (:func:`register`), not when each function is: a file edited while a process runs
+    would otherwise stamp kernels compiled on the helpers imported before the edit as
+    if they were compiled on the edited ones (a review's case: ``_model_kernels``,
+    imported lazily after an edit to ``_kernel_exp.py``, was saved under the new stamp).
+    """
 
     def __init__(self, locator):
         self._locator = locator
 
     def __getattr__(self, name):
+        if name.startswith("__") or name == "_locator":  # (copy, pickle: no recursion)
+            raise AttributeError(name)
         return getattr(self._locator, name)
 
     def get_source_stamp(self):
-        return stamp()
+        return self._locator.get_source_stamp(), _snapshot[0]
 
 
 class GroupLocator:
@@ -94,5 +101,7 @@ def register():
     from numba.core.caching import CacheImpl
 
     with _lock:  # (a copy of this module imported again, after an interrupt, finds its own)
+        if not _snapshot:
+            _snapshot.append(stamp())
         if not any(getattr(c, "files", None) == _FILES for c in CacheImpl._locator_classes):
             CacheImpl._locator_classes.insert(0, GroupLocator)

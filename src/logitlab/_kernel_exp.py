@@ -339,7 +339,6 @@ def _log1p64(r):
     return s * (hfsq + t2 + t1) + (dk * _LN2_LO64 + c) - hfsq + f + dk * _LN2_HI64
 
 
-
 def _broadcast(builder, value, lanes):
     """A vector of ``lanes`` copies of the scalar IR ``value``."""
     vty = ir.VectorType(value.type, lanes)

@@ -84,8 +84,6 @@ from ._kernel_exp import (_EXACT, _SUMS, _broadcast, _emit_exp32_shifted, _fast_
 # ---------------------------------------------------------------- row passes
 
 
-
-
 def _like(a, v):
     """``v`` cast to the dtype of the array ``a``."""
 
