@@ -21,7 +21,7 @@ from .._dask_adapter import is_dask_collection
 from .._softmax import log_sigmoid, log_softmax, sigmoid, softmax
 from .._validation import check_class_weight, check_some_weight, check_weights, user_stacklevel
 from ._lbfgs import _finite_norm, _max_abs
-from ._linear_loss import LinearSoftmaxLoss, blas_threads_for
+from ._linear_loss import LinearSoftmaxLoss, blas_threads_for, standardizing
 
 __all__ = ["SoftmaxRegression"]
 
@@ -97,7 +97,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     tol : float, default=1e-8
         The solver stops when the largest gradient component falls below
         ``tol`` (as scikit-learn's lbfgs stops on its projected gradient, and
-        its newton-cg on the gradient). L-BFGS also stops, as L-BFGS-B does,
+        its newton-cg on the gradient), the gradient taken in the standardised
+        coordinates the solvers run in, times the features' median spread
+        (see Notes; the objective's own gradient where the features' spreads
+        are alike). L-BFGS also stops, as L-BFGS-B does,
         when an iteration lowers the objective by less than 64 eps relative
         (and float32 fits of either solver at float32's rounding noise); a
         float64 fit that stops so with its gradient 1000 times ``tol`` or more
@@ -146,6 +149,20 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     (200000 x 100 x 20: 0.70-0.86 s against 1.4 s; ``LinearSoftmaxLoss.coarse``).
     ``verbose=2`` marks the float32 phase's objective values ``(float32)``. A warm
     start (``warm_start=True`` after a fit) runs in float64 throughout.
+
+    Both solvers run in standardised coordinates (``_linear_loss.Standardized``):
+    each feature's coefficients scaled by its standard deviation (rounded to a
+    power of two) and the intercepts moved by its mean (where that is more than
+    half of it), read from the data (dense: 10,000 rows at most; under
+    ``sample_weight``). A linear change of variables: the objective, its penalty
+    on ``coef_`` and its optimum are the same, but the steps are those on
+    standardised features, which L-BFGS and CG need. On raw features with very
+    different scales (wine's), L-BFGS had stopped after ``max_iter`` 47 % above
+    the optimal objective (scikit-learn's lbfgs does too); it now reaches it in
+    152. ``tol`` is read in those coordinates, times the features' median
+    spread. Features of one spread (standardised ones, the columns of a text
+    matrix) keep their own coordinates, steps and bits. Not on Dask (the Dask
+    fit runs in the objective's own).
 
     Attributes
     ----------
@@ -294,7 +311,8 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 # (not from a warm start: a stranger's review found a refit at the optimum
                 # taking 2-8 float32 iterations where float64 took 1)
                 coarse=None if newton or self._warm_starting()
-                else objective.coarse(X, y_enc, sw, sw_sum))
+                else objective.coarse(X, y_enc, sw, sw_sum),
+                standardized=standardizing(objective, X, sw))
         progress.done(result)
         return self._finish(objective, result)
 

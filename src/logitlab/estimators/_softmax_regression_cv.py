@@ -17,7 +17,7 @@ from threadpoolctl import threadpool_limits
 from .. import _jit
 from .._dask_adapter import is_dask_collection
 from .._validation import check_grid, user_stacklevel
-from ._linear_loss import LinearSoftmaxLoss, blas_threads_for
+from ._linear_loss import LinearSoftmaxLoss, blas_threads_for, standardizing
 from ._softmax_regression import SoftmaxRegression
 
 __all__ = ["SoftmaxRegressionCV"]
@@ -257,6 +257,9 @@ class SoftmaxRegressionCV(SoftmaxRegression):
         scores = np.zeros((n_folds, n_Cs))
         n_iter = np.zeros((n_folds, n_Cs), dtype=np.int32)
         not_converged = 0
+        # one set of standardised coordinates for every fold and C (any set gives the same
+        # optima; the folds' paths start from one another's solutions)
+        standardized = standardizing(base, X, sw)
         size = X.nnz if sp.issparse(X) else X.size
         with threadpool_limits(limits=blas_threads_for(size), user_api="blas"), \
                 _jit.fit_mode(work):
@@ -275,7 +278,7 @@ class SoftmaxRegressionCV(SoftmaxRegression):
                         x0 = paths[f - 1, i] + (x0 - paths[f - 1, i - 1] if i else 0.0)
                     result = obj.minimize(obj.blocked_loss_gradient, x0, args=(parts, sw_sum),
                                           tol=self.tol, max_iter=self.max_iter,
-                                          n_samples=len(train))
+                                          n_samples=len(train), standardized=standardized)
                     x0 = paths[f, i] = result.x
                     n_iter[f, i] = min(result.nit, self.max_iter)
                     not_converged += result.status == 1 or result.nit >= self.max_iter
@@ -290,7 +293,7 @@ class SoftmaxRegressionCV(SoftmaxRegression):
                 result = obj.minimize(obj.blocked_loss_gradient, paths[:, best].mean(axis=0),
                                       args=(obj.split(X, y_enc, sw), float(sw.sum())),
                                       tol=self.tol, max_iter=self.max_iter,
-                                      n_samples=X.shape[0])
+                                      n_samples=X.shape[0], standardized=standardized)
                 not_converged += result.status == 1 or result.nit >= self.max_iter
                 w = result.x
             else:
