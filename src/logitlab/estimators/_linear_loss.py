@@ -70,29 +70,43 @@ class Standardized:
     Each feature's coefficients are taken as ``v_j = w_j s_j`` and the
     intercepts as ``c = b + sum_j w_j m_j``: ``m_j`` the feature's mean (left
     out where it is within half its spread, and without an intercept), ``s_j``
-    its spread (standard deviation; root mean square without an intercept),
-    rounded to a power of two (:func:`standardizing`). These are the
-    coordinates in which the data term sees the features as a
-    ``StandardScaler`` makes them, the scale the solvers' first steps and
-    forcing terms are made for. A linear
-    bijection, so the objective and its optimum are the same (the penalty
-    stays on ``w``); only the solvers' steps change. L-BFGS and Newton-CG's
-    CG depend on how their variables are scaled against one another: on raw
-    features (wine's proline near 750 beside its hue near 1) L-BFGS stopped
-    after 1000 iterations 47 % above the optimal objective, and in these
-    coordinates after 152, 7e-13 above it (docs/performance.md §6). ``tol`` is
-    held to the gradient in these coordinates times the features' median
-    spread ``typical`` (``result.jac``): the objective's own gradient where
-    the spreads are alike. Features of one spread (standardised ones, the
-    columns of a text matrix) are not given these coordinates at all
-    (:func:`standardizing` returns None): their fits keep their steps and
-    bits.
+    the square root of the objective's curvature along ``w_j``, about
+    ``spread_j^2 / 4`` from the data and ``1 / (C n)`` from the penalty, times
+    2, as a power of two (:func:`standardizing`): the coordinates in which
+    every variable has about unit curvature, what L-BFGS's and CG's steps
+    need (a diagonal preconditioner, applied as a change of variables). A
+    linear bijection, so the objective (its penalty still on ``w``) and its
+    optimum are the same; only the solvers' steps change. On raw features
+    (wine's proline near 750 beside its hue near 1) L-BFGS had stopped after
+    1000 iterations 47 % above the optimal objective (docs/performance.md
+    §6). Without the penalty's share a feature of small spread under a strong
+    penalty became a stiff variable (a review: breast_cancer at C=0.01, 34 %
+    above the optimum after 1000 iterations, where the objective's own
+    coordinates converged).
+
+    ``tol`` keeps its meaning, the objective's own gradient: the solvers are
+    held to ``tol / bound`` in these coordinates, ``bound`` (:attr:`bound`)
+    the most any of the objective's gradient components can be per unit of
+    the largest standardised one (``g_w_j = s_j g_v_j + m_j g_c``), and the
+    result's ``jac`` is the objective's gradient.
     """
 
-    def __init__(self, objective, mean, scale, typical=1.0):
+    def __init__(self, objective, mean, scale):
         self.k, self.cols, self.n_features = objective.k, objective.cols, objective.n_features
         self.intercept = objective.fit_intercept
-        self.mean, self.scale, self.typical = mean, scale, typical
+        self.mean, self.scale = mean, scale
+        self.bound = float(max(1.0, np.max(scale + np.abs(mean), initial=0.0)))
+
+    def objective_gradient(self, gv):
+        """The objective's gradient of the standardised gradient ``gv`` (the inverse of
+        :meth:`gradient`)."""
+        G, Gf = self._split(gv)
+        out = np.empty_like(G)
+        np.multiply(Gf, self.scale, out=out[:, :self.n_features])
+        if self.intercept:
+            out[:, :self.n_features] += np.outer(G[:, -1], self.mean)
+            out[:, -1] = G[:, -1]
+        return out.ravel()
 
     def _split(self, flat):
         a = np.asarray(flat, dtype=np.float64).reshape(self.k, self.cols)
@@ -157,8 +171,9 @@ def standardizing(objective, X, sample_weight=None):
     asks), read in float64 (dense ``X``: from at most ``STANDARDIZE_ROWS`` evenly spaced
     rows). A feature
     that is constant there (its spread within 1e-12 of its mean), or whose moments are not
-    finite (values near float64's limit), is not moved or rescaled (``m = 0``, its ``s`` the
-    median spread, as the others' scale).
+    finite (values near float64's limit), is not moved or rescaled (``m = 0``, ``s = 1``).
+    The penalty's share of each curvature is read from ``objective.C`` and the summed
+    weights.
     None where every feature keeps its own (:meth:`LinearSoftmaxLoss.minimize` then runs as
     without)."""
     n, d = X.shape
@@ -171,6 +186,8 @@ def standardizing(objective, X, sample_weight=None):
     whole = len(rows) == n
     w = np.ones(len(rows)) if sample_weight is None else np.asarray(
         sample_weight if whole else sample_weight[rows], dtype=np.float64)
+    total = float(np.sum(sample_weight)) if sample_weight is not None else float(n)
+    total = total if total > 0 else float(n)
     w = w / w.sum() if w.sum() > 0 else np.full(len(rows), 1.0 / len(rows))
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         if dense:
@@ -206,20 +223,25 @@ def standardizing(objective, X, sample_weight=None):
                  & np.isfinite(1.0 / scale) & np.isfinite(mean / scale))
         mean[keep], scale[keep] = 0.0, 1.0
         mean[np.abs(mean) < 0.5 * scale] = 0.0  # (centring by less: no matter)
-        # the spreads as powers of two (``v = w s`` exact): their median's, times each one's
-        # ratio to the median rounded (spreads about alike are then exactly alike)
+        # the penalty's share of the curvature, 1 / (C sum(sw)) against the data's
+        # spread^2 / 4 at most: 4 / (C sum(sw)) added to spread^2
+        floor = 4.0 * objective.inv_C / total
+        scale = np.sqrt(scale * scale + floor)
+        scale[keep] = 1.0
+        # as powers of two (``v = w s`` exact), each one's ratio to the median rounded:
+        # curvatures about alike are then exactly alike
         typical = float(np.median(scale[~keep])) if np.any(~keep) else 1.0
         ratio = np.exp2(np.round(np.log2(scale / typical)))
         ratio[keep] = 1.0
-        typical = float(np.exp2(np.round(np.log2(typical))))
-        scale = ratio * typical
+        scale = ratio * np.exp2(np.round(np.log2(typical)))
+        scale[keep] = 1.0
     if not np.any(mean) and np.all(ratio == 1.0):
-        # features of one spread (standardised ones, a text matrix's columns): the
-        # objective's own coordinates, steps and tol (a review of this change: taken to
-        # spread 1, a text matrix's columns of spread 0.03 made the benchmark's sparse fit
-        # 27.6 s against 14.4)
+        # variables of one curvature (standardised features, a text matrix's columns of
+        # one spread): the objective's own coordinates, steps and bits (a review: taken to
+        # unit spread, a text matrix's columns of spread 0.03 made the benchmark's sparse
+        # fit 27.6 s against 14.4)
         return None
-    return Standardized(objective, mean, scale, typical)
+    return Standardized(objective, mean, scale)
 
 
 def _n_threads(size):
@@ -726,17 +748,23 @@ class LinearSoftmaxLoss:
         reach a float64 ``tol``). With ``coarse`` (:meth:`coarse`), the lean L-BFGS taking
         its first iterations on the float32 evaluation. With ``standardized``
         (:func:`standardizing`), the solver runs in those coordinates: ``fun``, ``hessp``
-        and ``coarse`` are wrapped, ``x0`` mapped, and the result's ``x`` mapped back
-        (its ``jac`` stays the standardised gradient, the one ``tol`` was held to)."""
+        and ``coarse`` are wrapped, ``x0`` mapped, ``tol`` divided by their ``bound`` (so
+        that the objective's own gradient meets ``tol``), and the result's ``x`` and
+        ``jac`` mapped back (the standardised gradient as ``jac_standardized``)."""
         if standardized is not None:
             result = self.minimize(
                 standardized.fun(fun), standardized.standardized(x0),
-                tol=tol / standardized.typical, max_iter=max_iter, n_samples=n_samples,
+                tol=tol / standardized.bound, max_iter=max_iter, n_samples=n_samples,
                 args=args, callback=callback,
                 hessp=None if hessp is None else standardized.hessp(hessp),
                 coarse=None if coarse is None else (standardized.fun(coarse[0]), coarse[1]))
             result.x = standardized.params(result.x)
-            result.jac = result.jac * standardized.typical  # the gradient ``tol`` was held to
+            # the objective's gradient; the standardised one kept for the estimators'
+            # stall warning (a feature's mean of 750 leaves its own gradient at 1.5e-5
+            # where the objective is within 1e-14 of its optimum: a reading of the
+            # scale, not of the fit)
+            result.jac_standardized = result.jac
+            result.jac = standardized.objective_gradient(result.jac)
             return result
         if hessp is not None:  # float64: no stop on the reduction (a review: a column at 1e8
             # made a step that barely lowered the objective, and the fit stopped 4 % above

@@ -97,10 +97,7 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     tol : float, default=1e-8
         The solver stops when the largest gradient component falls below
         ``tol`` (as scikit-learn's lbfgs stops on its projected gradient, and
-        its newton-cg on the gradient), the gradient taken in the standardised
-        coordinates the solvers run in, times the features' median spread
-        (see Notes; the objective's own gradient where the features' spreads
-        are alike). L-BFGS also stops, as L-BFGS-B does,
+        its newton-cg on the gradient). L-BFGS also stops, as L-BFGS-B does,
         when an iteration lowers the objective by less than 64 eps relative
         (and float32 fits of either solver at float32's rounding noise); a
         float64 fit that stops so with its gradient 1000 times ``tol`` or more
@@ -151,18 +148,18 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     start (``warm_start=True`` after a fit) runs in float64 throughout.
 
     Both solvers run in standardised coordinates (``_linear_loss.Standardized``):
-    each feature's coefficients scaled by its standard deviation (rounded to a
-    power of two) and the intercepts moved by its mean (where that is more than
-    half of it), read from the data (dense: 10,000 rows at most; under
-    ``sample_weight``). A linear change of variables: the objective, its penalty
-    on ``coef_`` and its optimum are the same, but the steps are those on
-    standardised features, which L-BFGS and CG need. On raw features with very
-    different scales (wine's), L-BFGS had stopped after ``max_iter`` 47 % above
-    the optimal objective (scikit-learn's lbfgs does too); it now reaches it in
-    152. ``tol`` is read in those coordinates, times the features' median
-    spread. Features of one spread (standardised ones, the columns of a text
-    matrix) keep their own coordinates, steps and bits. Not on Dask (the Dask
-    fit runs in the objective's own).
+    each feature's coefficients scaled by the square root of the objective's
+    curvature along them (its spread's share and the penalty's) and the
+    intercepts moved by its mean, read from the data (dense: 10,000 rows at
+    most; under ``sample_weight``). A linear change of variables: the
+    objective, its penalty on ``coef_`` and its optimum are the same, and
+    ``tol`` still bounds its own gradient; the steps are those L-BFGS and CG
+    need. On raw features with very different scales (breast_cancer's, wine's)
+    L-BFGS had stopped after ``max_iter`` 9 % and 47 % above the optimal
+    objective (scikit-learn's lbfgs does too); it now reaches it. Variables
+    of one curvature (standardised features, the columns of a text matrix)
+    keep their own coordinates, steps and bits. Not on Dask (the Dask fit
+    runs in the objective's own).
 
     Attributes
     ----------
@@ -331,6 +328,10 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
         self.coef_, self.intercept_ = objective.solution(result.x)
         self.n_iter_ = np.array([min(result.nit, self.max_iter)], dtype=np.int32)
         self.objective_ = float(result.fun)
+        # a stall is read on the gradient the steps were taken in: standardised where the
+        # fit ran in standardised coordinates (``LinearSoftmaxLoss.minimize``)
+        stalled = result.get("jac_standardized", result.jac)
+        where = " (in standardised coordinates)" if "jac_standardized" in result else ""
         if not np.isfinite(self.objective_) or not _finite_norm(result.jac):
             # a stranger's review: silent before
             warnings.warn(
@@ -348,13 +349,13 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
                 "(a smaller C).", ConvergenceWarning, stacklevel=user_stacklevel())
         elif (result.status == 0 and objective.dtype == np.float64
               and "REDUCTION" in str(result.message).upper()  # (scipy < 1.15: REL_REDUCTION)
-              and _max_abs(result.jac) >= _STALLED * self.tol):
+              and _max_abs(stalled) >= _STALLED * self.tol):
             # a review: a column at 1e8, L-BFGS stopped at 2.8 times the optimal objective as
             # converged (as scikit-learn's lbfgs does, silently), its gradient 6e6 times tol
             warnings.warn(
                 f"SoftmaxRegression ({solver}) stopped after {result.nit} iterations on the "
                 "objective's relative reduction, its largest gradient component "
-                f"{_max_abs(result.jac):.3g}, far above tol={self.tol:g}: its steps no "
+                f"{_max_abs(stalled):.3g}{where}, far above tol={self.tol:g}: its steps no "
                 "longer lowered the objective before tol was reached. The features are "
                 "likely badly scaled, and the fit can then be far from the optimum: "
                 "standardise them (StandardScaler, or MaxAbsScaler for sparse X)"

@@ -127,7 +127,9 @@ class SoftmaxRegressionCV(SoftmaxRegression):
     layout (its default from version 1.10) without the ``l1_ratios`` axis:
     ``C_`` a float, and ``scores_``, ``coefs_paths_`` and ``n_iter_`` arrays, not
     dicts keyed by class that repeat the same array. The objective, dense or
-    sparse ``X``, float32 or float64, is :class:`SoftmaxRegression`'s. Dask
+    sparse ``X``, float32 or float64, is :class:`SoftmaxRegression`'s, and so are
+    its standardised coordinates (one set, from the whole ``X``, for every fold
+    and ``C``; see :class:`SoftmaxRegression`'s Notes). Dask
     collections are not accepted by ``fit`` (they are by ``predict`` and
     ``predict_proba``). Splitters that need ``groups`` can be used by passing
     their splits: ``cv=list(GroupKFold(5).split(X, y, groups))``.
@@ -257,9 +259,9 @@ class SoftmaxRegressionCV(SoftmaxRegression):
         scores = np.zeros((n_folds, n_Cs))
         n_iter = np.zeros((n_folds, n_Cs), dtype=np.int32)
         not_converged = 0
-        # one set of standardised coordinates for every fold and C (any set gives the same
-        # optima; the folds' paths start from one another's solutions)
-        standardized = standardizing(base, X, sw)
+        # standardised coordinates for each C (its penalty is part of each curvature), one
+        # set for every fold (any set gives the same optima)
+        standardized = [standardizing(obj, X, sw) for obj in objectives]
         size = X.nnz if sp.issparse(X) else X.size
         with threadpool_limits(limits=blas_threads_for(size), user_api="blas"), \
                 _jit.fit_mode(work):
@@ -278,7 +280,8 @@ class SoftmaxRegressionCV(SoftmaxRegression):
                         x0 = paths[f - 1, i] + (x0 - paths[f - 1, i - 1] if i else 0.0)
                     result = obj.minimize(obj.blocked_loss_gradient, x0, args=(parts, sw_sum),
                                           tol=self.tol, max_iter=self.max_iter,
-                                          n_samples=len(train), standardized=standardized)
+                                          n_samples=len(train),
+                                          standardized=standardized[i])
                     x0 = paths[f, i] = result.x
                     n_iter[f, i] = min(result.nit, self.max_iter)
                     not_converged += result.status == 1 or result.nit >= self.max_iter
@@ -293,7 +296,7 @@ class SoftmaxRegressionCV(SoftmaxRegression):
                 result = obj.minimize(obj.blocked_loss_gradient, paths[:, best].mean(axis=0),
                                       args=(obj.split(X, y_enc, sw), float(sw.sum())),
                                       tol=self.tol, max_iter=self.max_iter,
-                                      n_samples=X.shape[0], standardized=standardized)
+                                      n_samples=X.shape[0], standardized=standardized[best])
                 not_converged += result.status == 1 or result.nit >= self.max_iter
                 w = result.x
             else:
