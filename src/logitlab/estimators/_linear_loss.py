@@ -22,7 +22,8 @@ from ..losses._crossentropy import binary_ce_value_and_grad, sparse_ce_logits_in
 from ._lbfgs import minimize_lbfgs
 from ._newton_cg import minimize_newton_cg
 
-__all__ = ["LinearSoftmaxLoss", "Standardized", "blas_threads_for", "standardizing"]
+__all__ = ["LinearSoftmaxLoss", "Standardized", "blas_threads_for", "feature_moments",
+           "standardizing"]
 
 #: Rows per block of the blocked evaluation: a block's rows of ``X`` are still in
 #: cache when ``G_b^T X_b`` reads them again, so ``X`` is read from memory once.
@@ -63,6 +64,7 @@ COARSE_NOISE = 100.0
 #: Rows of dense ``X`` (evenly spaced) that :func:`standardizing`'s means and scales are
 #: read from: they need only be about right (any gives the same objective and optimum).
 STANDARDIZE_ROWS = 10_000
+
 
 class Standardized:
     """The objective's parameters in standardised coordinates, for the solvers.
@@ -167,18 +169,12 @@ class Standardized:
         return standardized
 
 
-def standardizing(objective, X, sample_weight=None):
-    """The :class:`Standardized` coordinates for ``objective`` on ``X`` (dense or sparse):
-    its features' means and standard deviations under ``sample_weight`` (so that weights
-    and repeated rows give the same coordinates, as scikit-learn's ``check_estimator``
-    asks), read in float64 (dense ``X``: from at most ``STANDARDIZE_ROWS`` evenly spaced
-    rows). A feature
-    that is constant there (its spread within 1e-12 of its mean), or whose moments are not
-    finite (values near float64's limit), is not moved or rescaled (``m = 0``, ``s = 1``).
-    The penalty's share of each curvature is read from ``objective.C`` and the summed
-    weights.
-    None where every feature keeps its own (:meth:`LinearSoftmaxLoss.minimize` then runs as
-    without)."""
+def feature_moments(X, sample_weight=None, *, centred=True):
+    """``(mean, spread, total)`` of ``X``'s features (dense or sparse) under
+    ``sample_weight``, read in float64 (dense ``X``: from at most ``STANDARDIZE_ROWS``
+    evenly spaced rows), for :func:`standardizing`: the weighted mean, the standard
+    deviation (``centred``; else the root mean square) and the summed weights. Weights
+    and repeated rows give the same moments, as scikit-learn's ``check_estimator`` asks."""
     n, d = X.shape
     dense = not sp.issparse(X)
     # dense X: evenly spaced rows, read by blocks of at most 2**20 numbers; sparse X whole
@@ -192,15 +188,15 @@ def standardizing(objective, X, sample_weight=None):
     total = float(np.sum(sample_weight)) if sample_weight is not None else float(n)
     total = total if total > 0 else float(n)
     w = w / w.sum() if w.sum() > 0 else np.full(len(rows), 1.0 / len(rows))
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+    with np.errstate(over="ignore", invalid="ignore"):
         if dense:
             step = max(1, (1 << 20) // max(d, 1))
             blocks = [(rows[i:i + step], w[i:i + step]) for i in range(0, len(rows), step)]
             mean = sum(wb @ np.asarray(X[rb], dtype=np.float64) for rb, wb in blocks)
             # two passes: a feature far from zero keeps its spread's digits
-            centre = mean if objective.fit_intercept else 0.0
-            scale = np.sqrt(sum(wb @ np.square(np.asarray(X[rb], dtype=np.float64) - centre)
-                                for rb, wb in blocks))
+            centre = mean if centred else 0.0
+            spread = np.sqrt(sum(wb @ np.square(np.asarray(X[rb], dtype=np.float64) - centre)
+                                 for rb, wb in blocks))
         else:  # by blocks (of rows; of columns for CSC): no copy of X's values at once (a
             # fit's peak memory was 1.97x the matrix and coefficients with X * X made whole,
             # against 1.08x)
@@ -216,21 +212,32 @@ def standardizing(objective, X, sample_weight=None):
                 mean[into] += block.T @ wb
                 block.data **= 2
                 square[into] += block.T @ wb
-            scale = np.sqrt(np.maximum(square - mean * mean, 0.0)
-                            if objective.fit_intercept else square)
+            spread = np.sqrt(np.maximum(square - mean * mean, 0.0) if centred else square)
+    return mean, spread, total
+
+
+def standardizing(objective, X, sample_weight=None, *, moments=None):
+    """The :class:`Standardized` coordinates for ``objective`` on ``X``, from its features'
+    :func:`feature_moments` (``moments``, where already read: they do not depend on ``C``).
+    A feature that is constant (its spread within 1e-12 of its mean), or whose moments are
+    not finite (values near float64's limit), is not moved or rescaled (``m = 0``, ``s =
+    1``). The penalty's share of each curvature is read from ``objective.C`` and the
+    summed weights. None where every feature keeps its own (:meth:`LinearSoftmaxLoss.minimize`
+    then runs as without)."""
+    if moments is None:
+        moments = feature_moments(X, sample_weight, centred=objective.fit_intercept)
+    mean, scale, total = (np.array(m, dtype=np.float64) for m in moments)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         if not objective.fit_intercept:
             mean = np.zeros_like(mean)
         # (a spread within 1e-12 of the mean is rounding: a constant feature)
         keep = ~(np.isfinite(scale) & np.isfinite(mean) & (scale > 1e-12 * np.abs(mean))
-                 & (scale > 0)
                  & np.isfinite(1.0 / scale) & np.isfinite(mean / scale))
         mean[keep], scale[keep] = 0.0, 1.0
         mean[np.abs(mean) < 0.5 * scale] = 0.0  # (centring by less: no matter)
         # the penalty's share of the curvature, 1 / (C sum(sw)) against the data's
         # spread^2 / 4 at most: 4 / (C sum(sw)) added to spread^2
-        floor = 4.0 * objective.inv_C / total
-        scale = np.sqrt(scale * scale + floor)
-        scale[keep] = 1.0
+        scale = np.sqrt(scale * scale + 4.0 * objective.inv_C / float(total))
         # as powers of two (``v = w s`` exact), each one's ratio to the median rounded:
         # curvatures about alike are then exactly alike
         typical = float(np.median(scale[~keep])) if np.any(~keep) else 1.0

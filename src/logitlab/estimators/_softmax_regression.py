@@ -156,12 +156,13 @@ class SoftmaxRegression(ClassifierMixin, BaseEstimator):
     where a solver stops on ``tol`` it bounds the objective's own gradient
     (the solvers are held to ``tol / bound`` in the new coordinates); L-BFGS's
     stop on the relative reduction and the stall warning read the
-    standardised gradient. The steps are those L-BFGS and CG need. On raw features with very different scales (breast_cancer's, wine's)
-    L-BFGS had stopped after ``max_iter`` 9 % and 47 % above the optimal
-    objective (scikit-learn's lbfgs does too); it now reaches it. Variables
-    of one curvature (standardised features, the columns of a text matrix)
-    keep their own coordinates, steps and bits. Not on Dask (the Dask fit
-    runs in the objective's own).
+    standardised gradient. The steps are those L-BFGS and CG need. On raw
+    features with very different scales (breast_cancer's, wine's) L-BFGS had
+    stopped after ``max_iter`` 9 % and 47 % above the optimal objective
+    (scikit-learn's lbfgs does too); it now reaches it. Variables of one
+    curvature (standardised features, the columns of a text matrix) keep
+    their own coordinates, steps and bits. Not on Dask (the Dask fit runs in
+    the objective's own).
 
     Attributes
     ----------

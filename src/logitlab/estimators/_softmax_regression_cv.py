@@ -17,7 +17,7 @@ from threadpoolctl import threadpool_limits
 from .. import _jit
 from .._dask_adapter import is_dask_collection
 from .._validation import check_grid, user_stacklevel
-from ._linear_loss import LinearSoftmaxLoss, blas_threads_for, standardizing
+from ._linear_loss import LinearSoftmaxLoss, blas_threads_for, feature_moments, standardizing
 from ._softmax_regression import SoftmaxRegression
 
 __all__ = ["SoftmaxRegressionCV"]
@@ -128,8 +128,8 @@ class SoftmaxRegressionCV(SoftmaxRegression):
     ``C_`` a float, and ``scores_``, ``coefs_paths_`` and ``n_iter_`` arrays, not
     dicts keyed by class that repeat the same array. The objective, dense or
     sparse ``X``, float32 or float64, is :class:`SoftmaxRegression`'s, and so are
-    its standardised coordinates (one set, from the whole ``X``, for every fold
-    and ``C``; see :class:`SoftmaxRegression`'s Notes). Dask
+    its standardised coordinates (one set a ``C``, from the whole ``X``, for
+    every fold; see :class:`SoftmaxRegression`'s Notes). Dask
     collections are not accepted by ``fit`` (they are by ``predict`` and
     ``predict_proba``). Splitters that need ``groups`` can be used by passing
     their splits: ``cv=list(GroupKFold(5).split(X, y, groups))``.
@@ -260,8 +260,9 @@ class SoftmaxRegressionCV(SoftmaxRegression):
         n_iter = np.zeros((n_folds, n_Cs), dtype=np.int32)
         not_converged = 0
         # standardised coordinates for each C (its penalty is part of each curvature), one
-        # set for every fold (any set gives the same optima)
-        standardized = [standardizing(obj, X, sw) for obj in objectives]
+        # set for every fold (any set gives the same optima), from one reading of X
+        moments = feature_moments(X, sw, centred=self.fit_intercept)
+        standardized = [standardizing(obj, X, sw, moments=moments) for obj in objectives]
         size = X.nnz if sp.issparse(X) else X.size
         with threadpool_limits(limits=blas_threads_for(size), user_api="blas"), \
                 _jit.fit_mode(work):
